@@ -1,0 +1,138 @@
+"""Reading the dyadic corpus (DESIGN.md §3.1) and refusing anything that breaks its contract.
+
+    <root>/meta.json                     {"fps": 25, "audio_dim": 768, "speaker_dim": 50, "listener_dim": 56}
+    <root>/splits/{train,val,test}.txt   one clip id per line
+    <root>/clips/<clip_id>/speaker_audio.npy   float32 [T,768]
+    <root>/clips/<clip_id>/speaker_exp.npy     float32 [T,50]
+    <root>/clips/<clip_id>/listener.npy        float32 [T,56]
+    <root>/clips/<clip_id>/speaker.wav         optional
+
+Every refusal is a :class:`CorpusError` naming the clip, the file and the numbers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+
+SPLITS = ("train", "val", "test")
+CLIP_FILES = {"speaker_audio": AUDIO_DIM, "speaker_exp": SPEAKER_EXP_DIM, "listener": FLAME_DIM}
+
+
+class CorpusError(ValueError):
+    """Corpus data that breaks the §3.1 contract."""
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    speaker_audio: np.ndarray  # float32 [T,768]
+    speaker_exp: np.ndarray  # float32 [T,50]
+    listener: np.ndarray  # float32 [T,56]
+    wav_path: Path | None = None  # speaker.wav when present
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.listener)
+
+
+def check_array(array: np.ndarray, width: int, source: str) -> np.ndarray:
+    """Return ``array`` as float32 ``[T,width]``, or raise naming ``source`` and the offending numbers."""
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[1] != width:
+        raise CorpusError(f"{source}: expected shape [T,{width}], got {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise CorpusError(f"{source}: expected float values, got dtype {array.dtype}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.unique(np.nonzero(~finite)[0])
+        raise CorpusError(f"{source}: {int((~finite).sum())} NaN/Inf values in {len(bad_rows)} frame(s), "
+                          f"first at frame {int(bad_rows[0])}")
+    return array.astype(np.float32, copy=False)
+
+
+def check_speaker_inputs(speaker_audio: np.ndarray, speaker_exp: np.ndarray, *, audio_source: str = "audio",
+                         exp_source: str = "visual") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a speaker's ``[T,768]`` audio features and ``[T,50]`` expression: widths, finiteness, equal T."""
+    speaker_audio = check_array(speaker_audio, AUDIO_DIM, audio_source)
+    speaker_exp = check_array(speaker_exp, SPEAKER_EXP_DIM, exp_source)
+    if len(speaker_audio) != len(speaker_exp):
+        raise CorpusError(f"{audio_source} has {len(speaker_audio)} frames but {exp_source} has "
+                          f"{len(speaker_exp)}: speaker audio and expression must have the same length")
+    if len(speaker_audio) == 0:
+        raise CorpusError(f"{audio_source}: no frames")
+    return speaker_audio, speaker_exp
+
+
+def load_npy(path: Path, source: str) -> np.ndarray:
+    if not path.is_file():
+        raise CorpusError(f"{source}: missing file {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CorpusError(f"{source}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
+
+
+class DyadicCorpus:
+    """A §3.1 corpus folder. Clips are read on demand; ``load_clip`` validates each one."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            raise CorpusError(f"{self.root}: not a dyadic corpus (missing meta.json)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{meta_path}: invalid JSON ({exc})") from exc
+        expected = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
+        for key, value in expected.items():
+            if self.meta.get(key) != value:
+                raise CorpusError(f"{meta_path}: {key} is {self.meta.get(key)!r}, the contract requires {value}")
+
+    def split_ids(self, split: str) -> list[str]:
+        if split not in SPLITS:
+            raise CorpusError(f"unknown split {split!r}; expected one of {SPLITS}")
+        path = self.root / "splits" / f"{split}.txt"
+        if not path.is_file():
+            raise CorpusError(f"{self.root}: missing split file splits/{split}.txt")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise CorpusError(f"{path}: the {split} split lists no clips")
+        return ids
+
+    def load_clip(self, clip_id: str, *, min_frames: int = 1) -> Clip:
+        """Load and validate one clip; ``min_frames`` is the shortest clip the caller can use."""
+        clip_dir = self.root / "clips" / clip_id
+        if not clip_dir.is_dir():
+            raise CorpusError(f"clip {clip_id}: missing folder {clip_dir}")
+        arrays = {}
+        for name, width in CLIP_FILES.items():
+            path = clip_dir / f"{name}.npy"
+            source = f"clip {clip_id}, {name}.npy"
+            arrays[name] = check_array(load_npy(path, source), width, source)
+        lengths = {name: len(a) for name, a in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            detail = ", ".join(f"{name}.npy has {n}" for name, n in lengths.items())
+            raise CorpusError(f"clip {clip_id}: length mismatch: {detail} frames")
+        num_frames = lengths["listener"]
+        if num_frames < min_frames:
+            raise CorpusError(f"clip {clip_id}: {num_frames} frames, shorter than the {min_frames} the model needs")
+        wav = clip_dir / "speaker.wav"
+        return Clip(clip_id, arrays["speaker_audio"], arrays["speaker_exp"], arrays["listener"],
+                    wav if wav.is_file() else None)
+
+    def load_split(self, split: str, *, min_frames: int = 1) -> list[Clip]:
+        return [self.load_clip(clip_id, min_frames=min_frames) for clip_id in self.split_ids(split)]
+
+
+def write_corpus_meta(root: str | Path) -> None:
+    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
+    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Rendering as pure functions: Gaussians + camera in, colour/alpha/depth out (gsplat or PyTorch reference)."""

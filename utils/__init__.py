@@ -1,0 +1,1 @@
+"""Small shared helpers: FLAME vector layout, configs, atomic outputs, checkpoints, logs, plots."""

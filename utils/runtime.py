@@ -1,0 +1,23 @@
+"""Seeds and devices, resolved in one place."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU; an explicit ``cuda`` without a GPU is an error."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} was asked for, but CUDA is not available on this machine")
+    return device
