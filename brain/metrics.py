@@ -1,0 +1,353 @@
+"""Listener-motion metrics, computed the way the listener-generation literature computes them.
+
+Two families, both applied to FLAME vectors ``[exp 0:50 | global_rot 50:53 | jaw 53:56]``:
+
+* L2L / RLHG / DIM ("Learning to Listen", "Dyadic Interaction Modeling"): Fréchet distance per clip
+  (``fd_*``), paired Fréchet distance on ``[speaker, listener]`` frames (``pfd_*``), ``mse_*``, Shannon-index
+  diversity of k-means cluster occupancy (``sid_*``), pooled variance (``var_*``) and the residual
+  speaker-listener correlation (``rpcc_*``), each for expression (``_exp``, dims 0:50) and pose (``_pose``,
+  global rotation + jaw, dims 50:56) separately.
+* REACT 2023 (``frcorr``, ``frdist``, ``frdiv``, ``frdvs``, ``frvar``, ``frsyn``) over the whole 56-dim vector,
+  plus motion-quality checks (``jitter``, ``amp_ratio``, ``seam``).
+
+Formulas, sources and every deviation from the reference code are in ``docs/METRICS.md``.
+
+    context = MetricContext.from_clips(test_clips)               # fits the SID k-means on ground truth
+    scores = evaluate_method(context, samples)                   # samples: one float [K,T,56] per clip
+    gt = evaluate_method(context, [c.listener[None] for c in test_clips])   # ground truth's own statistics
+
+A clip here is anything with ``clip_id``, ``speaker_exp [T,50]`` and ``listener [T,56]`` (``brain.data.Clip``).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.cluster.vq import kmeans2, vq
+from scipy.linalg import LinAlgWarning, sqrtm
+
+from utils.flame import EXP, FLAME_DIM, POSE
+
+PARTS = {"exp": EXP, "pose": POSE}
+SID_CLUSTERS = {"exp": 40, "pose": 20}  # DIM's k for expression and pose
+FD_RIDGE = 1e-6  # added to both covariances when sqrtm of their product is not finite (as DIM/FID code)
+SYNC_MAX_LAG = 49  # REACT's TLCC window: lags -(2 s * 25 fps - 1) .. +49 frames
+POSE_REFERENCE_DIMS = POSE.stop - POSE.start  # speaker components paired with listener pose in rpcc_pose
+CCC_EPS = 1e-8  # REACT's guard in the CCC denominator
+
+# Every metric a method gets, in table order. A contract: evaluate.py, RESULTS.md and tests read it.
+METRIC_NAMES = (
+    "fd_exp", "fd_pose", "pfd_exp", "pfd_pose", "mse_exp", "mse_pose",
+    "sid_exp", "sid_pose", "var_exp", "var_pose", "rpcc_exp", "rpcc_pose",
+    "frcorr", "frdist", "frdiv", "frdvs", "frvar", "frsyn",
+    "jitter", "amp_ratio", "seam",
+)
+
+
+# ---------------------------------------------------------------- Fréchet distance
+
+
+def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray,
+                              *, ridge: float = FD_RIDGE) -> float:
+    """``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2})`` between two Gaussians.
+
+    When the matrix square root of the product is not finite, or keeps a non-negligible imaginary part
+    (near-singular covariances, e.g. a static generated motion), ``ridge * I`` is added to both covariances,
+    as the FID/DIM reference code does; the remaining tiny imaginary part is numerical noise and dropped.
+    """
+    diff = mean_a - mean_b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)  # singular products are expected and handled below
+        covmean = sqrtm(cov_a @ cov_b)
+        if not np.isfinite(covmean).all() or (np.iscomplexobj(covmean)
+                                               and np.abs(np.diag(covmean).imag).max() > 1e-3):
+            offset = np.eye(len(cov_a)) * ridge
+            covmean = sqrtm((cov_a + offset) @ (cov_b + offset))
+    covmean = np.real(covmean)
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+
+
+def frechet_distance(frames_a: np.ndarray, frames_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two frame sets ``[N,D]`` and ``[M,D]`` (unbiased covariance)."""
+    frames_a = np.asarray(frames_a, dtype=np.float64)
+    frames_b = np.asarray(frames_b, dtype=np.float64)
+    if frames_a.ndim != 2 or frames_b.ndim != 2 or frames_a.shape[1] != frames_b.shape[1]:
+        raise ValueError(f"Fréchet distance needs two [N,D] frame sets of equal D, got {frames_a.shape} "
+                         f"and {frames_b.shape}")
+    if len(frames_a) < 2 or len(frames_b) < 2:
+        raise ValueError("Fréchet distance needs at least 2 frames per set to estimate a covariance")
+    return gaussian_frechet_distance(frames_a.mean(0), np.atleast_2d(np.cov(frames_a, rowvar=False)),
+                                     frames_b.mean(0), np.atleast_2d(np.cov(frames_b, rowvar=False)))
+
+
+# ---------------------------------------------------------------- diversity (SID) and correlation
+
+
+def fit_codebook(frames: np.ndarray, num_clusters: int, *, seed: int = 0) -> np.ndarray:
+    """k-means++ centroids ``[k,D]`` of ``frames [N,D]`` with a fixed seed (the SID reference clustering)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if len(frames) < num_clusters:
+        raise ValueError(f"SID needs at least {num_clusters} ground-truth frames to fit {num_clusters} clusters, "
+                         f"got {len(frames)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty cluster is kept at its seed; that only happens on tiny sets
+        centroids, _ = kmeans2(frames, num_clusters, iter=20, minit="++", rng=np.random.default_rng(seed))
+    return centroids
+
+
+def shannon_index(codebook: np.ndarray, frames: np.ndarray) -> float:
+    """Entropy in bits of the cluster histogram of ``frames [N,D]`` under ``codebook [k,D]``: in ``[0, log2 k]``."""
+    labels, _ = vq(np.asarray(frames, dtype=np.float64), codebook)
+    counts = np.bincount(labels, minlength=len(codebook)).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def pooled_pcc(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally shaped arrays, all values pooled (DIM's rPCC ingredient)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def concordance(reference: np.ndarray, generated: np.ndarray) -> float:
+    """Lin's concordance correlation per dimension of ``[T,D]`` sequences, averaged over dimensions.
+
+    ``2 cov / (var_r + var_g + (mu_r - mu_g)^2)`` with population moments; a static dimension scores 0
+    (REACT's ``np.corrcoef`` form would give NaN there).
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    generated = np.asarray(generated, dtype=np.float64)
+    mean_r, mean_g = reference.mean(0), generated.mean(0)
+    cov = ((reference - mean_r) * (generated - mean_g)).mean(0)
+    denom = reference.var(0) + generated.var(0) + (mean_r - mean_g) ** 2
+    return float(np.mean(2.0 * cov / (denom + CCC_EPS)))
+
+
+# ---------------------------------------------------------------- REACT diversity, synchrony, DTW
+
+
+def sample_diversity(samples: np.ndarray) -> float:
+    """REACT FRDiv (S-MSE) for one input: mean squared distance over ordered pairs of the K samples ``[K,T,D]``,
+    divided by ``T*D``. NaN for K=1 (one sample has no spread to measure)."""
+    flat = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
+    num = len(flat)
+    if num < 2:
+        return float("nan")
+    return float(_sum_pairwise_sq(flat) / (num * (num - 1)) / flat.shape[1])
+
+
+def across_input_diversity(motions: np.ndarray) -> float:
+    """REACT FRDvs: for each sample index k, mean squared distance over ordered pairs of *inputs*, ``[N,K,T,D]``."""
+    motions = np.asarray(motions, dtype=np.float64)
+    num_inputs, num_samples = motions.shape[:2]
+    if num_inputs < 2:
+        return float("nan")
+    flat = motions.reshape(num_inputs, num_samples, -1)
+    total = sum(_sum_pairwise_sq(flat[:, k]) for k in range(num_samples))
+    return float(total / (num_inputs * (num_inputs - 1) * num_samples) / flat.shape[2])
+
+
+def _sum_pairwise_sq(flat: np.ndarray) -> float:
+    """``sum_{i,j} |x_i - x_j|^2`` over rows of ``flat [N,F]`` without building the N×N×F difference tensor."""
+    sq_norms = (flat * flat).sum(1)
+    total_sq = sq_norms.sum()
+    centroid_sum = flat.sum(0)
+    return float(2.0 * len(flat) * total_sq - 2.0 * centroid_sum @ centroid_sum)
+
+
+def temporal_variance(motion: np.ndarray) -> float:
+    """REACT FRVar: variance over time (unbiased, as ``torch.var``) of each dimension, averaged: ``[...,T,D]``."""
+    return float(np.asarray(motion, dtype=np.float64).var(axis=-2, ddof=1).mean())
+
+
+def lagged_correlations(listener: np.ndarray, speaker: np.ndarray, max_lag: int = SYNC_MAX_LAG) -> np.ndarray:
+    """Per-lag mean (over dims) Pearson correlation of ``listener[t+lag]`` with ``speaker[t]``, both ``[T,D]``.
+
+    Returns ``[2*max_lag+1]`` for lags ``-max_lag..max_lag``; dimensions that are static over the overlap are
+    left out of the mean (NaN when all are).
+    """
+    listener = np.asarray(listener, dtype=np.float64)
+    speaker = np.asarray(speaker, dtype=np.float64)
+    out = np.full(2 * max_lag + 1, np.nan)
+    num_frames = len(listener)
+    for index, lag in enumerate(range(-max_lag, max_lag + 1)):
+        if lag >= 0:
+            a, b = listener[lag:], speaker[:num_frames - lag]
+        else:
+            a, b = listener[:lag], speaker[-lag:]
+        a = a - a.mean(0)
+        b = b - b.mean(0)
+        denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        valid = denom > 1e-12
+        if valid.any():
+            out[index] = float(np.mean((a * b).sum(0)[valid] / denom[valid]))
+    return out
+
+
+def peak_lag(listener: np.ndarray, speaker: np.ndarray, max_lag: int = SYNC_MAX_LAG) -> float:
+    """Lag in frames (positive: the listener follows) of the peak lagged cross-correlation; NaN if undefined."""
+    max_lag = min(max_lag, len(listener) - 3)  # keep at least 3 overlapping frames per lag
+    if max_lag < 0:
+        return float("nan")
+    correlations = lagged_correlations(listener, speaker, max_lag)
+    if np.isnan(correlations).all():
+        return float("nan")
+    return float(int(np.nanargmax(correlations)) - max_lag)
+
+
+def dtw_distance(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Dynamic-time-warping distance (``sqrt`` of the cheapest path's summed squared Euclidean frame
+    distances, as ``tslearn.metrics.dtw``) of each of ``query [K,T,D]`` against ``reference [S,D]`` -> ``[K]``.
+
+    Dynamic programming over anti-diagonals, vectorised over the K queries.
+    """
+    query = np.asarray(query, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    num_query, len_q = query.shape[:2]
+    len_r = len(reference)
+    # [K,T,S] squared distances, expanded so no [K,T,S,D] difference tensor is built
+    cost = (query ** 2).sum(-1)[:, :, None] + (reference ** 2).sum(-1)[None, None, :] \
+        - 2.0 * np.einsum("ktd,sd->kts", query, reference)
+    cost = np.maximum(cost, 0.0)
+    acc = np.full((num_query, len_q + 1, len_r + 1), np.inf)
+    acc[:, 0, 0] = 0.0
+    for diagonal in range(2, len_q + len_r + 1):
+        rows = np.arange(max(1, diagonal - len_r), min(len_q, diagonal - 1) + 1)
+        cols = diagonal - rows
+        best_prev = np.minimum(np.minimum(acc[:, rows - 1, cols], acc[:, rows, cols - 1]), acc[:, rows - 1, cols - 1])
+        acc[:, rows, cols] = cost[:, rows - 1, cols - 1] + best_prev
+    return np.sqrt(acc[:, len_q, len_r])
+
+
+def weighted_dtw(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """REACT FRdist's per-group weighted DTW on FLAME: ``dtw(exp)/50 + dtw(pose)/6`` -> ``[K]``."""
+    total = 0.0
+    for part in PARTS.values():
+        width = part.stop - part.start
+        total = total + dtw_distance(samples[..., part], reference[..., part]) / width
+    return total
+
+
+# ---------------------------------------------------------------- motion quality
+
+
+def second_difference_norms(motion: np.ndarray) -> np.ndarray:
+    """``|x[t+1] - 2 x[t] + x[t-1]|`` for ``t = 1..T-2`` of ``[...,T,D]`` -> ``[...,T-2]``."""
+    motion = np.asarray(motion, dtype=np.float64)
+    return np.linalg.norm(motion[..., 2:, :] - 2.0 * motion[..., 1:-1, :] + motion[..., :-2, :], axis=-1)
+
+
+def seam_ratio(motions: Sequence[np.ndarray], chunk_frames: int) -> float:
+    """Mean second-difference norm on stencils that straddle a chunk boundary over the mean elsewhere.
+
+    ``motions``: ``[K,T,D]`` arrays. A chunk boundary lies between frames ``b-1`` and ``b`` for ``b`` a multiple of
+    ``chunk_frames``; the stencils centred on ``b-1`` and ``b`` cross it. ~1 is seamless, >1 shows jumps.
+    """
+    at_seam, inside = [], []
+    for motion in motions:
+        norms = second_difference_norms(motion)  # [K,T-2], entry i is centred on frame i+1
+        centres = np.arange(1, norms.shape[-1] + 1)
+        crosses = ((centres + 1) % chunk_frames == 0) | (centres % chunk_frames == 0)
+        at_seam.append(norms[..., crosses].ravel())
+        inside.append(norms[..., ~crosses].ravel())
+    seam, rest = np.concatenate(at_seam), np.concatenate(inside)
+    if seam.size == 0 or rest.size == 0 or rest.mean() == 0:
+        return float("nan")
+    return float(seam.mean() / rest.mean())
+
+
+# ---------------------------------------------------------------- the evaluation of one method
+
+
+@dataclass
+class MetricContext:
+    """What every method is scored against: the test clips and the SID codebooks fitted on their ground truth."""
+
+    speaker_exp: list[np.ndarray]  # per clip [T,50]
+    listener: list[np.ndarray]  # per clip [T,56]
+    codebooks: dict[str, np.ndarray]  # part -> [k, part width]
+    reference_std: np.ndarray  # [56] per-dim std of all ground-truth frames
+    chunk_frames: int = 8
+
+    @classmethod
+    def from_clips(cls, clips, *, seed: int = 0, chunk_frames: int = 8,
+                   clusters: dict[str, int] | None = None) -> "MetricContext":
+        clusters = clusters or SID_CLUSTERS
+        speaker_exp = [np.asarray(c.speaker_exp, dtype=np.float64) for c in clips]
+        listener = [np.asarray(c.listener, dtype=np.float64) for c in clips]
+        if not listener:
+            raise ValueError("no clips to evaluate")
+        pooled = np.concatenate(listener)
+        codebooks = {part: fit_codebook(pooled[:, sl], clusters[part], seed=seed) for part, sl in PARTS.items()}
+        return cls(speaker_exp, listener, codebooks, pooled.std(0), chunk_frames)
+
+
+def evaluate_method(context: MetricContext, samples: Sequence[np.ndarray]) -> dict[str, float]:
+    """Every metric in :data:`METRIC_NAMES` for one method's ``samples`` (one ``[K,T,56]`` per context clip).
+
+    Clip-level metrics (FD, P-FD, MSE, CCC, DTW) are computed for each sample against its clip's ground truth,
+    averaged over samples, then over clips. Pooled ones (SID, var, rPCC, amplitude) use every generated frame.
+    """
+    if len(samples) != len(context.listener):
+        raise ValueError(f"got samples for {len(samples)} clips, the context holds {len(context.listener)}")
+    for index, (motion, truth) in enumerate(zip(samples, context.listener)):
+        if motion.ndim != 3 or motion.shape[1:] != truth.shape:
+            raise ValueError(f"clip {index}: samples must be [K,{len(truth)},{FLAME_DIM}], got {list(motion.shape)}")
+        if not np.isfinite(motion).all():
+            raise ValueError(f"clip {index}: samples contain NaN/Inf")
+
+    per_clip: dict[str, list[float]] = {name: [] for name in
+                                        ("fd_exp", "fd_pose", "pfd_exp", "pfd_pose", "mse_exp", "mse_pose",
+                                         "frcorr", "frdist", "frdiv", "frvar", "frsyn")}
+    for motion, truth, speaker in zip(samples, context.listener, context.speaker_exp):
+        motion = np.asarray(motion, dtype=np.float64)
+        for part, sl in PARTS.items():
+            per_clip[f"fd_{part}"].append(np.mean([frechet_distance(truth[:, sl], m[:, sl]) for m in motion]))
+            real_pairs = np.concatenate([speaker, truth[:, sl]], axis=1)
+            per_clip[f"pfd_{part}"].append(np.mean([
+                frechet_distance(real_pairs, np.concatenate([speaker, m[:, sl]], axis=1)) for m in motion]))
+            per_clip[f"mse_{part}"].append(float(((motion[:, :, sl] - truth[None, :, sl]) ** 2).mean()))
+        per_clip["frcorr"].append(np.mean([concordance(truth, m) for m in motion]))
+        per_clip["frdist"].append(float(weighted_dtw(motion, truth).mean()))
+        per_clip["frdiv"].append(sample_diversity(motion))
+        per_clip["frvar"].append(temporal_variance(motion))
+        per_clip["frsyn"].append(_nanmean([abs(peak_lag(m[:, EXP], speaker)) for m in motion]))
+    scores = {name: _nanmean(values) for name, values in per_clip.items()}
+
+    generated = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).astype(np.float64)  # [sum K*T, 56]
+    truth_frames = np.concatenate(context.listener)
+    speaker_frames = np.concatenate([np.tile(s, (len(m), 1)) for m, s in zip(samples, context.speaker_exp)])
+    speaker_truth = np.concatenate(context.speaker_exp)
+    for part, sl in PARTS.items():
+        scores[f"sid_{part}"] = shannon_index(context.codebooks[part], generated[:, sl])
+        scores[f"var_{part}"] = float(generated[:, sl].var())
+        reference = slice(0, POSE_REFERENCE_DIMS) if part == "pose" else slice(None)
+        real_pcc = pooled_pcc(truth_frames[:, sl], speaker_truth[:, reference])
+        scores[f"rpcc_{part}"] = abs(real_pcc - pooled_pcc(generated[:, sl], speaker_frames[:, reference]))
+
+    scores["frdvs"] = across_input_diversity(_crop_to_common_length(samples))
+    scores["jitter"] = float(np.concatenate([second_difference_norms(m).ravel() for m in samples]).mean())
+    moving = context.reference_std > 1e-8
+    scores["amp_ratio"] = float(np.mean(generated[:, moving].std(0) / context.reference_std[moving]))
+    scores["seam"] = seam_ratio(samples, context.chunk_frames)
+    return {name: scores[name] for name in METRIC_NAMES}
+
+
+def _crop_to_common_length(samples: Sequence[np.ndarray]) -> np.ndarray:
+    """``[N,K,T_min,56]``: REACT's FRDvs compares inputs frame by frame, so clips are cut to the shortest."""
+    num_samples = min(len(m) for m in samples)
+    length = min(m.shape[1] for m in samples)
+    return np.stack([m[:num_samples, :length] for m in samples])
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")

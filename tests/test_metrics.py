@@ -1,0 +1,151 @@
+"""Listener metrics against closed forms and hand-checkable cases (docs/METRICS.md)."""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from brain import metrics
+from utils.flame import EXP, FLAME_DIM
+
+
+@dataclass
+class _Clip:
+    clip_id: str
+    speaker_exp: np.ndarray
+    listener: np.ndarray
+
+
+def _clips(num=3, frames=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return [_Clip(f"c{i}", rng.standard_normal((frames, 50)), rng.standard_normal((frames, FLAME_DIM)))
+            for i in range(num)]
+
+
+def test_frechet_distance_of_identical_sets_is_zero():
+    frames = np.random.default_rng(0).standard_normal((200, 6))
+    assert metrics.frechet_distance(frames, frames) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_the_closed_form_for_known_gaussians():
+    # Diagonal covariances commute, so tr(S1 + S2 - 2 sqrt(S1 S2)) = sum (s1 - s2)^2 for std devs s1, s2.
+    mean_a, mean_b = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
+    std_a, std_b = np.array([1.0, 2.0, 0.5]), np.array([3.0, 1.0, 0.5])
+    expected = np.sum((mean_a - mean_b) ** 2) + np.sum((std_a - std_b) ** 2)
+    got = metrics.gaussian_frechet_distance(mean_a, np.diag(std_a ** 2), mean_b, np.diag(std_b ** 2))
+    assert got == pytest.approx(expected, rel=1e-9)
+    # ... and the sample version converges to it.
+    rng = np.random.default_rng(1)
+    a = mean_a + std_a * rng.standard_normal((200_000, 3))
+    b = mean_b + std_b * rng.standard_normal((200_000, 3))
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+
+
+def test_frechet_distance_survives_a_static_set_and_rejects_bad_shapes():
+    frames = np.random.default_rng(0).standard_normal((100, 4))
+    static = np.zeros((100, 4))
+    # A static set is a point mass: the distance is |mu|^2 + tr(S).
+    expected = frames.mean(0) @ frames.mean(0) + np.trace(np.cov(frames, rowvar=False))
+    assert metrics.frechet_distance(frames, static) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="equal D"):
+        metrics.frechet_distance(frames, frames[:, :3])
+
+
+def test_shannon_index_of_a_uniform_assignment_is_log2_k():
+    centroids = np.arange(8, dtype=np.float64)[:, None] * 10.0  # 8 well separated 1-D clusters
+    uniform = np.repeat(centroids, 5, axis=0) + 0.1
+    assert metrics.shannon_index(centroids, uniform) == pytest.approx(np.log2(8))
+    assert metrics.shannon_index(centroids, np.zeros((30, 1))) == pytest.approx(0.0)
+
+
+def test_codebook_is_deterministic_under_a_seed_and_needs_enough_frames():
+    frames = np.random.default_rng(0).standard_normal((300, 5))
+    np.testing.assert_array_equal(metrics.fit_codebook(frames, 7, seed=3), metrics.fit_codebook(frames, 7, seed=3))
+    with pytest.raises(ValueError, match="at least 40 ground-truth frames"):
+        metrics.fit_codebook(frames[:10], 40)
+
+
+def test_concordance_is_one_for_identical_sequences_and_lower_for_shifted_ones():
+    seq = np.random.default_rng(0).standard_normal((100, 6))
+    assert metrics.concordance(seq, seq) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.concordance(seq, seq + 1.0) < 0.7  # same shape, wrong level: CCC penalises the offset
+    assert metrics.concordance(seq, np.zeros_like(seq)) == pytest.approx(0.0)
+
+
+def test_sample_diversity_is_zero_for_identical_samples_and_matches_pairwise_mean():
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((20, 4))
+    assert metrics.sample_diversity(np.stack([one] * 5)) == pytest.approx(0.0, abs=1e-10)
+    samples = rng.standard_normal((4, 20, 4))
+    flat = samples.reshape(4, -1)
+    brute = np.mean([((flat[i] - flat[j]) ** 2).sum() for i in range(4) for j in range(4) if i != j]) / flat.shape[1]
+    assert metrics.sample_diversity(samples) == pytest.approx(brute)
+    assert np.isnan(metrics.sample_diversity(samples[:1]))
+
+
+def test_across_input_diversity_counts_inputs_not_samples():
+    rng = np.random.default_rng(0)
+    same_inputs = np.stack([rng.standard_normal((3, 10, 2))] * 4)  # [N=4,K=3,...] every input reacts alike
+    assert metrics.across_input_diversity(same_inputs) == pytest.approx(0.0, abs=1e-10)
+    assert metrics.across_input_diversity(rng.standard_normal((4, 3, 10, 2))) > 1.0
+
+
+@pytest.mark.parametrize("delay", [0, 7, -5])
+def test_peak_lag_recovers_a_known_delay(delay):
+    rng = np.random.default_rng(0)
+    speaker = rng.standard_normal((300, 8))
+    listener = np.roll(speaker, delay, axis=0)  # listener[t] = speaker[t - delay]
+    assert metrics.peak_lag(listener, speaker) == delay
+
+
+def test_dtw_is_zero_for_a_time_warped_copy_and_euclidean_without_warping():
+    reference = np.array([[0.0], [1.0], [2.0], [3.0]])
+    warped = np.array([[[0.0], [0.0], [1.0], [2.0], [3.0], [3.0]]])
+    assert metrics.dtw_distance(warped, reference)[0] == pytest.approx(0.0)
+    flat = np.zeros((1, 4, 1)) + 2.0  # against zeros no warping helps: the diagonal, sqrt(4 * 2^2)
+    assert metrics.dtw_distance(flat, np.zeros((4, 1)))[0] == pytest.approx(4.0)
+
+
+def test_seam_ratio_flags_jumps_at_chunk_boundaries():
+    t = np.linspace(0, 4 * np.pi, 64)
+    smooth = np.stack([np.sin(t), np.cos(t)], axis=1)[None]  # [1,64,2]
+    assert metrics.seam_ratio([smooth], 8) == pytest.approx(1.0, rel=0.2)
+    jumpy = smooth.copy()
+    for start in range(8, 64, 8):
+        jumpy[0, start:] += 0.3  # a step at every chunk boundary
+    assert metrics.seam_ratio([jumpy], 8) > 5.0
+
+
+def test_evaluate_method_scores_ground_truth_as_perfect_and_noise_as_worse():
+    clips = _clips()
+    context = metrics.MetricContext.from_clips(clips, clusters={"exp": 5, "pose": 4})
+    truth = metrics.evaluate_method(context, [c.listener[None] for c in clips])
+    assert set(truth) == set(metrics.METRIC_NAMES)
+    assert truth["fd_exp"] == pytest.approx(0.0, abs=1e-6) and truth["pfd_pose"] == pytest.approx(0.0, abs=1e-6)
+    assert truth["mse_exp"] == 0.0 and truth["rpcc_exp"] == pytest.approx(0.0, abs=1e-12)
+    assert truth["frcorr"] == pytest.approx(1.0, abs=1e-6) and truth["amp_ratio"] == pytest.approx(1.0)
+    assert np.isnan(truth["frdiv"])  # one reaction per input: spread undefined
+    rng = np.random.default_rng(5)
+    noisy = [c.listener[None] + 0.5 * rng.standard_normal((3, *c.listener.shape)) for c in clips]
+    scores = metrics.evaluate_method(context, noisy)
+    assert scores["fd_exp"] > 1.0 and scores["mse_exp"] == pytest.approx(0.25, rel=0.1)
+    assert scores["frdiv"] == pytest.approx(2 * 0.25, rel=0.1)  # two independent N(0, 0.25) per value
+    assert scores["frcorr"] < truth["frcorr"] and scores["jitter"] > truth["jitter"]
+
+
+def test_evaluate_method_refuses_mismatched_samples():
+    clips = _clips()
+    context = metrics.MetricContext.from_clips(clips, clusters={"exp": 5, "pose": 4})
+    with pytest.raises(ValueError, match=r"clip 1: samples must be \[K,60,56\]"):
+        metrics.evaluate_method(context, [clips[0].listener[None], clips[1].listener[None, :50], clips[2].listener[None]])
+    with pytest.raises(ValueError, match="samples for 1 clips"):
+        metrics.evaluate_method(context, [clips[0].listener[None]])
+
+
+def test_pose_rpcc_pairs_listener_pose_with_leading_speaker_components():
+    clips = _clips(frames=80)
+    for clip in clips:  # a listener whose pose copies the speaker's first components has real coupling
+        clip.listener[:, 50:56] = clip.speaker_exp[:, :6]
+    context = metrics.MetricContext.from_clips(clips, clusters={"exp": 5, "pose": 4})
+    uncoupled = [np.random.default_rng(i).standard_normal((1, *c.listener.shape)) for i, c in enumerate(clips)]
+    assert metrics.evaluate_method(context, uncoupled)["rpcc_pose"] == pytest.approx(1.0, abs=0.1)
+    assert EXP.stop == 50  # the pose block this test writes is the one the metric reads
