@@ -1,0 +1,35 @@
+"""gsplat's fused CUDA rasteriser behind the same per-layer contract as the reference backend."""
+from __future__ import annotations
+
+import torch
+
+from gaussian_renderer.gaussians import Camera, GaussianLayer
+from gaussian_renderer.reference import LOW_PASS
+
+
+def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True) -> dict:
+    """Render one layer with ``gsplat.rasterization`` (CUDA tensors only), no background.
+
+    Returns ``color [B,H,W,C]`` (premultiplied), ``alpha [B,H,W,1]``, ``depth [B,H,W,1]`` (gsplat's
+    expected depth, "ED") and ``info``: gsplat's meta dict (``means2d``, ``radii``, ``gaussian_ids``,
+    ``width``, ``height``, ``n_cameras``, ...) plus ``packed``; pass it to ``DefaultStrategy`` with
+    ``packed=info["packed"]``. Packed mode keeps ``gaussian_ids`` local to each batch element's N.
+    """
+    if not layer.means.is_cuda:
+        raise RuntimeError("backend='gsplat' needs CUDA tensors; use backend='reference' (or 'auto') on CPU")
+    from gsplat import rasterization
+
+    batch = layer.batch_size
+    # Camera space is the world here: identity view matrices, one camera per batch element.
+    viewmats = torch.eye(4, device=layer.means.device, dtype=layer.means.dtype).expand(batch, 1, 4, 4)
+    intrinsics = camera.intrinsics(layer.means.device, layer.means.dtype).expand(batch, 1, 3, 3)
+    rendered, alphas, info = rasterization(
+        means=layer.means, quats=layer.quats, scales=layer.scales, opacities=layer.opacities,
+        colors=layer.colors, viewmats=viewmats, Ks=intrinsics, width=camera.width, height=camera.height,
+        near_plane=camera.near_plane, eps2d=LOW_PASS, packed=packed, render_mode="RGB+ED",
+        rasterize_mode="classic",
+    )  # rendered [B,1,H,W,C+1], alphas [B,1,H,W,1]
+    info = dict(info)
+    info["packed"] = packed
+    return {"color": rendered[:, 0, ..., :-1], "alpha": alphas[:, 0], "depth": rendered[:, 0, ..., -1:],
+            "info": info}

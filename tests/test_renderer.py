@@ -1,0 +1,264 @@
+"""The reference rasteriser and the compositing rule against closed forms and a naive per-pixel oracle."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_reference, render
+
+IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: on a shared 2-core machine, waking a second OpenMP thread per op costs
+    more (milliseconds under load) than the op itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_layer(means, scales, opacities, colors, quats=None) -> GaussianLayer:
+    """Unbatched lists -> a batch-1 layer."""
+    means = torch.tensor(means, dtype=torch.float32)[None]
+    count = means.shape[1]
+    quats = torch.tensor(quats if quats is not None else [IDENTITY_QUAT] * count, dtype=torch.float32)[None]
+    return GaussianLayer(means=means, quats=quats,
+                         scales=torch.tensor(scales, dtype=torch.float32)[None],
+                         opacities=torch.tensor(opacities, dtype=torch.float32)[None],
+                         colors=torch.tensor(colors, dtype=torch.float32)[None])
+
+
+def random_layer(batch, count, seed, *, depth=0.6, spread=0.08, scale=(0.004, 0.02)) -> GaussianLayer:
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.randn(batch, count, 3, generator=generator) * spread + torch.tensor([0.0, 0.0, depth])
+    scales = torch.empty(batch, count, 3).uniform_(*scale, generator=generator)
+    return GaussianLayer(means=means, quats=torch.randn(batch, count, 4, generator=generator), scales=scales,
+                         opacities=torch.rand(batch, count, generator=generator) * 0.9 + 0.05,
+                         colors=torch.rand(batch, count, 3, generator=generator))
+
+
+CAMERA = Camera(width=40, height=32, fx=60.0, fy=62.0, cx=20.0, cy=16.0)
+
+
+def test_single_gaussian_matches_closed_form():
+    # Centre on the optical axis so the Jacobian is diag(f/z): Sigma2d = (f s / z)^2 + 0.3 per axis.
+    # cx, cy are pixel centres (x.5) so the peak lands exactly on pixel (row 16, col 20).
+    camera = Camera(width=41, height=33, fx=60.0, fy=62.0, cx=20.5, cy=16.5)
+    z, s, opacity = 0.5, 0.01, 0.7
+    out = rasterize_reference(make_layer([[0.0, 0.0, z]], [[s, s, s]], [opacity], [[0.2, 0.4, 1.0]]), camera)
+    alpha = out["alpha"][0, ..., 0]
+    assert alpha.max() == alpha[16, 20]
+    assert alpha[16, 20].item() == pytest.approx(opacity, rel=1e-5)
+    assert torch.allclose(out["color"][0, 16, 20], opacity * torch.tensor([0.2, 0.4, 1.0]), rtol=1e-5)
+    sigma_x = math.sqrt((camera.fx * s / z) ** 2 + 0.3)
+    sigma_y = math.sqrt((camera.fy * s / z) ** 2 + 0.3)
+    for k in (1, 2):
+        assert alpha[16, 20 + k].item() == pytest.approx(opacity * math.exp(-0.5 * (k / sigma_x) ** 2), rel=1e-4)
+        assert alpha[16 - k, 20].item() == pytest.approx(opacity * math.exp(-0.5 * (k / sigma_y) ** 2), rel=1e-4)
+    # Beyond the alpha threshold of 1/255 nothing is drawn.
+    far = math.ceil(sigma_x * math.sqrt(2 * math.log(255 * opacity))) + 1
+    assert alpha[16, 20 + far].item() == 0.0
+
+
+def test_off_axis_centre_lands_at_projection():
+    x, y, z = 0.07, -0.05, 0.8
+    out = rasterize_reference(make_layer([[x, y, z]], [[0.006] * 3], [0.9], [[1.0, 1.0, 1.0]]), CAMERA)
+    alpha = out["alpha"][0, ..., 0]
+    rows, cols = torch.meshgrid(torch.arange(CAMERA.height) + 0.5, torch.arange(CAMERA.width) + 0.5, indexing="ij")
+    centroid_x = (alpha * cols).sum() / alpha.sum()
+    centroid_y = (alpha * rows).sum() / alpha.sum()
+    assert centroid_x.item() == pytest.approx(CAMERA.fx * x / z + CAMERA.cx, abs=0.05)
+    assert centroid_y.item() == pytest.approx(CAMERA.fy * y / z + CAMERA.cy, abs=0.05)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_near_gaussian_occludes_far_one_whatever_the_input_order(order):
+    means = [[0.0, 0.0, 0.5], [0.0, 0.0, 1.0]]  # red near, green far
+    colors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    pick = list(order)
+    layer = make_layer([means[i] for i in pick], [[0.05] * 3, [0.1] * 3], [1.0, 1.0], [colors[i] for i in pick])
+    out = render(layer, CAMERA, backend="reference")
+    centre = out["color"][0, 16, 20]
+    assert centre[0] > 0.99 and centre[1] < 0.01
+    assert out["depth"][0, 16, 20, 0].item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_depth_of_single_gaussian_is_its_z():
+    out = rasterize_reference(make_layer([[0.01, 0.02, 0.73]], [[0.03] * 3], [1.0], [[0.5] * 3]), CAMERA)
+    covered = out["alpha"][0, ..., 0] > 0.05
+    assert covered.sum() > 20
+    assert torch.allclose(out["depth"][0, ..., 0][covered], torch.tensor(0.73), atol=1e-5)
+    assert (out["depth"][0, ..., 0][out["alpha"][0, ..., 0] == 0] == 0).all()
+
+
+def test_near_plane_culls_gaussians_behind_it():
+    layer = make_layer([[0.0, 0.0, 0.005], [0.0, 0.0, -0.4]], [[0.01] * 3] * 2, [1.0, 1.0], [[1.0] * 3] * 2)
+    out = rasterize_reference(layer, CAMERA)
+    assert out["alpha"].abs().max() == 0
+    assert (out["info"]["radii"] == 0).all()
+
+
+def test_composite_matches_the_formula():
+    generator = torch.Generator().manual_seed(3)
+    shape = (2, 5, 6)
+    layers = []
+    for _ in range(3):
+        alpha = torch.rand(shape + (1,), generator=generator)
+        layers.append({"color": alpha * torch.rand(shape + (3,), generator=generator), "alpha": alpha,
+                       "depth": torch.rand(shape + (1,), generator=generator) + 0.5})
+    background = torch.rand(shape[1:] + (3,), generator=generator)
+    out = composite(layers, background)
+    (c0, a0, d0), (c1, a1, d1), (c2, a2, d2) = [(l["color"], l["alpha"], l["depth"]) for l in layers]
+    t1, t2, t3 = 1 - a0, (1 - a0) * (1 - a1), (1 - a0) * (1 - a1) * (1 - a2)
+    torch.testing.assert_close(out["color"], c0 + t1 * c1 + t2 * c2 + t3 * background)
+    torch.testing.assert_close(out["alpha"], 1 - t3)
+    torch.testing.assert_close(out["depth"], (a0 * d0 + t1 * a1 * d1 + t2 * a2 * d2) / (1 - t3))
+
+
+def test_render_front_layer_hides_back_layer_even_when_farther():
+    # The face layer is *behind* the mouth in z but listed first: layer order, not depth, decides.
+    def on_pixel_centre(z):  # a centre that projects onto pixel (row 16, col 20)
+        return [[0.5 * z / CAMERA.fx, 0.5 * z / CAMERA.fy, z]]
+
+    face = make_layer(on_pixel_centre(0.9), [[0.05] * 3], [1.0], [[1.0, 0.8, 0.6]])
+    mouth = make_layer(on_pixel_centre(0.5), [[0.03] * 3], [1.0], [[0.3, 0.0, 0.0]])
+    background = torch.tensor([0.0, 0.0, 1.0])
+    out = render([face, mouth], CAMERA, background=background, backend="reference")
+    torch.testing.assert_close(out["color"][0, 16, 20], torch.tensor([1.0, 0.8, 0.6]), atol=1e-2, rtol=0)
+    swapped = render([mouth, face], CAMERA, background=background, backend="reference")
+    torch.testing.assert_close(swapped["color"][0, 16, 20], torch.tensor([0.3, 0.0, 0.0]), atol=1e-2, rtol=0)
+    corner = out["color"][0, 0, 0]  # nothing covers the corner: background
+    torch.testing.assert_close(corner, background, atol=1e-6, rtol=0)
+    assert len(out["layers"]) == 2 and out["backend"] == "reference"
+
+
+def naive_render(layer: GaussianLayer, camera: Camera) -> np.ndarray:
+    """An independent per-pixel loop in float64: project, sort by z, composite front to back -> [H,W,RGBA]."""
+    means = layer.means[0].double().numpy()
+    quats = layer.quats[0].double().numpy()
+    quats = quats / np.linalg.norm(quats, axis=1, keepdims=True)
+    scales, opacities = layer.scales[0].double().numpy(), layer.opacities[0].double().numpy()
+    colors = layer.colors[0].double().numpy()
+    image = np.zeros((camera.height, camera.width, 4))
+    splats = []
+    for mean, (w, x, y, z), scale, opacity, color in zip(means, quats, scales, opacities, colors):
+        if mean[2] <= camera.near_plane:
+            continue
+        rotation = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                             [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                             [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+        covariance = rotation @ np.diag(scale ** 2) @ rotation.T
+        # gsplat evaluates the Jacobian with x/z, y/z clamped to 1.3x the half field of view.
+        limit_x = 1.3 * camera.width / (2 * camera.fx)  # holds for a centred principal point
+        limit_y = 1.3 * camera.height / (2 * camera.fy)
+        x_over_z = np.clip(mean[0] / mean[2], -limit_x, limit_x)
+        y_over_z = np.clip(mean[1] / mean[2], -limit_y, limit_y)
+        jacobian = np.array([[camera.fx / mean[2], 0, -camera.fx * x_over_z / mean[2]],
+                             [0, camera.fy / mean[2], -camera.fy * y_over_z / mean[2]]])
+        covariance_2d = jacobian @ covariance @ jacobian.T + 0.3 * np.eye(2)
+        centre = np.array([camera.fx * mean[0] / mean[2] + camera.cx, camera.fy * mean[1] / mean[2] + camera.cy])
+        splats.append((mean[2], centre, np.linalg.inv(covariance_2d), opacity, color))
+    splats.sort(key=lambda splat: splat[0])
+    for row in range(camera.height):
+        for col in range(camera.width):
+            pixel, transmittance = np.array([col + 0.5, row + 0.5]), 1.0
+            for _, centre, precision, opacity, color in splats:
+                delta = pixel - centre
+                alpha = min(0.999, opacity * np.exp(-0.5 * delta @ precision @ delta))
+                if alpha < 1 / 255:
+                    continue
+                if transmittance * (1 - alpha) <= 1e-4:
+                    break
+                image[row, col, :3] += transmittance * alpha * color
+                transmittance *= 1 - alpha
+            image[row, col, 3] = 1 - transmittance
+    return image
+
+
+def test_matches_naive_oracle_and_is_tile_size_independent():
+    camera = Camera(width=20, height=16, fx=30.0, fy=30.0, cx=10.0, cy=8.0)
+    layer = random_layer(1, 40, seed=11, spread=0.1, scale=(0.005, 0.05))
+    expected = naive_render(layer, camera)
+    for tile_size in (4, 16):
+        out = rasterize_reference(layer, camera, tile_size=tile_size)
+        np.testing.assert_allclose(out["color"][0].numpy(), expected[..., :3], atol=2e-5)
+        np.testing.assert_allclose(out["alpha"][0, ..., 0].numpy(), expected[..., 3], atol=2e-5)
+
+
+def test_gradients_reach_every_parameter():
+    layer = random_layer(2, 60, seed=5)
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        getattr(layer, name).requires_grad_(True)
+    out = render(layer, CAMERA, background=torch.full((3,), 0.2), backend="reference")
+    (out["color"].square().sum() + out["depth"].sum()).backward()
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        grad = getattr(layer, name).grad
+        assert grad is not None and torch.isfinite(grad).all(), name
+        assert grad.abs().sum() > 0, name
+    means2d_grad = out["layers"][0]["info"]["means2d"].grad  # what densification reads
+    assert means2d_grad is not None and means2d_grad.shape == (2, 60, 2) and means2d_grad.abs().sum() > 0
+
+
+def test_batch_elements_render_independently():
+    first, second = random_layer(1, 30, seed=1), random_layer(1, 50, seed=2)
+    # Pad the first with invisible Gaussians so both fit one [2,50,...] layer.
+    pad = 20
+    batched = GaussianLayer(
+        means=torch.cat([torch.cat([first.means, torch.full((1, pad, 3), 0.5)], 1), second.means]),
+        quats=torch.cat([torch.cat([first.quats, torch.ones(1, pad, 4)], 1), second.quats]),
+        scales=torch.cat([torch.cat([first.scales, torch.full((1, pad, 3), 0.01)], 1), second.scales]),
+        opacities=torch.cat([torch.cat([first.opacities, torch.zeros(1, pad)], 1), second.opacities]),
+        colors=torch.cat([torch.cat([first.colors, torch.ones(1, pad, 3)], 1), second.colors]))
+    out = render(batched, CAMERA, backend="reference")
+    assert out["color"].shape == (2, 32, 40, 3) and out["alpha"].shape == (2, 32, 40, 1)
+    assert out["depth"].shape == (2, 32, 40, 1)
+    for index, single in enumerate((first, second)):
+        alone = render(single, CAMERA, backend="reference")
+        torch.testing.assert_close(out["color"][index], alone["color"][0])
+        torch.testing.assert_close(out["depth"][index], alone["depth"][0])
+
+
+def test_tiny_scene_learns_a_target_image():
+    torch.manual_seed(0)
+    camera = Camera(width=16, height=16, fx=24.0, fy=24.0, cx=8.0, cy=8.0)
+    target = render(random_layer(1, 12, seed=21, spread=0.1, scale=(0.03, 0.06)), camera,
+                    background=torch.zeros(3), backend="reference")["color"]
+    start = random_layer(1, 12, seed=22, spread=0.1, scale=(0.03, 0.06))
+    colors = torch.nn.Parameter(torch.logit(start.colors.clamp(0.05, 0.95)))
+    means = torch.nn.Parameter(start.means.clone())
+    optimizer = torch.optim.Adam([colors, means], lr=0.02)
+    losses = []
+    for _ in range(40):
+        layer = GaussianLayer(means=means, quats=start.quats, scales=start.scales, opacities=start.opacities,
+                              colors=torch.sigmoid(colors))
+        loss = (render(layer, camera, background=torch.zeros(3), backend="reference")["color"] - target).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_bad_inputs_are_refused_clearly():
+    with pytest.raises(ValueError, match="quats"):
+        GaussianLayer(means=torch.zeros(1, 4, 3), quats=torch.zeros(1, 3, 4), scales=torch.zeros(1, 4, 3),
+                      opacities=torch.zeros(1, 4), colors=torch.zeros(1, 4, 3))
+    with pytest.raises(ValueError, match="means"):
+        GaussianLayer(means=torch.zeros(4, 3), quats=torch.zeros(4, 4), scales=torch.zeros(4, 3),
+                      opacities=torch.zeros(4), colors=torch.zeros(4, 3))
+    layer = random_layer(1, 5, seed=0)
+    with pytest.raises(ValueError, match="unknown renderer backend"):
+        render(layer, CAMERA, backend="vulkan")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        render(layer, CAMERA, backend="gsplat")
+    with pytest.raises(ValueError, match="background"):
+        render(layer, CAMERA, background=torch.zeros(8, 8, 3), backend="reference")
+    with pytest.raises(ValueError, match="focal"):
+        Camera(width=8, height=8, fx=0.0, fy=1.0, cx=4.0, cy=4.0)
+
+
+def test_auto_backend_uses_reference_on_cpu():
+    assert render(random_layer(1, 5, seed=0), CAMERA)["backend"] == "reference"
