@@ -152,7 +152,7 @@ def write_vico_fixture(root: str | Path, emoca_root: str | Path, clips: list[dic
 
     Each entry of ``clips``: ``name``, ``frames`` (at ``fps``), optional ``audio_seconds`` (default: the
     video's duration), ``data_split``, ``speaker_id``, ``listener_id``, ``attitude``, ``listener_missing``
-    (0-based frames without a face), ``speaker_frames`` (default ``frames``), ``seed``.
+    (0-based frames without a face), ``speaker_frames`` (default ``frames``), ``fps`` (default ``fps``), ``seed``.
     """
     root = Path(root)
     rows = []
@@ -160,9 +160,10 @@ def write_vico_fixture(root: str | Path, emoca_root: str | Path, clips: list[dic
         name, frames, seed = clip["name"], clip["frames"], clip.get("seed", 0)
         speaker_frames = clip.get("speaker_frames", frames)
         listener_stem, speaker_stem, audio_stem = f"{name}_listener", f"{name}_speaker", f"{name}_audio"
-        write_test_video(root / "videos" / f"{listener_stem}.mp4", num_frames=frames, fps=fps)
-        write_test_video(root / "videos" / f"{speaker_stem}.mp4", num_frames=speaker_frames, fps=fps)
-        seconds = clip.get("audio_seconds", speaker_frames / fps)
+        clip_fps = clip.get("fps", fps)
+        write_test_video(root / "videos" / f"{listener_stem}.mp4", num_frames=frames, fps=clip_fps)
+        write_test_video(root / "videos" / f"{speaker_stem}.mp4", num_frames=speaker_frames, fps=clip_fps)
+        seconds = clip.get("audio_seconds", speaker_frames / clip_fps)
         write_wav(root / "audios" / f"{audio_stem}.wav", speech_like_audio(seconds, 16000, seed), 16000)
         exp, pose = smooth_codes(frames, seed)
         write_emoca_frames(emoca_results_dir(emoca_root, listener_stem), exp, pose,

@@ -1,0 +1,382 @@
+"""A subject video -> the subject folder of DESIGN.md §3.2 (the body's training data).
+
+    python data_utils/process.py data/<ID>/<ID>.mp4 --emoca <emoca_out> --masks <folder or mask video>
+    python -m data_utils.process data/<ID>/<ID>.mp4 --emoca <emoca_out> --mask_method mediapipe \
+        [--out data/<ID>] [--size 512] [--crop centre|x,y,w,h] [--focal PX | --fov_degrees 60] \
+        [--emoca_input source|frames] [--overwrite]
+
+Writes, into ``--out`` (default: the video's folder):
+* ``frames/000000.png ...`` — the video decoded at 25 fps (ffmpeg's ``fps`` filter: nearest source frame),
+  cropped (``--crop``: a centred square by default, or ``x,y,w,h`` in source pixels; it must be square)
+  and resized to ``--size`` with area averaging.
+* ``masks/000000.png ...`` — head+neck masks, 0/255: the user's own (a folder with one image per output
+  frame, at the output or the source size, or a mask video decoded like the frames) or, with
+  ``--mask_method mediapipe`` (optional extra ``masks``), mediapipe's selfie segmentation kept above a neck
+  line below the face-mesh chin.
+* ``flame.npy [N,56]`` — EMOCA codes (``data_utils.emoca_io``) with frames without a face interpolated,
+  resampled to 25 fps when EMOCA ran on the source video at another rate.
+* ``translation.npy [N,3]`` — when EMOCA saved ``cam.npy`` and ``crop.npy``: the weak-perspective camera
+  converted to metres with the intrinsics below (``emoca_io.weak_perspective_to_translation``).
+* ``background.png`` — per-pixel median over up to ``background_frames`` frames of the pixels outside the
+  (dilated) mask; pixels never seen are filled from the nearest seen pixel.
+* ``meta.json`` — 25 fps, size, intrinsics: ``--focal`` in source pixels when known, otherwise a pinhole
+  with a ``--fov_degrees`` field of view across the source's longer side, principal point at the centre;
+  then mapped through the crop and resize.
+* ``splits.json`` — the last ``val_fraction`` of the frames is validation; ``process.json`` — provenance.
+
+Each stage writes under a temporary name and is skipped when its output exists, so an interrupted run
+resumes; re-running with different settings is refused unless ``--overwrite``. Bad input (unreadable
+video, wrong mask count, EMOCA codes that disagree with the video's length, NaN codes, too many frames
+without a face) stops with an error naming the file, and the command exits non-zero.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python data_utils/process.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data_utils.emoca_io import EmocaError, load_emoca_codes, weak_perspective_to_translation  # noqa: E402
+from data_utils.media import CropBox, MediaError, iter_video_frames, probe_video  # noqa: E402
+from data_utils.resample import resample_codes, resampled_length  # noqa: E402
+from data_utils.vico import LISTENER_ROTATIONS  # noqa: E402
+from utils.atomic import atomic_output, save_npy  # noqa: E402
+from utils.flame import FPS  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MEDIAPIPE_CHIN, MEDIAPIPE_FOREHEAD = 152, 10  # face-mesh landmark indices
+NECK_BELOW_CHIN = 0.5  # mediapipe masks keep the body down to chin + this x face height
+
+
+class ProcessError(ValueError):
+    """Input that cannot become a subject folder; the message names the file."""
+
+
+@dataclass
+class ProcessOptions:
+    size: int = 512  # output frames are size x size
+    crop: str = "centre"  # "centre" (largest centred square) or "x,y,w,h" in source pixels
+    focal: float = 0.0  # focal length in source pixels; 0: unknown, use fov_degrees
+    fov_degrees: float = 60.0  # assumed field of view across the source's longer side when focal is unknown
+    mask_threshold: int = 128  # user masks: >= threshold is foreground
+    emoca_input: str = "source"  # EMOCA ran on: "source" (the original video) or "frames" (frames/*.png)
+    max_missing_fraction: float = 0.1
+    max_gap_seconds: float = 0.5
+    length_tolerance_seconds: float = 0.2  # EMOCA codes vs decoded frames
+    face_index: int = 0
+    first_frame_number: int = 1
+    background_frames: int = 200
+    background_dilate: int = 4  # pixels of mask growth before a pixel counts as background
+    val_fraction: float = 1 / 11
+
+
+@dataclass
+class Intrinsics:
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+def source_intrinsics(width: int, height: int, focal: float, fov_degrees: float) -> tuple[Intrinsics, str]:
+    """Pinhole intrinsics of the source video: the given focal, or the field-of-view default."""
+    if focal > 0:
+        return Intrinsics(focal, focal, width / 2, height / 2), f"given focal {focal:g} px"
+    default = max(width, height) / 2 / math.tan(math.radians(fov_degrees) / 2)
+    return Intrinsics(default, default, width / 2, height / 2), f"default: {fov_degrees:g} deg across the longer side"
+
+
+def crop_intrinsics(source: Intrinsics, crop: CropBox, size: int) -> Intrinsics:
+    """Intrinsics after cutting ``crop`` out of the frame and resizing it to ``size`` pixels."""
+    scale = size / crop.w
+    return Intrinsics(source.fx * scale, source.fy * scale, (source.cx - crop.x) * scale, (source.cy - crop.y) * scale)
+
+
+# --- stages ---------------------------------------------------------------------------------------------
+def write_frames(video: Path, out_dir: Path, crop: CropBox, size: int, max_frames: int) -> int:
+    """Decode, crop and resize at 25 fps into ``out_dir/NNNNNN.png``; stops after ``max_frames``."""
+    count = 0
+    with atomic_output(out_dir, directory=True) as tmp:
+        frames = iter_video_frames(video, fps=FPS, crop=crop, size=(size, size))
+        for frame in tqdm(frames, desc="frames", unit="frame", total=max_frames):
+            Image.fromarray(frame).save(tmp / f"{count:06d}.png", compress_level=1)
+            count += 1
+            if count == max_frames:
+                frames.close()
+                break
+    return count
+
+
+def write_masks(mask_source: Path | None, method: str | None, frames_dir: Path, out_dir: Path, *, source_size,
+                crop: CropBox, size: int, num_frames: int, threshold: int) -> None:
+    """One 0/255 mask per frame from a folder, a mask video, or mediapipe."""
+    with atomic_output(out_dir, directory=True) as tmp:
+        if method == "mediapipe":
+            masker = mediapipe_head_masker()
+            for index in tqdm(range(num_frames), desc="masks (mediapipe)", unit="frame"):
+                frame = np.asarray(Image.open(frames_dir / f"{index:06d}.png").convert("RGB"))
+                _save_mask(tmp / f"{index:06d}.png", masker(frame))
+        elif mask_source is not None and mask_source.is_dir():
+            files = sorted(p for p in mask_source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if len(files) != num_frames:
+                raise ProcessError(f"{mask_source}: {len(files)} mask images, but the video gives {num_frames} frames "
+                                   f"at {FPS} fps (make one mask per output frame, or pass a mask video)")
+            for index, path in enumerate(tqdm(files, desc="masks", unit="frame")):
+                mask = _read_mask(path, source_size, crop, size)
+                _save_mask(tmp / f"{index:06d}.png", np.where(mask >= threshold, 255, 0).astype(np.uint8))
+        elif mask_source is not None:
+            count = 0
+            try:
+                frames = iter_video_frames(mask_source, fps=FPS, crop=crop, size=(size, size), gray=True)
+                for mask in tqdm(frames, desc="masks (video)", unit="frame", total=num_frames):
+                    if count == num_frames:
+                        frames.close()
+                        break
+                    _save_mask(tmp / f"{count:06d}.png", np.where(mask >= threshold, 255, 0).astype(np.uint8))
+                    count += 1
+            except MediaError as exc:
+                raise ProcessError(str(exc)) from exc
+            if count != num_frames:
+                raise ProcessError(f"{mask_source}: the mask video gives {count} frames at {FPS} fps, "
+                                   f"the subject video {num_frames}")
+        else:
+            raise ProcessError("no masks: pass --masks <folder or video> or --mask_method mediapipe")
+
+
+def _read_mask(path: Path, source_size: tuple[int, int], crop: CropBox, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            mask = image.convert("L")
+    except Exception as exc:  # PIL raises several types for truncated or foreign files
+        raise ProcessError(f"{path}: unreadable mask image ({type(exc).__name__}: {exc})") from exc
+    if mask.size == (size, size):
+        return np.asarray(mask)
+    if mask.size == tuple(source_size):
+        mask = mask.crop((crop.x, crop.y, crop.x + crop.w, crop.y + crop.h)).resize((size, size), Image.BILINEAR)
+        return np.asarray(mask)
+    raise ProcessError(f"{path}: mask is {mask.size[0]}x{mask.size[1]}; expected the output size {size}x{size} "
+                       f"or the source size {source_size[0]}x{source_size[1]}")
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(path, compress_level=1)
+
+
+def mediapipe_head_masker():
+    """``frame uint8 [H,W,3] -> mask uint8 [H,W]`` with mediapipe (imported only when asked for)."""
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise ProcessError("--mask_method mediapipe needs the optional 'masks' extra (pip install "
+                           "'diff-listener[masks]': mediapipe 0.10.21 ships its models and runs offline, but forces "
+                           "numpy<2, so use a separate environment for preprocessing), or pass --masks") from exc
+    selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1)
+    previous_limit: list[float] = []
+
+    def masker(frame: np.ndarray) -> np.ndarray:
+        height, width = frame.shape[:2]
+        person = selfie.process(frame).segmentation_mask > 0.5  # [H,W] bool: person incl. torso
+        faces = mesh.process(frame).multi_face_landmarks
+        if faces:
+            landmarks = faces[0].landmark
+            chin, forehead = landmarks[MEDIAPIPE_CHIN].y * height, landmarks[MEDIAPIPE_FOREHEAD].y * height
+            previous_limit[:] = [chin + NECK_BELOW_CHIN * (chin - forehead)]
+        limit = previous_limit[0] if previous_limit else height  # no face yet: keep the whole person
+        rows = np.arange(height)[:, None] < limit
+        return np.where(person & rows, 255, 0).astype(np.uint8)
+
+    return masker
+
+
+def write_background(frames_dir: Path, masks_dir: Path, path: Path, num_frames: int, max_frames: int,
+                     dilate: int) -> None:
+    """Per-pixel median of the pixels outside the dilated masks over evenly spaced frames."""
+    from scipy import ndimage
+
+    picks = np.unique(np.linspace(0, num_frames - 1, min(max_frames, num_frames)).round().astype(int))
+    frames = np.stack([np.asarray(Image.open(frames_dir / f"{i:06d}.png").convert("RGB")) for i in picks])
+    structure = np.ones((2 * dilate + 1, 2 * dilate + 1), dtype=bool) if dilate > 0 else None
+    background_mask = np.stack([
+        ~(ndimage.binary_dilation(np.asarray(Image.open(masks_dir / f"{i:06d}.png")) > 127, structure)
+          if structure is not None else np.asarray(Image.open(masks_dir / f"{i:06d}.png")) > 127)
+        for i in picks])  # [K,H,W] True where the pixel shows background
+    height = frames.shape[1]
+    plate = np.zeros(frames.shape[1:], dtype=np.float32)
+    seen = background_mask.any(axis=0)
+    for top in range(0, height, 64):  # row blocks keep the float copy small
+        block = frames[:, top:top + 64].astype(np.float32)
+        block[~background_mask[:, top:top + 64]] = np.nan
+        with warnings.catch_warnings():  # all-NaN columns (never background) are filled below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanmedian(block, axis=0)
+        plate[top:top + 64] = np.nan_to_num(values)
+    if seen.any() and not seen.all():
+        _, (rows, cols) = ndimage.distance_transform_edt(~seen, return_indices=True)
+        plate = plate[rows, cols]
+    with atomic_output(path) as tmp:
+        Image.fromarray(plate.round().clip(0, 255).astype(np.uint8)).save(tmp)
+
+
+# --- the whole subject -----------------------------------------------------------------------------------
+def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path | None = None,
+                    options: ProcessOptions | None = None, *, masks: str | Path | None = None,
+                    mask_method: str | None = None, overwrite: bool = False) -> dict:
+    """Build the §3.2 folder for ``video``; returns the provenance written to ``process.json``."""
+    options = options or ProcessOptions()
+    video = Path(video)
+    out = Path(out) if out is not None else video.parent
+    if options.emoca_input not in ("source", "frames"):
+        raise ProcessError(f"emoca_input must be 'source' or 'frames', got {options.emoca_input!r}")
+    if masks is None and mask_method is None:
+        raise ProcessError("no masks: pass --masks <folder or video> or --mask_method mediapipe")
+    mask_source = Path(masks) if masks is not None else None
+    if mask_source is not None and not mask_source.exists():
+        raise ProcessError(f"{mask_source}: mask folder/video does not exist")
+    try:
+        info = probe_video(video)
+    except MediaError as exc:
+        raise ProcessError(str(exc)) from exc
+    crop = CropBox.centre_square(info.width, info.height) if options.crop == "centre" else CropBox.parse(options.crop)
+    try:
+        crop.check_inside(info.width, info.height, str(video))
+    except MediaError as exc:
+        raise ProcessError(str(exc)) from exc
+    if crop.w != crop.h:
+        raise ProcessError(f"--crop {options.crop}: the crop must be square (the subject is {options.size}x{options.size})")
+    source_camera, focal_note = source_intrinsics(info.width, info.height, options.focal, options.fov_degrees)
+    camera = crop_intrinsics(source_camera, crop, options.size)
+    # EMOCA first: it is cheap and refuses bad input before the long decode.
+    emoca_fps = info.fps if options.emoca_input == "source" else FPS
+    emoca_frames = info.num_frames if options.emoca_input == "source" else None
+    try:
+        codes = load_emoca_codes(emoca_root, video.stem, num_frames=emoca_frames,
+                                 max_missing_fraction=options.max_missing_fraction,
+                                 max_gap_frames=int(round(options.max_gap_seconds * emoca_fps)),
+                                 face_index=options.face_index, first_frame_number=options.first_frame_number)
+    except EmocaError as exc:
+        raise ProcessError(str(exc)) from exc
+    flame = resample_codes(codes.listener, emoca_fps, FPS, LISTENER_ROTATIONS)  # [T,56] at 25 fps
+    translation = None
+    if codes.cam is not None and codes.crop is not None:
+        face_crop = codes.crop.copy()  # [T0,3] centre x, centre y, size in EMOCA's input pixels
+        if options.emoca_input == "source":
+            scale = options.size / crop.w
+            face_crop[:, 0] = (face_crop[:, 0] - crop.x) * scale
+            face_crop[:, 1] = (face_crop[:, 1] - crop.y) * scale
+            face_crop[:, 2] *= scale
+        translation = resample_codes(weak_perspective_to_translation(codes.cam, face_crop, fx=camera.fx, fy=camera.fy,
+                                                                     cx=camera.cx, cy=camera.cy), emoca_fps, FPS)
+
+    tolerance = int(round(options.length_tolerance_seconds * FPS))
+    expected_frames = resampled_length(info.num_frames, info.fps, FPS)  # what ffmpeg's fps filter gives, +-1
+    if abs(expected_frames - len(flame)) > tolerance + 1:
+        raise ProcessError(f"{codes.source}: EMOCA gives {len(flame)} frames at {FPS} fps but {video} has "
+                           f"{info.num_frames} frames at {info.fps:g} fps (~{expected_frames} at {FPS} fps); more than "
+                           f"the {tolerance}-frame tolerance (wrong EMOCA folder, or set --emoca_input)")
+    settings = {"video": video.name, "masks": str(mask_source) if mask_source else None,
+                "mask_method": mask_method, **dataclasses.asdict(options)}
+    _check_settings(out, settings, overwrite)
+
+    frames_dir, masks_dir = out / "frames", out / "masks"
+    if frames_dir.is_dir() and not overwrite:
+        num_frames = len(list(frames_dir.glob("*.png")))
+    else:
+        try:
+            num_frames = write_frames(video, frames_dir, crop, options.size, max_frames=len(flame) + tolerance)
+        except MediaError as exc:
+            raise ProcessError(str(exc)) from exc
+    if abs(num_frames - len(flame)) > tolerance:
+        raise ProcessError(f"{codes.source}: EMOCA gives {len(flame)} frames at {FPS} fps but {video} decodes to "
+                           f"{num_frames}; more than the {tolerance}-frame tolerance (wrong EMOCA folder or fps?)")
+    num_frames = min(num_frames, len(flame))
+    flame = flame[:num_frames]
+    translation = translation[:num_frames] if translation is not None else None
+    for extra in sorted(frames_dir.glob("*.png"))[num_frames:]:  # frames past the end of the codes
+        extra.unlink()
+    if not masks_dir.is_dir() or overwrite:
+        write_masks(mask_source, mask_method, frames_dir, masks_dir, source_size=(info.width, info.height), crop=crop,
+                    size=options.size, num_frames=num_frames, threshold=options.mask_threshold)
+    save_npy(out / "flame.npy", flame.astype(np.float32))
+    if translation is not None:
+        save_npy(out / "translation.npy", translation.astype(np.float32))
+    if not (out / "background.png").is_file() or overwrite:
+        write_background(frames_dir, masks_dir, out / "background.png", num_frames, options.background_frames,
+                         options.background_dilate)
+    meta = {"fps": FPS, "width": options.size, "height": options.size, "fx": camera.fx, "fy": camera.fy,
+            "cx": camera.cx, "cy": camera.cy}
+    _write_json(out / "meta.json", meta)
+    num_val = max(1, int(round(num_frames * options.val_fraction))) if num_frames > 1 else 0
+    _write_json(out / "splits.json", {"train": list(range(num_frames - num_val)),
+                                      "val": list(range(num_frames - num_val, num_frames))})
+    provenance = {
+        "settings": settings, "source": {"fps": info.fps, "width": info.width, "height": info.height,
+                                         "frames": info.num_frames},
+        "crop": dataclasses.asdict(crop), "intrinsics": {"source": dataclasses.asdict(source_camera),
+                                                          "note": focal_note, "output": meta},
+        "num_frames": num_frames, "emoca": codes.report(), "emoca_notes": codes.notes,
+        "translation": "from EMOCA cam.npy + crop.npy" if translation is not None else
+        "not written (EMOCA output has no cam.npy + crop.npy)",
+    }
+    _write_json(out / "process.json", provenance)
+    return provenance
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+    path = out / "process_settings.json"
+    if path.is_file() and not overwrite:
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        if changed:
+            raise ProcessError(f"{out}: processed before with different settings ({', '.join(changed)}); "
+                               f"pass --overwrite to redo every stage")
+    _write_json(path, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", help="the subject video, e.g. data/<ID>/<ID>.mp4")
+    parser.add_argument("--emoca", required=True, help="EMOCA output folder for this video")
+    parser.add_argument("--out", default=None, help="subject folder (default: the video's folder)")
+    parser.add_argument("--masks", default=None, help="your masks: a folder of images or a mask video")
+    parser.add_argument("--mask_method", choices=("mediapipe",), default=None, help="compute masks instead")
+    parser.add_argument("--overwrite", action="store_true", help="redo every stage")
+    for item in dataclasses.fields(ProcessOptions):
+        parser.add_argument(f"--{item.name}", type=type(item.default), default=item.default,
+                            help=f"(default {item.default})")
+    args = parser.parse_args(argv)
+    options = ProcessOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ProcessOptions)})
+    try:
+        provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
+                                     mask_method=args.mask_method, overwrite=args.overwrite)
+    except (ProcessError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = args.out or str(Path(args.video).parent)
+    print(f"{out}: {provenance['num_frames']} frames at {FPS} fps, {options.size}x{options.size}; "
+          f"{provenance['translation']}")
+    for note in provenance["emoca_notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
