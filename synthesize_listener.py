@@ -106,12 +106,10 @@ def load_speaker(args: argparse.Namespace, device) -> tuple[np.ndarray, np.ndarr
     else:
         from data_utils.wav2vec import extract_wav2vec_features
 
-        speaker_audio = extract_wav2vec_features(args.wav, model_dir=args.wav2vec, device=device)
+        # One feature frame per video frame of the speaker, whatever the wav's exact length.
+        speaker_audio = extract_wav2vec_features(args.wav, model_dir=args.wav2vec, device=str(device),
+                                                 num_frames=len(speaker_exp))
         audio_source = f"wav2vec features of {args.wav}"
-        # Features cut from a waveform can differ from the video's frame count by rounding at the end.
-        if abs(len(speaker_audio) - len(speaker_exp)) <= 1:
-            length = min(len(speaker_audio), len(speaker_exp))
-            speaker_audio, speaker_exp = speaker_audio[:length], speaker_exp[:length]
     return check_speaker_inputs(speaker_audio, speaker_exp, audio_source=audio_source,
                                 exp_source=f"--visual {args.visual}")
 
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed, steps=args.steps, guidance_audio=args.guidance_audio,
             guidance_visual=args.guidance_visual, stream=args.stream, realtime=args.realtime,
             render_batch=args.render_batch, progress=not args.no_progress)
-    except (ValueError, OSError, VideoError) as exc:  # CorpusError, CheckpointError, UsageError are ValueErrors
+    except (ValueError, OSError, VideoError) as exc:  # CorpusError, CheckpointError, Wav2VecError: ValueErrors
         print(f"synthesize_listener: error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
