@@ -1,0 +1,84 @@
+"""The FLAME deformation field: tri-plane features at each canonical Gaussian × an expression+jaw embedding.
+
+    net = FlameDeformNet(DeformConfig())
+    offsets = net(canonical_means,        # [N,3] metres, canonical head space (pivot at the origin)
+                  deformation_code)       # [B,53] = utils.flame.deformation_code(flame)
+    offsets["means"]   # [B,N,3] position offsets (canonical space)
+    offsets["quats"]   # [B,N,4] additive wxyz rotation offsets
+    offsets["scales"]  # [B,N,3] log-scale offsets
+
+Cost: the first MLP layer is split into a spatial part (computed once per call for all N Gaussians, independent
+of the frame) and a code part (once per frame); they are broadcast-added, so a batch of B frames costs one
+``[B,N,hidden]`` pass through the remaining layers — no per-Gaussian or per-layer Python loop. Global rotation
+never enters the network: it is applied rigidly by :mod:`scene.body`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.flame import DEFORMATION_DIM
+
+OFFSET_DIMS = {"means": 3, "quats": 4, "scales": 3}
+# The three axis-aligned planes of the tri-plane: (xy, xz, yz) as coordinate index pairs.
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+
+
+@dataclass
+class DeformConfig:
+    plane_resolution: int = 64  # R: each plane is [C,R,R]
+    plane_channels: int = 16  # C features per plane
+    bound: float = 0.25  # metres: canonical box [-bound, bound]^3 mapped onto the planes
+    code_width: int = 32  # expression+jaw embedding width
+    hidden: int = 64  # MLP width
+    hidden_layers: int = 2  # hidden layers after the fused first layer
+
+
+class TriPlane(nn.Module):
+    """Three dense feature planes sampled bilinearly with ``grid_sample``; features are concatenated."""
+
+    def __init__(self, resolution: int, channels: int, bound: float):
+        super().__init__()
+        self.bound = bound
+        self.planes = nn.Parameter(0.1 * torch.randn(len(PLANE_AXES), channels, resolution, resolution))
+
+    @property
+    def out_dim(self) -> int:
+        return self.planes.shape[0] * self.planes.shape[1]
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """``points [N,3]`` -> features ``[N,3C]``; points outside the box read the border features."""
+        normalized = (points / self.bound).clamp(-1, 1)
+        grid = torch.stack([normalized[:, list(axes)] for axes in PLANE_AXES])  # [3,N,2]
+        sampled = F.grid_sample(self.planes, grid.unsqueeze(1), mode="bilinear", align_corners=True)  # [3,C,1,N]
+        return sampled.squeeze(2).permute(2, 0, 1).reshape(points.shape[0], -1)  # [N,3C]
+
+
+class FlameDeformNet(nn.Module):
+    def __init__(self, cfg: DeformConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.triplane = TriPlane(cfg.plane_resolution, cfg.plane_channels, cfg.bound)
+        self.code_embed = nn.Sequential(nn.Linear(DEFORMATION_DIM, cfg.code_width), nn.SiLU())
+        self.spatial_in = nn.Linear(self.triplane.out_dim, cfg.hidden)
+        self.code_in = nn.Linear(cfg.code_width, cfg.hidden, bias=False)
+        layers: list[nn.Module] = []
+        for _ in range(cfg.hidden_layers):
+            layers += [nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)]
+        self.trunk = nn.Sequential(*layers, nn.SiLU())
+        self.head = nn.Linear(cfg.hidden, sum(OFFSET_DIMS.values()))
+        # Start from the identity deformation: the canonical head is fitted first, offsets grow from zero.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, canonical_means: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        if code.ndim != 2 or code.shape[1] != DEFORMATION_DIM:
+            raise ValueError(f"deformation code must be [B,{DEFORMATION_DIM}], got {tuple(code.shape)}")
+        spatial = self.spatial_in(self.triplane(canonical_means))  # [N,H]
+        per_frame = self.code_in(self.code_embed(code))  # [B,H]
+        hidden = self.trunk(spatial.unsqueeze(0) + per_frame.unsqueeze(1))  # [B,N,H]
+        out = self.head(hidden)  # [B,N,10]
+        return dict(zip(OFFSET_DIMS, out.split(list(OFFSET_DIMS.values()), dim=-1)))

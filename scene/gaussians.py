@@ -1,0 +1,144 @@
+"""Canonical Gaussian sets and their initialisation from one masked frame (no FLAME mesh needed).
+
+A set is an ``nn.ParameterDict`` of per-Gaussian tensors in the layout gsplat's densification strategies
+expect, so ``DefaultStrategy`` can clone, split and prune it directly:
+
+    means      [N,3]  canonical head space, metres, head pivot at the origin (OpenCV axes: y down, z forward)
+    scales     [N,3]  log of the standard deviations
+    quats      [N,4]  wxyz, not necessarily normalised
+    opacities  [N]    logit
+    colors     [N,3]  logit of RGB in [0,1]
+
+Initialisation (no FLAME meshes are available): pixels inside the first training frame's head mask are
+back-projected onto a bulging ellipsoid — the mask's bounding ellipse defines a head whose depth radius
+equals its horizontal radius, centred at the head pivot's depth — and the back of that ellipsoid gets a
+share of the points too, so a turned head has something to show. Points are then taken into canonical
+space by undoing that frame's rigid pose, and coloured from the frame. The inside-mouth set is a small,
+dark ellipsoid behind the lower-middle of the face.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from scene.rotation import axis_angle_split, rotate_about_axis
+
+GAUSSIAN_KEYS = ("means", "scales", "quats", "opacities", "colors")
+MOUTH_COLOR = (0.35, 0.12, 0.12)  # inside of a mouth: dark red
+
+
+@dataclass
+class GaussianInitConfig:
+    face_count: int = 20000  # initial Gaussians of the face/head/neck set
+    mouth_count: int = 2000  # initial Gaussians inside the mouth
+    back_fraction: float = 0.3  # share of face Gaussians placed on the back of the head ellipsoid
+    opacity: float = 0.5  # initial opacity
+    assumed_depth: float = 1.0  # metres: the pivot's depth when the subject has no translation.npy
+
+
+def inverse_sigmoid(value):
+    value = torch.as_tensor(value, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+    return torch.log(value / (1 - value))
+
+
+def make_gaussian_set(means: torch.Tensor, colors: torch.Tensor, scale: float | torch.Tensor,
+                      opacity: float) -> nn.ParameterDict:
+    """Isotropic Gaussians at ``means [N,3]`` with ``colors [N,3]`` in [0,1]."""
+    count = means.shape[0]
+    log_scale = torch.log(torch.as_tensor(scale, dtype=torch.float32)).expand(count, 1).repeat(1, 3)
+    quats = torch.zeros(count, 4)
+    quats[:, 0] = 1
+    return nn.ParameterDict({
+        "means": nn.Parameter(means.float().contiguous()),
+        "scales": nn.Parameter(log_scale.contiguous()),
+        "quats": nn.Parameter(quats),
+        "opacities": nn.Parameter(inverse_sigmoid(torch.full((count,), opacity))),
+        "colors": nn.Parameter(inverse_sigmoid(colors.float()).contiguous()),
+    })
+
+
+def gaussian_set_from_tensors(tensors: dict[str, torch.Tensor]) -> nn.ParameterDict:
+    """Rebuild a set from saved tensors (any N), checking that the keys and shapes agree."""
+    missing = [key for key in GAUSSIAN_KEYS if key not in tensors]
+    if missing:
+        raise ValueError(f"Gaussian set lacks {', '.join(missing)}")
+    count = tensors["means"].shape[0]
+    for key in GAUSSIAN_KEYS:
+        if tensors[key].shape[0] != count:
+            raise ValueError(f"Gaussian set: {key} has {tensors[key].shape[0]} rows, means has {count}")
+    return nn.ParameterDict({key: nn.Parameter(tensors[key].float().clone()) for key in GAUSSIAN_KEYS})
+
+
+@dataclass
+class HeadEllipse:
+    """The first frame's head mask summarised as an ellipse in pixels plus its depth in metres."""
+    center_u: float
+    center_v: float
+    radius_u: float
+    radius_v: float
+    top_v: float
+    bottom_v: float
+    depth: float  # metres, the head pivot's depth
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, depth: float) -> "HeadEllipse":
+        rows, cols = np.nonzero(mask > 127)
+        if len(rows) == 0:
+            raise ValueError("the initialisation frame's mask is empty")
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        return cls(center_u=(left + right) / 2, center_v=(top + bottom) / 2,
+                   radius_u=max(1.0, (right - left) / 2), radius_v=max(1.0, (bottom - top) / 2),
+                   top_v=float(top), bottom_v=float(bottom), depth=depth)
+
+
+def backproject(u: np.ndarray, v: np.ndarray, depth: np.ndarray, intrinsics: dict[str, float]) -> np.ndarray:
+    """Pixel centres ``(u, v)`` at camera-space ``depth`` -> points ``[N,3]`` (OpenCV pinhole at the origin)."""
+    x = (u - intrinsics["cx"]) / intrinsics["fx"] * depth
+    y = (v - intrinsics["cy"]) / intrinsics["fy"] * depth
+    return np.stack([x, y, depth], axis=-1)
+
+
+def to_canonical(points: np.ndarray, global_rot: np.ndarray, translation: np.ndarray) -> torch.Tensor:
+    """Undo a frame's rigid pose: ``R^T (p - t)`` for camera-space ``points [N,3]``."""
+    axis, angle = axis_angle_split(torch.as_tensor(global_rot, dtype=torch.float32))
+    centred = torch.as_tensor(points - translation, dtype=torch.float32)
+    return rotate_about_axis(centred, axis, -angle)
+
+
+def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, ellipse: HeadEllipse, mask: np.ndarray,
+                  intrinsics: dict[str, float], global_rot: np.ndarray, translation: np.ndarray,
+                  rng: np.random.Generator) -> nn.ParameterDict:
+    """Back-project masked pixels onto the head ellipsoid (front and back), coloured from ``frame``."""
+    rows, cols = np.nonzero(mask > 127)
+    pick = rng.integers(0, len(rows), cfg.face_count)
+    u = cols[pick] + rng.random(cfg.face_count)  # jitter inside the pixel
+    v = rows[pick] + rng.random(cfg.face_count)
+    colors = torch.as_tensor(frame[rows[pick], cols[pick]] / 255.0, dtype=torch.float32)
+    radial = ((u - ellipse.center_u) / ellipse.radius_u) ** 2 + ((v - ellipse.center_v) / ellipse.radius_v) ** 2
+    bulge = np.sqrt(np.clip(1 - radial, 0, 1))
+    depth_radius = ellipse.radius_u / intrinsics["fx"] * ellipse.depth  # metres
+    side = np.where(rng.random(cfg.face_count) < cfg.back_fraction, 1.0, -1.0)  # -1: towards the camera
+    depth = ellipse.depth + side * depth_radius * bulge
+    points = backproject(u, v, depth, intrinsics)
+    # One Gaussian per ~(area / count) of mask: its radius roughly the spacing between neighbours.
+    spacing = math.sqrt(len(rows) / cfg.face_count) / intrinsics["fx"] * ellipse.depth
+    return make_gaussian_set(to_canonical(points, global_rot, translation), colors, max(spacing, 1e-4), cfg.opacity)
+
+
+def init_mouth_set(cfg: GaussianInitConfig, ellipse: HeadEllipse, intrinsics: dict[str, float],
+                   global_rot: np.ndarray, translation: np.ndarray, rng: np.random.Generator) -> nn.ParameterDict:
+    """A dark ellipsoid behind the lower-middle of the face, where an open mouth shows its inside."""
+    metres_per_pixel = ellipse.depth / intrinsics["fx"]
+    center = backproject(np.array([ellipse.center_u]), np.array([ellipse.center_v + 0.45 * ellipse.radius_v]),
+                         np.array([ellipse.depth - 0.5 * ellipse.radius_u * metres_per_pixel]), intrinsics)[0]
+    radii = np.array([0.3 * ellipse.radius_u, 0.12 * ellipse.radius_v, 0.2 * ellipse.radius_u]) * metres_per_pixel
+    directions = rng.normal(size=(cfg.mouth_count, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True) + 1e-9
+    points = center + directions * radii * rng.random((cfg.mouth_count, 1)) ** (1 / 3)
+    colors = torch.tensor(MOUTH_COLOR).expand(cfg.mouth_count, 3)
+    scale = float(radii.mean()) / max(1.0, cfg.mouth_count ** (1 / 3))
+    return make_gaussian_set(to_canonical(points, global_rot, translation), colors, scale, cfg.opacity)
