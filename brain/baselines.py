@@ -53,7 +53,7 @@ class Baseline:
         raise NotImplementedError
 
 
-def _fit_to_length(motion: np.ndarray, start: int, frames: int) -> np.ndarray:
+def fit_to_length(motion: np.ndarray, start: int, frames: int) -> np.ndarray:
     """``frames`` consecutive rows of ``motion [N,D]`` from ``start``, wrapping around when it runs out."""
     return motion[(start + np.arange(frames)) % len(motion)]
 
@@ -68,7 +68,7 @@ class RandomClipBaseline(Baseline):
         for _ in range(num_samples):
             listener = self.listeners[rng.integers(len(self.listeners))]
             start = rng.integers(max(1, len(listener) - frames + 1))
-            out.append(_fit_to_length(listener, int(start), frames))
+            out.append(fit_to_length(listener, int(start), frames))
         return np.stack(out)
 
 
@@ -130,7 +130,7 @@ class NearestNeighbourBaseline(Baseline):
             length = window.stop - window.start
             for k in range(num_samples):
                 listener = self.listener_windows[ranked[k % len(ranked)]]
-                motion[k, window] = _fit_to_length(listener, 0, length)
+                motion[k, window] = fit_to_length(listener, 0, length)
         return motion
 
 

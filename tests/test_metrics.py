@@ -40,6 +40,17 @@ def test_frechet_distance_matches_the_closed_form_for_known_gaussians():
     assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
 
 
+def test_frechet_distance_equals_the_sqrtm_formula_of_the_reference_code():
+    from scipy.linalg import sqrtm
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12)), rng.standard_normal((300, 12))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    diff = a.mean(0) - b.mean(0)
+    reference = diff @ diff + np.trace(cov_a + cov_b - 2 * np.real(sqrtm(cov_a @ cov_b)))
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-8)
+
+
 def test_frechet_distance_survives_a_static_set_and_rejects_bad_shapes():
     frames = np.random.default_rng(0).standard_normal((100, 4))
     static = np.zeros((100, 4))

@@ -1,0 +1,97 @@
+"""`python -m brain.evaluate` end to end: a tiny corpus, tiny diffusion and regression brains, every method."""
+import json
+
+import numpy as np
+import pytest
+
+from brain import evaluate
+from brain.metrics import METRIC_NAMES
+from data_utils.synthetic_dyadic import write_synthetic_corpus
+from utils.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 20-clip, 4-second corpus (2 test clips) and two brains trained for a few steps on it (the pipeline is
+    under test here, not the brain: docs/BRAIN.md measures learning)."""
+    import train_diffusion
+    from brain.config import BrainConfig
+
+    root = tmp_path_factory.mktemp("evaluate")
+    corpus = write_synthetic_corpus(root / "corpus", clips=20, seconds=4, seed=0)
+    checkpoints = {}
+    for objective in ("diffusion", "regression"):
+        cfg = load_config(BrainConfig, "configs/brain_tiny.yaml",
+                          [f"model.objective={objective}", "model.width=32", "model.layers=1", "train.max_steps=8",
+                           "train.batch_size=16", "train.val_every=8", "train.val_windows=8", "train.device=cpu",
+                           "train.log_every=10"])
+        cfg.data, cfg.out = str(corpus), str(root / objective)
+        checkpoints[objective] = str(train_diffusion.train(cfg, progress=False))
+    return corpus, checkpoints
+
+
+def _run(corpus, checkpoints, out, *extra):
+    return evaluate.main(["--data", str(corpus), "--split", "test", "--checkpoint", checkpoints["diffusion"],
+                          "--samples", "2", "--steps", "2", "--baselines", "all", "--out", str(out),
+                          "--regression_checkpoint", checkpoints["regression"], *extra])
+
+
+def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys):
+    corpus, checkpoints = trained
+    out = tmp_path / "eval"
+    code = _run(corpus, checkpoints, out, "--save_samples", "--shuffled_speaker", "--audio_only", "--visual_only",
+                "--step_sweep", "1", "--guidance_sweep", "2", "--device", "cpu")
+    assert code == 0
+    results = json.loads((out / "metrics.json").read_text())
+    methods = ["diffusion", "diffusion[shuffled]", "diffusion[audio_only]", "diffusion[visual_only]",
+               "diffusion[steps=1]", "diffusion[guidance=2]", "random", "mirror", "nearest", "mean", "regression"]
+    assert list(results) == ["ground_truth"] + methods
+    for method, scores in results.items():
+        assert set(scores) == set(METRIC_NAMES), method
+    # Ground truth against itself; a regression brain is deterministic, so its K samples never differ.
+    assert results["ground_truth"]["fd_exp"] == pytest.approx(0.0, abs=1e-6)
+    assert results["regression"]["frdiv"] == pytest.approx(0.0, abs=1e-10)
+    assert results["diffusion"]["frdiv"] > 0.0
+    assert results["mean"]["frvar"] == pytest.approx(0.0, abs=1e-10)  # held still over time
+
+    table = (out / "metrics.md").read_text()
+    assert all(f"| {method} |" in table for method in ["ground_truth"] + methods)
+    assert table == capsys.readouterr().out.rstrip("\n") + "\n"  # the CLI prints the table it wrote
+    test_ids = (corpus / "splits" / "test.txt").read_text().split()
+    for method in methods:
+        for clip_id in test_ids:
+            motion = np.load(out / "samples" / method / f"{clip_id}.npy")
+            assert motion.shape == (2, 100, 56) and motion.dtype == np.float32
+    run = json.loads((out / "run.json").read_text())
+    assert run["clips"] == test_ids and set(run["seconds_per_method"]) == set(methods)
+    assert (out / f"motion_{test_ids[0]}.png").stat().st_size > 0 and (out / "std_bars.png").is_file()
+
+
+def test_evaluate_is_reproducible_and_replaces_its_own_output(trained, tmp_path):
+    corpus, checkpoints = trained
+    out = tmp_path / "eval"
+    args = ("--baselines", "mean", "--max_clips", "1", "--max_seconds", "2", "--device", "cpu")
+    assert _run(corpus, checkpoints, out, *args) == 0
+    first = (out / "metrics.json").read_text()
+    assert _run(corpus, checkpoints, out, *args) == 0  # an earlier evaluation folder is replaced
+    assert (out / "metrics.json").read_text() == first
+    assert json.loads(first)["diffusion"]["mse_exp"] > 0
+
+
+def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
+    corpus, checkpoints = trained
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert _run(corpus, checkpoints, foreign) == 1
+    assert "holds no earlier evaluation" in capsys.readouterr().err and (foreign / "notes.txt").is_file()
+
+    out = tmp_path / "eval"
+    code = evaluate.main(["--data", str(tmp_path / "missing"), "--baselines", "mean", "--out", str(out)])
+    assert code == 1 and "missing meta.json" in capsys.readouterr().err
+    code = evaluate.main(["--data", str(corpus), "--checkpoint", checkpoints["diffusion"], "--baselines", "median",
+                          "--out", str(out)])
+    assert code == 1 and "unknown baseline(s) median" in capsys.readouterr().err
+    assert not out.exists()
