@@ -39,13 +39,14 @@ import numpy as np
 
 from data_utils.resample import fill_missing, missing_runs
 from utils.atomic import save_npy
-from utils.flame import EXP_DIM, FLAME_DIM, GLOBAL_ROT_DIM, JAW_DIM, join_flame
+from utils.flame import EXP_DIM, FLAME_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
 
 POSE_DIM = GLOBAL_ROT_DIM + JAW_DIM  # EMOCA posecode: global 3 | jaw 3
 CAM_DIM = 3  # weak perspective: scale, tx, ty
 CROP_DIM = 3  # face crop: centre x, centre y, side length (pixels)
 # Axis-angle rotations inside a [T,6] posecode: interpolated on the rotation manifold.
 POSE_ROTATIONS = (slice(0, GLOBAL_ROT_DIM), slice(GLOBAL_ROT_DIM, POSE_DIM))
+LISTENER_ROTATIONS = (GLOBAL_ROT, JAW)  # the same rotations inside the [T,56] listener vector
 
 FRAME_FOLDER = re.compile(r"^(\d+)(?:_(\d+))?$")  # "000001_000" (EMOCA) or "000001"
 

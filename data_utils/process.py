@@ -39,7 +39,6 @@ if __package__ in (None, ""):  # run as `python data_utils/process.py`: make the
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -48,10 +47,11 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_utils.emoca_io import EmocaError, load_emoca_codes, weak_perspective_to_translation  # noqa: E402
+from data_utils.cli import add_options, changed_settings, options_from_args, write_json  # noqa: E402
+from data_utils.emoca_io import (LISTENER_ROTATIONS, EmocaError, load_emoca_codes,  # noqa: E402
+                                 weak_perspective_to_translation)
 from data_utils.media import CropBox, MediaError, iter_video_frames, probe_video  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
-from data_utils.vico import LISTENER_ROTATIONS  # noqa: E402
 from utils.atomic import atomic_output, save_npy  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
@@ -317,9 +317,9 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
                          options.background_dilate)
     meta = {"fps": FPS, "width": options.size, "height": options.size, "fx": camera.fx, "fy": camera.fy,
             "cx": camera.cx, "cy": camera.cy}
-    _write_json(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     num_val = max(1, int(round(num_frames * options.val_fraction))) if num_frames > 1 else 0
-    _write_json(out / "splits.json", {"train": list(range(num_frames - num_val)),
+    write_json(out / "splits.json", {"train": list(range(num_frames - num_val)),
                                       "val": list(range(num_frames - num_val, num_frames))})
     provenance = {
         "settings": settings, "source": {"fps": info.fps, "width": info.width, "height": info.height,
@@ -330,24 +330,17 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
         "translation": "from EMOCA cam.npy + crop.npy" if translation is not None else
         "not written (EMOCA output has no cam.npy + crop.npy)",
     }
-    _write_json(out / "process.json", provenance)
+    write_json(out / "process.json", provenance)
     return provenance
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     path = out / "process_settings.json"
-    if path.is_file() and not overwrite:
-        previous = json.loads(path.read_text())
-        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-        if changed:
-            raise ProcessError(f"{out}: processed before with different settings ({', '.join(changed)}); "
-                               f"pass --overwrite to redo every stage")
-    _write_json(path, settings)
+    changed = changed_settings(path, settings)
+    if changed and not overwrite:
+        raise ProcessError(f"{out}: processed before with different settings ({', '.join(changed)}); "
+                           f"pass --overwrite to redo every stage")
+    write_json(path, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,11 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", default=None, help="your masks: a folder of images or a mask video")
     parser.add_argument("--mask_method", choices=("mediapipe",), default=None, help="compute masks instead")
     parser.add_argument("--overwrite", action="store_true", help="redo every stage")
-    for item in dataclasses.fields(ProcessOptions):
-        parser.add_argument(f"--{item.name}", type=type(item.default), default=item.default,
-                            help=f"(default {item.default})")
+    add_options(parser, ProcessOptions)
     args = parser.parse_args(argv)
-    options = ProcessOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ProcessOptions)})
+    options = options_from_args(ProcessOptions, args)
     try:
         provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
                                      mask_method=args.mask_method, overwrite=args.overwrite)

@@ -42,14 +42,14 @@ import numpy as np
 from tqdm import tqdm
 
 from brain.data import SPLITS, CorpusError, DyadicCorpus, check_array, write_corpus_meta
-from data_utils.emoca_io import EmocaError, load_emoca_codes
+from data_utils.cli import add_options, changed_settings, options_from_args, write_json
+from data_utils.emoca_io import LISTENER_ROTATIONS, EmocaError, load_emoca_codes
 from data_utils.media import MediaError, probe_video, read_audio, write_wav
-from data_utils.resample import resample_codes, resampled_length
+from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
 from utils.atomic import atomic_output
-from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, GLOBAL_ROT, JAW, SPEAKER_EXP_DIM
+from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
-LISTENER_ROTATIONS = (GLOBAL_ROT, JAW)  # axis-angle columns of the [T,56] vector
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
 
@@ -334,8 +334,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     for row in available:
         corpus.load_clip(row.clip_id)
     manifest = _manifest(out, rows, status, refused, splits, options, wav2vec_model)
-    with atomic_output(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -343,16 +342,11 @@ def _check_settings(out: Path, options: VicoOptions, overwrite: bool) -> None:
     """Refuse to mix clips made with different settings in one corpus (unless overwriting)."""
     path = out / "build_settings.json"
     current = dataclasses.asdict(options)
-    if path.is_file() and not overwrite:
-        previous = json.loads(path.read_text())
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k)
-                         and k not in ("split", "val_fraction", "test_fraction", "seed"))
-        if changed:
-            raise VicoError(f"{out}: built before with different settings ({', '.join(changed)}); "
-                            f"pass --overwrite to rebuild every clip, or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(current, indent=2) + "\n")
+    changed = changed_settings(path, current, ignore=("split", "val_fraction", "test_fraction", "seed"))
+    if changed and not overwrite:
+        raise VicoError(f"{out}: built before with different settings ({', '.join(changed)}); "
+                        f"pass --overwrite to rebuild every clip, or choose a new --out")
+    write_json(path, current)
 
 
 def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) -> dict:
@@ -378,12 +372,6 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
     }
 
 
-def _options_parser(parser: argparse.ArgumentParser) -> None:
-    for item in dataclasses.fields(VicoOptions):
-        parser.add_argument(f"--{item.name}", type=type(item.default), default=item.default,
-                            help=f"(default {item.default})")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -394,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="the annotation CSV when the root holds several")
     parser.add_argument("--device", default="auto", help="wav2vec2 device: auto, cpu, cuda")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
-    _options_parser(parser)
+    add_options(parser, VicoOptions)
     args = parser.parse_args(argv)
-    options = VicoOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(VicoOptions)})
+    options = options_from_args(VicoOptions, args)
     try:
         manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
                                 device=args.device, overwrite=args.overwrite)

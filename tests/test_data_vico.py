@@ -1,8 +1,6 @@
 """ViCo-format fixture (CSV + videos/ + audios/ + EMOCA folders) -> a corpus that DyadicCorpus accepts."""
-import json
 import shutil
 
-import numpy as np
 import pytest
 from scipy.io import wavfile
 
@@ -145,4 +143,3 @@ def test_challenge_layout_with_per_split_csvs(tmp_path):
     rows = {row.clip_id: row for row in read_vico_index(tmp_path)}
     assert sorted(rows) == ["abc", "def", "ghi"] and rows["ghi"].official_split == "test"
     assert rows["abc"].listener_video.name == "abc.listener.mp4" and rows["abc"].audio.name == "abc.wav"
-    json.dumps([str(r.speaker_video) for r in rows.values()])
