@@ -1,0 +1,193 @@
+"""``synthesize_listener.py`` end to end with a tiny brain and body trained inside the test session.
+
+One session-scoped fixture trains both (a few steps: speed and plumbing are under test here, not quality);
+every test then runs the CLI as a user would, through ``main([...])`` or a subprocess.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import synthesize_listener
+from brain.config import BrainConfig
+from data_utils.synthetic_dyadic import write_synthetic_corpus
+from synthesis.video import probe_video
+from utils.config import load_config
+from utils.flame import FLAME_DIM, FPS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are all per-op overhead; on a shared 2-core machine a second thread makes them ~10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A corpus clip with speaker.wav, a tiny brain checkpoint and a tiny body model directory."""
+    import train_body
+    import train_diffusion
+    from data_utils.synthetic_subject import write_synthetic_subject
+
+    root = tmp_path_factory.mktemp("synthesis_models")
+    write_synthetic_corpus(root / "corpus", clips=5, seconds=4, seed=0, wav=True)
+    brain_cfg = load_config(BrainConfig, REPO_ROOT / "configs" / "brain_tiny.yaml",
+                            [f"data={root / 'corpus'}", f"out={root / 'brain'}", "model.width=32",
+                             "train.max_steps=10", "train.batch_size=16", "train.val_every=10",
+                             "train.val_windows=8", "train.device=cpu"])
+    train_diffusion.train(brain_cfg, progress=False)
+    write_synthetic_subject(root / "subject", size=32, frames=12, seed=0)
+    body_cfg = load_config(train_body.BodyTrainConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
+                           [f"subject={root / 'subject'}", f"model_dir={root / 'body'}", "train.max_steps=2",
+                            "train.val_every=2", "train.val_frames=2", "train.device=cpu",
+                            "model.init.face_count=200", "model.init.mouth_count=20"])
+    train_body.train(body_cfg, progress=False)
+    clip = root / "corpus" / "clips" / "clip_0000"
+    return {"brain": root / "brain" / "checkpoint.pth", "body": root / "body", "clip": clip,
+            "frames": len(np.load(clip / "speaker_exp.npy"))}
+
+
+def run_cli(models, output, *extra, audio=None, visual=None, brain=None, body=None):
+    clip = models["clip"]
+    argv = ["--audio", str(audio or clip / "speaker_audio.npy"), "--visual", str(visual or clip / "speaker_exp.npy"),
+            "--body_checkpoint", str(body or models["body"]), "--brain_checkpoint", str(brain or models["brain"]),
+            "--output", str(output), "--device", "cpu", "--no_progress", *map(str, extra)]
+    return synthesize_listener.main(argv)
+
+
+def test_video_has_every_frame_the_speaker_audio_motion_and_plot(tiny_models, tmp_path, capsys):
+    assert run_cli(tiny_models, tmp_path / "out.mp4", "--seed", 3) == 0
+    num_frames = tiny_models["frames"]
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.num_frames, info.fps, info.video_codec, info.pixel_format) == (num_frames, FPS, "h264", "yuv420p")
+    assert info.duration_s == pytest.approx(num_frames / FPS, abs=0.05)
+    assert info.has_audio  # speaker.wav beside the features is picked up
+    assert np.load(tmp_path / "out.npy").shape == (num_frames, FLAME_DIM)
+    assert (tmp_path / "out.png").stat().st_size > 0
+    assert "with the speaker's audio" in capsys.readouterr().out
+
+
+def test_same_seed_same_motion_other_seed_other_motion(tiny_models, tmp_path):
+    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
+        assert run_cli(tiny_models, tmp_path / f"{name}.mp4", "--seed", seed, "--steps", 3) == 0
+    a, b, c = (np.load(tmp_path / f"{name}.npy") for name in "abc")
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 1e-3
+
+
+def test_samples_each_get_a_video_and_a_grid(tiny_models, tmp_path):
+    wav = tmp_path / "other.wav"
+    (tmp_path / "other.wav").write_bytes((tiny_models["clip"] / "speaker.wav").read_bytes())
+    assert run_cli(tiny_models, tmp_path / "k.mp4", "--num_samples", 2, "--steps", 3, "--wav", wav) == 0
+    single = probe_video(tmp_path / "k_s0.mp4")
+    grid = probe_video(tmp_path / "k_grid.mp4")
+    assert (grid.width, grid.height) == (2 * single.width, single.height)
+    assert probe_video(tmp_path / "k_s1.mp4").num_frames == grid.num_frames == tiny_models["frames"]
+    assert grid.has_audio and single.has_audio
+    motion = np.load(tmp_path / "k.npy")
+    assert motion.shape == (2, tiny_models["frames"], FLAME_DIM) and np.abs(motion[0] - motion[1]).mean() > 1e-3
+    assert not (tmp_path / "k.mp4").exists()
+
+
+def test_streaming_matches_offline_frame_for_frame_of_motion(tiny_models, tmp_path, capsys):
+    assert run_cli(tiny_models, tmp_path / "offline.mp4", "--seed", 2, "--steps", 3) == 0
+    assert run_cli(tiny_models, tmp_path / "live.mp4", "--seed", 2, "--steps", 3, "--stream") == 0
+    report = capsys.readouterr().out
+    assert "live latency" in report and "sustained" in report
+    offline, live = np.load(tmp_path / "offline.npy"), np.load(tmp_path / "live.npy")
+    assert probe_video(tmp_path / "live.mp4").num_frames == len(live) == len(offline) == tiny_models["frames"]
+    # the policy's offline loop is the streaming loop, so a seed gives the same motion: no extra seams
+    np.testing.assert_allclose(live, offline, atol=1e-5)
+    # and the motion is continuous across chunk boundaries: no jump larger than the clip's typical steps
+    steps = np.abs(np.diff(live, axis=0)).max(axis=1)  # [T-1]
+    boundary = steps[7::8]  # frame 8k-1 -> 8k
+    assert boundary.max() <= 3 * np.percentile(steps, 95)
+
+
+def bad_array(tmp_path, name, shape, nan=False):
+    array = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    if nan:
+        array[2, 3] = np.nan
+    np.save(tmp_path / name, array)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case, message", [
+    ("length", "same length"),
+    ("audio_width", r"expected shape \[T,768\]"),
+    ("visual_width", r"expected shape \[T,50\]"),
+    ("nan", "NaN"),
+    ("body_as_brain", "is a body checkpoint, but a brain checkpoint was expected"),
+    ("brain_as_body", "is a brain checkpoint, but a body checkpoint was expected"),
+    ("missing_audio", "no such file"),
+    ("missing_body", "no such file or directory"),
+    ("bad_wav", "no readable audio stream"),
+    ("not_mp4", r"must be an \.mp4"),
+    ("stream_samples", "one live listener"),
+])
+def test_bad_input_fails_cleanly_naming_the_problem(tiny_models, tmp_path, capsys, case, message):
+    frames = tiny_models["frames"]
+    out_dir = tmp_path / "out"
+    kwargs, extra, output = {}, [], out_dir / "x.mp4"
+    if case == "length":
+        kwargs["audio"] = bad_array(tmp_path, "a.npy", (frames - 3, 768))
+    elif case == "audio_width":
+        kwargs["audio"] = bad_array(tmp_path, "a.npy", (frames, 512))
+    elif case == "visual_width":
+        kwargs["visual"] = bad_array(tmp_path, "v.npy", (frames, 56))
+    elif case == "nan":
+        kwargs["visual"] = bad_array(tmp_path, "v.npy", (frames, 50), nan=True)
+    elif case == "body_as_brain":
+        kwargs["brain"] = tiny_models["body"] / "body.pth"
+    elif case == "brain_as_body":
+        kwargs["body"] = tiny_models["brain"]
+    elif case == "missing_audio":
+        kwargs["audio"] = tmp_path / "nowhere.npy"
+    elif case == "missing_body":
+        kwargs["body"] = tmp_path / "no_body"
+    elif case == "bad_wav":
+        (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
+        extra = ["--wav", tmp_path / "broken.wav"]
+    elif case == "not_mp4":
+        output = out_dir / "x.avi"
+    elif case == "stream_samples":
+        extra = ["--stream", "--num_samples", 2]
+    assert run_cli(tiny_models, output, *extra, **kwargs) == 2
+    error = capsys.readouterr().err
+    assert "error" in error and re.search(message, error), error
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_command_line_exits_non_zero_and_writes_nothing(tiny_models, tmp_path):
+    clip = tiny_models["clip"]
+    bad = bad_array(tmp_path, "v.npy", (tiny_models["frames"] + 1, 50))
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "synthesize_listener.py"), "--audio",
+                             str(clip / "speaker_audio.npy"), "--visual", str(bad), "--body_checkpoint",
+                             str(tiny_models["body"]), "--brain_checkpoint", str(tiny_models["brain"]),
+                             "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 2 and str(bad) in result.stderr
+    assert list(tmp_path.glob("o*")) == []
+
+
+def test_audio_features_computed_from_the_wav_with_a_local_wav2vec(tiny_models, tmp_path):
+    from data_utils.fixtures import save_tiny_wav2vec
+
+    model_dir = save_tiny_wav2vec(tmp_path / "wav2vec")
+    clip = tiny_models["clip"]
+    argv = ["--wav", str(clip / "speaker.wav"), "--wav2vec", str(model_dir), "--visual",
+            str(clip / "speaker_exp.npy"), "--body_checkpoint", str(tiny_models["body"]), "--brain_checkpoint",
+            str(tiny_models["brain"]), "--output", str(tmp_path / "w.mp4"), "--device", "cpu", "--steps", "2",
+            "--no_progress"]
+    assert synthesize_listener.main(argv) == 0
+    info = probe_video(tmp_path / "w.mp4")
+    assert info.has_audio and info.num_frames == tiny_models["frames"]
+    assert synthesize_listener.main(argv + ["--audio", str(clip / "speaker_audio.npy")]) == 2  # both: refused
