@@ -1,0 +1,73 @@
+"""The brain's typed config: one dataclass tree shared by training, the checkpoint and the policy.
+
+A checkpoint stores ``config_to_dict(cfg)``; :class:`brain.policy.ListenerPolicy` rebuilds the same model
+from it, so ``configs/*.yaml`` and ``key=value`` overrides (``model.width=64``) are the only knobs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    objective: Literal["diffusion", "regression"] = "diffusion"  # regression: same net, L2, no noise
+    width: int = 256
+    layers: int = 6
+    heads: int = 8
+    ff_mult: int = 4
+    dropout: float = 0.1
+    history_frames: int = 25  # clean listener frames the window is conditioned on
+    window_frames: int = 16  # frames denoised per step; the first chunk_frames are emitted
+    chunk_frames: int = 8  # frames emitted per streaming step; the speaker is seen up to the chunk's end
+
+
+@dataclass
+class DiffusionConfig:
+    train_steps: int = 50  # T of the cosine schedule
+    velocity_weight: float = 1.0
+    acceleration_weight: float = 0.1
+    # Classifier-free guidance dropout (per sample; audio / exp / both are exclusive, history independent).
+    drop_audio: float = 0.1
+    drop_exp: float = 0.1
+    drop_both: float = 0.1
+    drop_history: float = 0.1
+
+
+@dataclass
+class SampleConfig:
+    """Defaults the policy uses when a caller passes ``None``."""
+    steps: int = 15
+    eta: float = 0.0
+    guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
+    guidance_visual: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 256  # per process
+    lr: float = 4e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_steps: int = 20000
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    window_stride: int = 2  # frames between window starts in the training index
+    val_every: int = 1000
+    val_windows: int = 512
+    log_every: int = 50
+    checkpoint_every: int = 2000
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+
+
+@dataclass
+class BrainConfig:
+    data: str = ""  # corpus folder (DESIGN.md §3.1); set by --data
+    out: str = ""  # run folder; set by --out
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,81 @@
+"""Training windows cut from a :class:`~brain.data.DyadicCorpus`, gathered in bulk on any device.
+
+A window starting at frame ``s`` of a clip is the triple the denoiser sees (``H`` history, ``W`` window,
+``C`` chunk frames, see :mod:`brain.denoiser`):
+
+    history        listener  [s-H, s)     frames before the clip start are marked invalid
+    target         listener  [s, s+W)     always inside the clip
+    speaker        audio/exp [s-H, s+C)   frames before the clip start are marked invalid
+
+Every clip is validated by ``DyadicCorpus.load_clip(min_frames=W)``, so a broken clip stops training with
+the contract's error naming the clip, the file and the numbers. The whole split lives in a few tensors
+(a 200 × 60 s corpus is ~1 GB, fine on a GPU) and a batch is one fancy-index, no Python per window.
+"""
+from __future__ import annotations
+
+import torch
+
+from brain.config import ModelConfig
+from brain.data import Clip, DyadicCorpus
+from brain.denoiser import Conditioning
+from brain.normalizer import Normalizer
+
+
+def load_split_clips(corpus: DyadicCorpus, split: str, cfg: ModelConfig) -> list[Clip]:
+    """Validated clips of ``split``; each must be at least one window long."""
+    return corpus.load_split(split, min_frames=cfg.window_frames)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows every ``stride`` frames of every clip; ``gather(indices)`` -> ``(Conditioning, target)``."""
+
+    def __init__(self, clips: list[Clip], normalizer: Normalizer, cfg: ModelConfig, *, stride: int = 1):
+        if not clips:
+            raise ValueError("WindowDataset needs at least one clip")
+        if stride < 1:
+            raise ValueError(f"window stride must be >= 1, got {stride}")
+        self.cfg = cfg
+        with torch.no_grad():
+            self.listener = normalizer.normalize_listener(torch.cat([torch.from_numpy(c.listener) for c in clips]))
+            self.speaker_exp = normalizer.normalize_speaker_exp(torch.cat([torch.from_numpy(c.speaker_exp) for c in clips]))
+        self.speaker_audio = torch.cat([torch.from_numpy(c.speaker_audio) for c in clips])
+        starts, clip_offsets, offset = [], [], 0
+        for clip in clips:
+            window_starts = torch.arange(0, clip.num_frames - cfg.window_frames + 1, stride)
+            starts.append(offset + window_starts)
+            clip_offsets.append(torch.full_like(window_starts, offset))
+            offset += clip.num_frames
+        self.window_start = torch.cat(starts)  # [N] global frame index of each window's first frame
+        self.clip_start = torch.cat(clip_offsets)  # [N] global frame index of its clip's first frame
+
+    def __len__(self) -> int:
+        return len(self.window_start)
+
+    def to(self, device) -> "WindowDataset":
+        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def __getitem__(self, index: int) -> tuple[Conditioning, torch.Tensor]:
+        cond, target = self.gather(torch.tensor([index], device=self.window_start.device))
+        return Conditioning(*(value[0] for value in cond.tensors())), target[0]
+
+    def gather(self, indices: torch.Tensor) -> tuple[Conditioning, torch.Tensor]:
+        """``indices [B]`` -> ``(Conditioning, target [B,W,56])`` on the dataset's device."""
+        cfg = self.cfg
+        indices = indices.to(self.window_start.device)
+        start, clip_start = self.window_start[indices, None], self.clip_start[indices, None]  # [B,1]
+        listener_frames = start + torch.arange(-cfg.history_frames, cfg.window_frames, device=start.device)
+        speaker_frames = start + torch.arange(-cfg.history_frames, cfg.chunk_frames, device=start.device)
+        listener_valid = listener_frames >= clip_start  # [B,H+W]
+        speaker_valid = speaker_frames >= clip_start  # [B,H+C]
+        listener = self.listener[torch.maximum(listener_frames, clip_start)]
+        listener = listener * listener_valid[..., None]  # [B,H+W,56]
+        speaker_index = torch.maximum(speaker_frames, clip_start)
+        valid = speaker_valid[..., None]
+        cond = Conditioning(history=listener[:, :cfg.history_frames],
+                            history_valid=listener_valid[:, :cfg.history_frames],
+                            speaker_audio=self.speaker_audio[speaker_index] * valid,
+                            speaker_exp=self.speaker_exp[speaker_index] * valid,
+                            speaker_valid=speaker_valid)
+        return cond, listener[:, cfg.history_frames:]

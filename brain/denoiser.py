@@ -1,0 +1,190 @@
+"""The denoiser: a 1D transformer that predicts a clean listener window from a noisy one.
+
+Tokens, on one time axis relative to the window start ``s`` (``H`` history, ``W`` window, ``C`` chunk):
+
+    listener tokens  [s-H .. s-1 | s .. s+W-1]   clean history (or a learned null) | noisy window
+    speaker tokens   [s-H .. s+C-1]               LayerNorm(audio)→Linear + exp→Linear, summed per frame
+
+Each block: AdaLN-modulated self-attention over the listener tokens, cross-attention to the speaker
+tokens, AdaLN-modulated MLP; the diffusion timestep drives the modulation (DiT's adaLN-zero). The
+cross-attention mask lets a listener token at time ``t`` see speaker frames ``<= min(t, s+C-1)`` only, so
+emitting the chunk ``[s, s+C)`` never needs speaker frames past it: that is what makes streaming causal.
+A learned always-visible "sink" speaker token keeps rows whose speaker frames are all missing (the start
+of a clip) well defined.
+
+Classifier-free guidance drops the audio, the expression and/or the history per sample by swapping in
+learned null embeddings (``torch.where``, no branches: the same graph serves every guidance branch).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brain.config import ModelConfig
+from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
+
+
+@dataclass
+class Conditioning:
+    """What a window is generated from; all tensors share the batch size ``B`` and device."""
+    history: torch.Tensor  # [B,H,56] normalised clean listener frames (any value where invalid)
+    history_valid: torch.Tensor  # [B,H] bool: False before the clip starts
+    speaker_audio: torch.Tensor  # [B,H+C,768] wav2vec2 features, raw
+    speaker_exp: torch.Tensor  # [B,H+C,50] normalised speaker expression
+    speaker_valid: torch.Tensor  # [B,H+C] bool: False before the clip starts / past the last frame
+
+    def repeat(self, copies: int) -> "Conditioning":
+        """Stack ``copies`` of the batch: ``[B,...] -> [copies*B,...]`` (guidance branches)."""
+        return Conditioning(*(value.repeat(copies, *([1] * (value.dim() - 1))) for value in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.history, self.history_valid, self.speaker_audio, self.speaker_exp, self.speaker_valid)
+
+    @property
+    def batch_size(self) -> int:
+        return self.history.shape[0]
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding ``[B] -> [B,dim]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32) / half)
+    angles = timesteps.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x [B,L,D]`` shifted and scaled per sample by ``[B,D]``."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(width, width)
+        self.key_value = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B,L,D]`` attends to ``context [B,S,D]``; ``mask [B,1,L,S]`` bool, True = may attend."""
+        batch, length, width = x.shape
+        q = self.query(x).view(batch, length, self.heads, -1).transpose(1, 2)  # [B,h,L,d]
+        k, v = self.key_value(context).view(batch, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B,h,L,d]
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        width = cfg.width
+        self.self_norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.self_attention = Attention(width, cfg.heads)
+        self.cross_norm = nn.LayerNorm(width)
+        self.cross_attention = Attention(width, cfg.heads)
+        self.mlp_norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(width, cfg.ff_mult * width), nn.GELU(approximate="tanh"),
+                                 nn.Dropout(cfg.dropout), nn.Linear(cfg.ff_mult * width, width))
+        self.dropout = nn.Dropout(cfg.dropout)
+        # shift/scale/gate for self-attention and MLP, gate for cross-attention; zero init = identity block
+        self.modulation = nn.Linear(width, 7 * width)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor, cross_mask: torch.Tensor,
+                time: torch.Tensor) -> torch.Tensor:
+        """``x [B,L,D]``, ``speaker [B,1+S,D]``, ``cross_mask [B,1,L,1+S]``, ``time [B,D]`` -> ``[B,L,D]``."""
+        shift_a, scale_a, gate_a, gate_c, shift_m, scale_m, gate_m = self.modulation(time).chunk(7, dim=-1)
+        h = modulate(self.self_norm(x), shift_a, scale_a)
+        x = x + gate_a[:, None] * self.dropout(self.self_attention(h, h))
+        x = x + gate_c[:, None] * self.dropout(self.cross_attention(self.cross_norm(x), speaker, cross_mask))
+        h = modulate(self.mlp_norm(x), shift_m, scale_m)
+        return x + gate_m[:, None] * self.dropout(self.mlp(h))
+
+
+class ListenerDenoiser(nn.Module):
+    """``(noisy_window [B,W,56], timestep [B], Conditioning) -> predicted clean window [B,W,56]``.
+
+    All listener values are in normalised units (:class:`brain.normalizer.Normalizer`).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        width, history, window, chunk = cfg.width, cfg.history_frames, cfg.window_frames, cfg.chunk_frames
+        if chunk > window:
+            raise ValueError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
+        if width % cfg.heads:
+            raise ValueError(f"model.width ({width}) must be divisible by model.heads ({cfg.heads})")
+        self.listener_in = nn.Linear(FLAME_DIM, width)
+        self.null_history = nn.Parameter(torch.zeros(width))
+        self.token_type = nn.Parameter(torch.zeros(2, width))  # 0: history, 1: window
+        self.position = nn.Parameter(0.02 * torch.randn(history + window, width))  # shared time axis
+        self.audio_norm = nn.LayerNorm(AUDIO_DIM)
+        self.audio_in = nn.Linear(AUDIO_DIM, width)
+        self.exp_in = nn.Linear(SPEAKER_EXP_DIM, width)
+        self.null_audio = nn.Parameter(torch.zeros(width))
+        self.null_exp = nn.Parameter(torch.zeros(width))
+        self.speaker_sink = nn.Parameter(0.02 * torch.randn(width))
+        self.speaker_mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(approximate="tanh"),
+                                         nn.Linear(width, width))
+        self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.out_modulation = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, FLAME_DIM)
+        for layer in (self.out_modulation, self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        # Listener time i (index on the shared axis) may see speaker time j iff j <= min(i, H+C-1).
+        listener_time = torch.arange(history + window)[:, None]
+        speaker_time = torch.arange(history + chunk)[None, :]
+        causal = speaker_time <= torch.clamp(listener_time, max=history + chunk - 1)  # [H+W, H+C]
+        self.register_buffer("causal_mask", causal, persistent=False)
+
+    def forward(self, noisy_window: torch.Tensor, timestep: torch.Tensor, cond: Conditioning,
+                drop_audio: torch.Tensor | None = None, drop_exp: torch.Tensor | None = None,
+                drop_history: torch.Tensor | None = None) -> torch.Tensor:
+        """``noisy_window [B,W,56]``, ``timestep [B]`` long; ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
+        cfg = self.cfg
+        batch = noisy_window.shape[0]
+        expected = {"noisy_window": (noisy_window, (batch, cfg.window_frames, FLAME_DIM)),
+                    "history": (cond.history, (batch, cfg.history_frames, FLAME_DIM)),
+                    "speaker_audio": (cond.speaker_audio, (batch, cfg.history_frames + cfg.chunk_frames, AUDIO_DIM)),
+                    "speaker_exp": (cond.speaker_exp, (batch, cfg.history_frames + cfg.chunk_frames, SPEAKER_EXP_DIM))}
+        for name, (value, shape) in expected.items():
+            if tuple(value.shape) != shape:
+                raise ValueError(f"denoiser input {name}: expected shape {list(shape)}, got {list(value.shape)}")
+
+        history_valid = cond.history_valid
+        if drop_history is not None:
+            history_valid = history_valid & ~drop_history[:, None]
+        history_tokens = torch.where(history_valid[..., None], self.listener_in(cond.history), self.null_history)
+        window_tokens = self.listener_in(noisy_window)
+        x = torch.cat([history_tokens + self.token_type[0], window_tokens + self.token_type[1]], dim=1)
+        x = x + self.position  # [B,H+W,D]
+
+        audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S,D]
+        exp = self.exp_in(cond.speaker_exp)  # [B,S,D]
+        if drop_audio is not None:
+            audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
+        if drop_exp is not None:
+            exp = torch.where(drop_exp[:, None, None], self.null_exp, exp)
+        speaker = audio + exp + self.position[: audio.shape[1]]
+        speaker = speaker + self.speaker_mlp(speaker)
+        speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]
+        visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S]
+        sink = torch.ones_like(visible[..., :1])
+        cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S]
+
+        time = F.silu(self.time_mlp(timestep_embedding(timestep, cfg.width)))  # [B,D]
+        for block in self.blocks:
+            x = block(x, speaker, cross_mask, time)
+        shift, scale = self.out_modulation(time).chunk(2, dim=-1)
+        x = modulate(self.out_norm(x[:, cfg.history_frames:]), shift, scale)
+        return self.out(x)  # [B,W,56]

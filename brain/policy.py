@@ -1,0 +1,171 @@
+"""The listener policy: speaker features in, listener FLAME motion out, offline or streamed.
+
+    policy = ListenerPolicy.from_checkpoint("output/brain/checkpoint.pth", device="cpu")
+    motion = policy.generate(speaker_audio, speaker_exp, num_samples=3, seed=0)   # [T,768], [T,50] -> [3,T,56]
+
+    stream = policy.stream(num_samples=1, seed=0)
+    out = stream.push(audio_chunk, exp_chunk)    # [n,768], [n,50] -> [K,m,56], m a multiple of 8
+    rest = stream.flush()                         # the last < 8 frames
+
+Both run the same loop: every ``chunk_frames`` (8) speaker frames, the window starting at the next frame
+to emit is denoised, conditioned on the last ``history_frames`` emitted frames and on the speaker up to the
+end of that chunk; its first 8 frames are emitted. ``generate`` is ``push(everything)`` + ``flush()``, so
+the offline and streamed outputs of one seed are the same numbers, and no output frame ever depends on a
+speaker frame after the chunk it was emitted in.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from brain.config import BrainConfig
+from brain.data import check_speaker_inputs
+from brain.denoiser import Conditioning, ListenerDenoiser
+from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
+from brain.normalizer import Normalizer
+from utils.checkpoint import load_checkpoint
+from utils.config import config_from_dict
+from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+
+
+class ListenerPolicy:
+    """A trained brain (EMA weights) ready to sample; see the module docstring."""
+
+    fps = FPS
+
+    def __init__(self, denoiser: ListenerDenoiser, diffusion: ListenerDiffusion, normalizer: Normalizer,
+                 cfg: BrainConfig, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.denoiser = denoiser.to(self.device).eval()
+        self.diffusion = diffusion.to(self.device)
+        self.normalizer = normalizer.to(self.device)
+        self.cfg = cfg
+        self.chunk_frames = cfg.model.chunk_frames
+        self.history_frames = cfg.model.history_frames
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                        *, use_ema: bool = True) -> "ListenerPolicy":
+        """Rebuild the policy from a brain checkpoint alone; a body checkpoint raises ``CheckpointError``."""
+        payload = load_checkpoint(path, kind="brain")
+        cfg = config_from_dict(BrainConfig, payload["config"])
+        denoiser, diffusion = build_denoiser_and_diffusion(cfg)
+        denoiser.load_state_dict(payload["ema"] if use_ema and "ema" in payload else payload["model"])
+        return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device)
+
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_visual) -> dict:
+        defaults = self.cfg.sample
+        return {"steps": defaults.steps if steps is None else int(steps),
+                "eta": defaults.eta if eta is None else float(eta),
+                "guidance_audio": defaults.guidance_audio if guidance_audio is None else float(guidance_audio),
+                "guidance_visual": defaults.guidance_visual if guidance_visual is None else float(guidance_visual)}
+
+    def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
+               guidance_audio: float | None = None, guidance_visual: float | None = None) -> "ListenerStream":
+        """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_visual)
+        self.diffusion.sampling_timesteps(options["steps"])  # refuse a bad step count before any input
+        return ListenerStream(self, num_samples, seed, options)
+
+    def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
+                 steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
+                 guidance_visual: float | None = None) -> np.ndarray:
+        """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
+        speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
+        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_visual)
+        return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
+
+    @torch.no_grad()
+    def sample_window(self, cond: Conditioning, noise: torch.Tensor, generator: torch.Generator,
+                      options: dict) -> torch.Tensor:
+        """One denoised window ``[K,W,56]`` (normalised units) for a batch of conditionings."""
+        return self.diffusion.sample(self.denoiser, cond, noise=noise, generator=generator, **options)
+
+
+class ListenerStream:
+    """Incremental generation; see :class:`ListenerPolicy` and the module docstring."""
+
+    def __init__(self, policy: ListenerPolicy, num_samples: int, seed: int, options: dict):
+        self.policy = policy
+        self.num_samples = num_samples
+        self.options = options
+        device = policy.device
+        self.generator = torch.Generator(device=device).manual_seed(int(seed))
+        model = policy.cfg.model
+        self.window_frames = model.window_frames
+        # Speaker frames since ``buffer_start`` (absolute frame index), listener history in normalised units.
+        self.speaker_audio = torch.zeros(0, AUDIO_DIM, device=device)
+        self.speaker_exp = torch.zeros(0, SPEAKER_EXP_DIM, device=device)
+        self.buffer_start = 0
+        self.history = torch.zeros(num_samples, 0, FLAME_DIM, device=device)  # [K,<=H,56]
+        self.received = 0
+        self.emitted = 0
+        self.closed = False
+
+    def push(self, audio_chunk: np.ndarray, exp_chunk: np.ndarray) -> np.ndarray:
+        """Feed ``[n,768]`` and ``[n,50]`` speaker frames; returns ``[K,m,56]`` new listener frames."""
+        if self.closed:
+            raise RuntimeError("this stream was flushed; start a new one with policy.stream()")
+        if len(audio_chunk) == 0 and len(exp_chunk) == 0:
+            return self._empty()
+        audio_chunk, exp_chunk = check_speaker_inputs(audio_chunk, exp_chunk, audio_source="audio chunk",
+                                                      exp_source="expression chunk")
+        device = self.policy.device
+        self.speaker_audio = torch.cat([self.speaker_audio, torch.from_numpy(audio_chunk).to(device)])
+        exp = self.policy.normalizer.normalize_speaker_exp(torch.from_numpy(exp_chunk).to(device))
+        self.speaker_exp = torch.cat([self.speaker_exp, exp])
+        self.received += len(audio_chunk)
+        out = [self._empty()]
+        chunk = self.policy.chunk_frames
+        while self.received - self.emitted >= chunk:
+            out.append(self._step(chunk))
+        return np.concatenate(out, axis=1)
+
+    def flush(self) -> np.ndarray:
+        """Emit the remaining ``< chunk_frames`` frames and close the stream."""
+        if self.closed:
+            raise RuntimeError("this stream was already flushed")
+        rest = self.received - self.emitted
+        self.closed = True
+        return self._step(rest) if rest > 0 else self._empty()
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((self.num_samples, 0, FLAME_DIM), np.float32)
+
+    def _step(self, emit: int) -> np.ndarray:
+        """Denoise the window at ``self.emitted`` seeing speaker frames ``< self.received``; emit ``emit`` frames."""
+        policy, device = self.policy, self.policy.device
+        history_frames, chunk = policy.history_frames, policy.chunk_frames
+        start = self.emitted
+        # Speaker context: absolute frames [start-H, start+C); valid where 0 <= frame < received.
+        frames = torch.arange(start - history_frames, start + chunk, device=device)
+        speaker_valid = (frames >= 0) & (frames < self.received)
+        buffer_index = (frames - self.buffer_start).clamp(0, len(self.speaker_audio) - 1)
+        valid = speaker_valid[:, None]
+        speaker_audio = self.speaker_audio[buffer_index] * valid  # [H+C,768]
+        speaker_exp = self.speaker_exp[buffer_index] * valid  # [H+C,50]
+        # History: the last H emitted frames, left-padded with invalid frames at the clip start.
+        have = self.history.shape[1]
+        history = torch.cat([self.history.new_zeros(self.num_samples, history_frames - have, FLAME_DIM),
+                             self.history], dim=1)  # [K,H,56]
+        history_valid = torch.arange(history_frames, device=device) >= history_frames - have
+        k = self.num_samples
+        cond = Conditioning(history=history, history_valid=history_valid.expand(k, -1),
+                            speaker_audio=speaker_audio.expand(k, -1, -1),
+                            speaker_exp=speaker_exp.expand(k, -1, -1), speaker_valid=speaker_valid.expand(k, -1))
+        noise = torch.randn((k, self.window_frames, FLAME_DIM), generator=self.generator, device=device)
+        window = policy.sample_window(cond, noise, self.generator, self.options)  # [K,W,56]
+        emitted = window[:, :emit]
+        self.history = torch.cat([self.history, emitted], dim=1)[:, -history_frames:]
+        self.emitted += emit
+        # Keep only the speaker frames a later window can still see.
+        drop = max(0, (self.emitted - history_frames) - self.buffer_start)
+        if drop:
+            self.speaker_audio, self.speaker_exp = self.speaker_audio[drop:], self.speaker_exp[drop:]
+            self.buffer_start += drop
+        return policy.normalizer.denormalize_listener(emitted).float().cpu().numpy()
+

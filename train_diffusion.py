@@ -1,0 +1,283 @@
+"""Train the brain (Stage 2): a diffusion transformer over listener FLAME windows.
+
+    python train_diffusion.py --config configs/brain_config.yaml --data <corpus> --out <dir> [key=value ...] [--resume]
+    python train_diffusion.py --config configs/brain_tiny.yaml --data data/synthetic_dyadic --out output/brain_tiny
+    torchrun --nproc_per_node 2 train_diffusion.py --config configs/brain_config.yaml --data <corpus> --out <dir>
+
+``key=value`` overrides any field of :class:`brain.config.BrainConfig` (``train.max_steps=200``,
+``model.objective=regression``). Writes ``<dir>/checkpoint.pth`` (the latest; config, normaliser, step,
+model, EMA, optimiser — everything ``brain.policy.ListenerPolicy`` and ``--resume`` need),
+``<dir>/config.yaml`` and ``<dir>/scalars.csv`` (+ TensorBoard when installed). ``--resume`` continues
+from ``<dir>/checkpoint.pth``; a step's randomness depends only on (seed, step, rank), so a resumed run
+replays what an uninterrupted one would have done. Under ``torchrun`` each process takes its share of
+every epoch (DistributedSampler) and rank 0 logs, validates and writes checkpoints.
+
+From Python: ``train(load_config(BrainConfig, "configs/brain_tiny.yaml", ["data=...", "out=..."]))``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from brain.config import BrainConfig
+from brain.data import CorpusError, DyadicCorpus
+from brain.dataset import WindowDataset, load_split_clips
+from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
+from brain.normalizer import Normalizer
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import ConfigError, config_to_dict, load_config
+from utils.logger import ScalarLogger
+from utils.runtime import resolve_device, seed_everything
+
+VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so the curve is comparable
+
+
+class Distributed:
+    """Rank, world size and device; a single process when not launched by torchrun."""
+
+    def __init__(self, device_name: str):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.enabled = self.world_size > 1
+        if self.enabled:
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if torch.cuda.is_available():
+                torch.cuda.set_device(local_rank)
+                self.device = torch.device("cuda", local_rank)
+            else:
+                self.device = torch.device("cpu")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        else:
+            self.device = resolve_device(device_name)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled:
+            dist.destroy_process_group()
+
+
+def build_data(cfg: BrainConfig, device: torch.device) -> tuple[WindowDataset, WindowDataset, Normalizer]:
+    """Train/val window datasets on ``device`` and the normaliser fitted on the training clips."""
+    corpus = DyadicCorpus(cfg.data)
+    train_clips = load_split_clips(corpus, "train", cfg.model)
+    val_clips = load_split_clips(corpus, "val", cfg.model)
+    normalizer = Normalizer.fit([c.listener for c in train_clips], [c.speaker_exp for c in train_clips])
+    train_set = WindowDataset(train_clips, normalizer, cfg.model, stride=cfg.train.window_stride).to(device)
+    val_set = WindowDataset(val_clips, normalizer, cfg.model, stride=cfg.model.chunk_frames).to(device)
+    return train_set, val_set, normalizer.to(device)
+
+
+def build_optimizer(cfg: BrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, embeddings and null tokens (1-D parameters)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99))
+
+
+def learning_rate(cfg: BrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``."""
+    train = cfg.train
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    progress = min(1.0, (step - train.warmup_steps) / max(1, train.max_steps - train.warmup_steps))
+    return train.lr * (train.min_lr_ratio + (1 - train.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    decay = min(decay, (1 + step) / (10 + step))  # short runs: the average does not lag behind the start
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+
+
+def autocast_context(cfg: BrainConfig, device: torch.device):
+    precision = cfg.train.precision
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
+def train_step(model: torch.nn.Module, diffusion: ListenerDiffusion, batch, optimizer: torch.optim.Optimizer,
+               cfg: BrainConfig, step: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One optimiser step on ``batch = (Conditioning, target [B,W,56])``; returns the loss parts."""
+    cond, target = batch
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    model.train()
+    with autocast_context(cfg, device):
+        losses = diffusion.loss(model, target, cond, generator=generator)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    return {**{k: v.detach() for k, v in losses.items()}, "grad_norm": grad_norm.detach()}
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, diffusion: ListenerDiffusion, val_set: WindowDataset,
+                    cfg: BrainConfig, device: torch.device) -> dict[str, float]:
+    """Conditional loss on a fixed, evenly spaced set of val windows with fixed noise (no dropout)."""
+    model.eval()
+    count = min(len(val_set), cfg.train.val_windows)
+    indices = torch.linspace(0, len(val_set) - 1, count).round().long()
+    generator = torch.Generator(device=device).manual_seed(VALIDATION_SEED)
+    totals: dict[str, float] = {}
+    for batch_indices in indices.split(cfg.train.batch_size):
+        cond, target = val_set.gather(batch_indices)
+        with autocast_context(cfg, device):
+            losses = diffusion.loss(model, target, cond, generator=generator, drop_conditions=False)
+        losses["mean_predictor_x0"] = (target ** 2).mean()  # predicting the training mean (0 when normalised)
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * len(batch_indices)
+    return {f"val_{name}": value / count for name, value in totals.items()}
+
+
+class WindowBatches:
+    """The training windows of step ``s``: epoch ``s // steps_per_epoch`` reshuffled with the seed, this
+    rank's share (DistributedSampler), batch ``s % steps_per_epoch`` — a pure function of the step."""
+
+    def __init__(self, dataset: WindowDataset, cfg: BrainConfig, dist_info: Distributed):
+        self.dataset = dataset
+        self.batch_size = cfg.train.batch_size
+        self.sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=dist_info.world_size,
+                                                           rank=dist_info.rank, shuffle=True,
+                                                           seed=cfg.train.seed, drop_last=True)
+        self.steps_per_epoch = max(1, len(self.sampler) // self.batch_size)
+        if len(self.sampler) < self.batch_size:
+            raise CorpusError(f"{cfg.data}: the train split yields {len(dataset)} windows, fewer than one batch of "
+                              f"{self.batch_size} per process; use a larger corpus or a smaller train.batch_size")
+        self._epoch, self._order = -1, None
+
+    def __call__(self, step: int):
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, torch.tensor(list(iter(self.sampler)))
+        return self.dataset.gather(self._order[position * self.batch_size:(position + 1) * self.batch_size])
+
+
+def save_training_checkpoint(path: Path, cfg: BrainConfig, step: int, model, ema, optimizer, normalizer,
+                             val_losses: dict[str, float]) -> None:
+    save_checkpoint({"config": config_to_dict(cfg), "step": step, "model": model.state_dict(),
+                     "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                     "normalizer": normalizer.state_dict(), "val": val_losses}, path, kind="brain")
+
+
+def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or continue) a run in ``cfg.out``; returns the path of the final checkpoint."""
+    if not cfg.data:
+        raise ConfigError("no corpus given: pass --data <corpus> (or data=<corpus>)")
+    if not cfg.out:
+        raise ConfigError("no output folder given: pass --out <dir> (or out=<dir>)")
+    out = Path(cfg.out)
+    checkpoint_path = out / "checkpoint.pth"
+    dist_info = Distributed(cfg.train.device)
+    device = dist_info.device
+    try:
+        seed_everything(cfg.train.seed)
+        train_set, val_set, normalizer = build_data(cfg, device)
+        model, diffusion = build_denoiser_and_diffusion(cfg)
+        model, diffusion = model.to(device), diffusion.to(device)
+        ema = copy.deepcopy(model).eval().requires_grad_(False)
+        optimizer = build_optimizer(cfg, model)
+        step, val_losses = 0, {}
+        if resume and checkpoint_path.is_file():
+            payload = load_checkpoint(checkpoint_path, kind="brain", map_location=device)
+            saved_model = payload["config"]["model"]
+            if saved_model != config_to_dict(cfg)["model"]:
+                raise CheckpointError(f"{checkpoint_path}: its model config {saved_model} differs from this run's; "
+                                      f"resume with the same model.* settings")
+            model.load_state_dict(payload["model"])
+            ema.load_state_dict(payload["ema"])
+            optimizer.load_state_dict(payload["optimizer"])
+            normalizer.load_state_dict(payload["normalizer"])
+            step, val_losses = int(payload["step"]), dict(payload.get("val", {}))
+        elif resume and dist_info.is_main:
+            print(f"[train] --resume: no {checkpoint_path} yet, starting from scratch")
+        parallel_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+                          if dist_info.enabled else model)
+        batches = WindowBatches(train_set, cfg, dist_info)
+        generator = torch.Generator(device=device)
+        logger = None
+        if dist_info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            logger = ScalarLogger(out)
+            print(f"[train] {len(train_set)} train windows, {len(val_set)} val windows, "
+                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, device {device}, "
+                  f"{dist_info.world_size} process(es), step {step} -> {cfg.train.max_steps}")
+            if step == 0:
+                val_losses = validation_loss(ema, diffusion, val_set, cfg, device)
+                logger.log(0, **val_losses)
+        bar = tqdm(total=cfg.train.max_steps, initial=step, desc="brain", disable=not (progress and dist_info.is_main),
+                   dynamic_ncols=True)
+        while step < cfg.train.max_steps:
+            # A step's randomness is a function of (seed, step, rank): resuming replays it exactly.
+            step_seed = (cfg.train.seed * 1_000_003 + step) * dist_info.world_size + dist_info.rank
+            torch.manual_seed(step_seed)
+            generator.manual_seed(step_seed)
+            losses = train_step(parallel_model, diffusion, batches(step), optimizer, cfg, step, generator, device)
+            update_ema(ema, model, cfg.train.ema_decay, step)
+            step += 1
+            bar.update(1)
+            if dist_info.is_main and (step % cfg.train.log_every == 0 or step == cfg.train.max_steps):
+                scalars = {k: float(v) for k, v in losses.items()}
+                logger.log(step, lr=learning_rate(cfg, step - 1), **scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", val=f"{val_losses.get('val_loss', float('nan')):.4f}")
+            if dist_info.is_main and (step % cfg.train.val_every == 0 or step == cfg.train.max_steps):
+                val_losses = validation_loss(ema, diffusion, val_set, cfg, device)
+                logger.log(step, **val_losses)
+            if dist_info.is_main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps):
+                save_training_checkpoint(checkpoint_path, cfg, step, model, ema, optimizer, normalizer, val_losses)
+        bar.close()
+        if dist_info.is_main:
+            if not checkpoint_path.is_file():  # resumed a finished run, or max_steps=0
+                save_training_checkpoint(checkpoint_path, cfg, step, model, ema, optimizer, normalizer, val_losses)
+            logger.close()
+            print(f"[train] step {step}: val_loss {val_losses.get('val_loss', float('nan')):.4f} "
+                  f"(mean predictor x0 {val_losses.get('val_mean_predictor_x0', float('nan')):.4f}); "
+                  f"checkpoint {checkpoint_path}")
+        dist_info.barrier()
+    finally:
+        dist_info.close()
+    return checkpoint_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--config", default="configs/brain_config.yaml", help="YAML preset")
+    parser.add_argument("--data", help="dyadic corpus folder (DESIGN.md §3.1)")
+    parser.add_argument("--out", help="run folder; holds checkpoint.pth, config.yaml, scalars.csv")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(BrainConfig, args.config, args.overrides)
+        cfg.data = args.data or cfg.data
+        cfg.out = args.out or cfg.out
+        train(cfg, resume=args.resume)
+    except (ConfigError, CorpusError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
