@@ -42,7 +42,8 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
     corpus, checkpoints = trained
     out = tmp_path / "eval"
     code = _run(corpus, checkpoints, out, "--save_samples", "--shuffled_speaker", "--audio_only", "--visual_only",
-                "--step_sweep", "1", "--guidance_sweep", "2", "--device", "cpu")
+                "--step_sweep", "1", "--guidance_sweep", "2", "--max_seconds", "2", "--plot_clips", "1",
+                "--device", "cpu")
     assert code == 0
     results = json.loads((out / "metrics.json").read_text())
     methods = ["diffusion", "diffusion[shuffled]", "diffusion[audio_only]", "diffusion[visual_only]",
@@ -63,7 +64,7 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
     for method in methods:
         for clip_id in test_ids:
             motion = np.load(out / "samples" / method / f"{clip_id}.npy")
-            assert motion.shape == (2, 100, 56) and motion.dtype == np.float32
+            assert motion.shape == (2, 50, 56) and motion.dtype == np.float32
     run = json.loads((out / "run.json").read_text())
     assert run["clips"] == test_ids and set(run["seconds_per_method"]) == set(methods)
     assert (out / f"motion_{test_ids[0]}.png").stat().st_size > 0 and (out / "std_bars.png").is_file()
@@ -72,7 +73,7 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
 def test_evaluate_is_reproducible_and_replaces_its_own_output(trained, tmp_path):
     corpus, checkpoints = trained
     out = tmp_path / "eval"
-    args = ("--baselines", "mean", "--max_clips", "1", "--max_seconds", "2", "--device", "cpu")
+    args = ("--baselines", "mean", "--max_clips", "1", "--max_seconds", "2", "--plot_clips", "0", "--device", "cpu")
     assert _run(corpus, checkpoints, out, *args) == 0
     first = (out / "metrics.json").read_text()
     assert _run(corpus, checkpoints, out, *args) == 0  # an earlier evaluation folder is replaced
@@ -95,3 +96,16 @@ def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
                           "--out", str(out)])
     assert code == 1 and "unknown baseline(s) median" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.gpu
+def test_evaluate_on_cuda_matches_the_metric_names_and_cpu_baselines(trained, tmp_path):
+    corpus, checkpoints = trained
+    args = ("--baselines", "mean,regression", "--max_clips", "2", "--max_seconds", "2", "--plot_clips", "0")
+    assert _run(corpus, checkpoints, tmp_path / "cpu", *args, "--device", "cpu") == 0
+    assert _run(corpus, checkpoints, tmp_path / "cuda", *args, "--device", "cuda") == 0
+    on_cpu = json.loads((tmp_path / "cpu" / "metrics.json").read_text())
+    on_cuda = json.loads((tmp_path / "cuda" / "metrics.json").read_text())
+    assert on_cuda["mean"] == on_cpu["mean"]  # data baselines never touch the device
+    assert set(on_cuda["diffusion"]) == set(METRIC_NAMES)
+    assert on_cuda["regression"]["mse_exp"] == pytest.approx(on_cpu["regression"]["mse_exp"], rel=1e-3)
