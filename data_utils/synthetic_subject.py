@@ -41,7 +41,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -474,7 +475,9 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         from tqdm import tqdm
 
         bar = tqdm(total=frames, desc=f"synthetic subject {size}x{size}", unit="frame")
-    with atomic_output(out, directory=True) as tmp, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # PNG encoding holds the GIL, so files are written by forked processes (they never touch CUDA).
+    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("fork"))
+    with atomic_output(out, directory=True) as tmp, pool:
         (tmp / "frames").mkdir()
         (tmp / "masks").mkdir()
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
@@ -512,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="drives the motion; same seed, same files")
     parser.add_argument("--device", default="cpu", help="torch device for ray casting: cpu, cuda, auto")
     parser.add_argument("--supersample", type=int, default=2, help="samples per pixel along each axis")
-    parser.add_argument("--workers", type=int, default=4, help="threads writing PNG files")
+    parser.add_argument("--workers", type=int, default=4, help="processes writing PNG files")
     args = parser.parse_args(argv)
     try:
         path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,

@@ -31,5 +31,8 @@ def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = Tru
     )  # rendered [B,1,H,W,C+1], alphas [B,1,H,W,1]
     info = dict(info)
     info["packed"] = packed
+    # gsplat counts cameras per batch element (1 here); the loss is averaged over the B frames, so B plays
+    # the role of cameras when the strategy rescales means2d gradients (as in the reference backend).
+    info["n_cameras"] = batch
     return {"color": rendered[:, 0, ..., :-1], "alpha": alphas[:, 0], "depth": rendered[:, 0, ..., -1:],
             "info": info}

@@ -130,16 +130,8 @@ def rasterize_reference(layer: GaussianLayer, camera: Camera, *, tile_size: int 
         constant = gathered[..., 5] - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
         constant = torch.where(slot_valid, constant, torch.full_like(constant, -1e4))
         coefficients = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, constant], 1)
-        alpha = torch.exp(pixel_features @ coefficients).clamp(max=ALPHA_MAX)  # [I,P,K]
-        alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
-        log_after = torch.cumsum(torch.log1p(-alpha), -1)  # log transmittance after each Gaussian
-        with torch.no_grad():
-            alive = log_after > math.log(TRANSMITTANCE_MIN)  # prefix: the pixel has not stopped yet
-        transmit_after = torch.exp(log_after)
-        transmit_before = torch.cat([torch.ones_like(transmit_after[..., :1]), transmit_after[..., :-1]], -1)
-        weights = (transmit_before - transmit_after) * alive  # alpha_k * T_k, [I,P,K]
         done_items.append(items)
-        done_values.append(torch.cat([weights @ gathered[..., 6:], weights.sum(-1, keepdim=True)], -1))
+        done_values.append(AlphaBlend.apply(pixel_features @ coefficients, gathered[..., 6:]))  # [I,P,C+2]
 
     outputs = torch.zeros(batch * num_tiles, tile_size * tile_size, channels + 2,
                           device=means2d.device, dtype=means2d.dtype)
@@ -154,6 +146,44 @@ def rasterize_reference(layer: GaussianLayer, camera: Camera, *, tile_size: int 
             "conics": projected["conics"], "width": camera.width, "height": camera.height,
             "n_cameras": batch, "gaussian_ids": None, "packed": False}
     return {"color": image[..., :channels], "alpha": alpha_image, "depth": depth, "info": info}
+
+
+class AlphaBlend(torch.autograd.Function):
+    """Front-to-back blending of one tile group, with a hand-written backward.
+
+    ``log_alpha [I,P,K]`` (log of opacity x Gaussian falloff per pixel and depth-sorted slot) and
+    ``features [I,K,F]`` -> ``[I,P,F+1]``: ``sum_k w_k features_k`` and the coverage ``sum_k w_k``, with
+    ``w_k = alpha_k T_k``, ``alpha = min(0.999, exp(log_alpha))`` (dropped below 1/255) and the pixel
+    stopping before the Gaussian that would take ``T`` to 1e-4. The backward is gsplat's: with
+    ``G_k = dL/dw_k``, ``dL/dalpha_k = T_k G_k - (sum_{j>k} w_j G_j) / (1 - alpha_k)``; it needs two saved
+    ``[I,P,K]`` tensors and no flips, where autograd through ``cumsum`` keeps a dozen.
+    """
+
+    @staticmethod
+    def forward(ctx, log_alpha: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        # In-place where possible: these [I,P,K] tensors dominate time and memory.
+        alpha = log_alpha.exp()
+        differentiable = (alpha >= ALPHA_MIN) & (alpha <= ALPHA_MAX)  # the clamp has no gradient
+        alpha.clamp_(max=ALPHA_MAX).masked_fill_(alpha < ALPHA_MIN, 0.0)
+        log_transmit = torch.log1p(-alpha)
+        log_after = torch.cumsum(log_transmit, -1)  # log T after each Gaussian
+        alive = log_after > math.log(TRANSMITTANCE_MIN)  # a prefix: the pixel has not stopped yet
+        alpha.mul_(alive)  # Gaussians after the stop are absent
+        transmit = log_after.sub_(log_transmit).exp_()  # T_k, before Gaussian k
+        with_coverage = torch.cat([features, torch.ones_like(features[..., :1])], -1)  # [I,K,F+1]
+        ctx.save_for_backward(alpha, transmit, with_coverage, differentiable.logical_and_(alive))
+        return (alpha * transmit) @ with_coverage
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        alpha, transmit, with_coverage, differentiable = ctx.saved_tensors
+        weights = alpha * transmit
+        grad_weights = grad_output @ with_coverage.transpose(-1, -2)  # dL/dw_k, [I,P,K]
+        grad_features = (weights.transpose(-1, -2) @ grad_output)[..., :-1]  # [I,K,F]
+        weighted = weights.mul_(grad_weights)
+        behind = torch.cumsum(weighted, -1).neg_().add_(weighted.sum(-1, keepdim=True))  # sum over j > k
+        grad_alpha = grad_weights.mul_(transmit).sub_(behind.div_(1 - alpha))
+        return grad_alpha.mul_(alpha).mul_(differentiable), grad_features
 
 
 @torch.no_grad()

@@ -262,3 +262,16 @@ def test_bad_inputs_are_refused_clearly():
 
 def test_auto_backend_uses_reference_on_cpu():
     assert render(random_layer(1, 5, seed=0), CAMERA)["backend"] == "reference"
+
+
+def test_hand_written_blend_gradient_matches_finite_differences():
+    from gaussian_renderer.reference import AlphaBlend
+
+    generator = torch.Generator().manual_seed(0)
+    # Alphas between 0.02 and 0.95 (away from the 1/255 and 0.999 kinks); one pixel of 0.93s stops
+    # early (T < 1e-4), so the stop is exercised too, away from its threshold.
+    log_alpha = torch.empty(2, 3, 12, dtype=torch.float64).uniform_(math.log(0.02), math.log(0.95),
+                                                                    generator=generator)
+    log_alpha[0, 0] = math.log(0.93)  # T after 3: 3.4e-4, after 4: 2.4e-5 -> stops at the 4th
+    features = torch.rand(2, 12, 4, dtype=torch.float64, generator=generator)
+    assert torch.autograd.gradcheck(AlphaBlend.apply, (log_alpha.requires_grad_(), features.requires_grad_()))
