@@ -40,7 +40,6 @@ if __package__ in (None, ""):  # run as `python data_utils/process.py`: make the
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import math  # noqa: E402
-import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -201,6 +200,22 @@ def mediapipe_head_masker():
     return masker
 
 
+def masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of ``values`` ``[K,H,W,C]`` where ``valid`` ``[K,H,W]``; 0 where nothing is valid.
+
+    Sorting with the invalid entries pushed to the end and indexing by each pixel's valid count is ~10x
+    faster than ``np.nanmedian`` on frame stacks.
+    """
+    values = values.astype(np.float32)
+    values[~valid] = np.inf  # sorted last
+    ordered = np.sort(values, axis=0)
+    count = np.broadcast_to(valid.sum(axis=0)[..., None], values.shape[1:])  # [H,W,C]
+    lower = np.clip((count - 1) // 2, 0, len(values) - 1)[None]
+    upper = np.clip(count // 2, 0, len(values) - 1)[None]
+    median = 0.5 * (np.take_along_axis(ordered, lower, 0)[0] + np.take_along_axis(ordered, upper, 0)[0])
+    return np.where(count > 0, median, 0.0).astype(np.float32)
+
+
 def write_background(frames_dir: Path, masks_dir: Path, path: Path, num_frames: int, max_frames: int,
                      dilate: int) -> None:
     """Per-pixel median of the pixels outside the dilated masks over evenly spaced frames."""
@@ -217,12 +232,7 @@ def write_background(frames_dir: Path, masks_dir: Path, path: Path, num_frames: 
     plate = np.zeros(frames.shape[1:], dtype=np.float32)
     seen = background_mask.any(axis=0)
     for top in range(0, height, 64):  # row blocks keep the float copy small
-        block = frames[:, top:top + 64].astype(np.float32)
-        block[~background_mask[:, top:top + 64]] = np.nan
-        with warnings.catch_warnings():  # all-NaN columns (never background) are filled below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values = np.nanmedian(block, axis=0)
-        plate[top:top + 64] = np.nan_to_num(values)
+        plate[top:top + 64] = masked_median(frames[:, top:top + 64], background_mask[:, top:top + 64])
     if seen.any() and not seen.all():
         _, (rows, cols) = ndimage.distance_transform_edt(~seen, return_indices=True)
         plate = plate[rows, cols]

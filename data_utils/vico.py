@@ -322,6 +322,10 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
         bar.set_postfix(written=sum(s == "written" for s in status.values()), refused=len(refused))
 
     available = [row for row in rows if status[row.clip_id] != "refused"]
+    if not available:  # nothing to train on: only the reasons are written, no corpus that looks usable
+        manifest = _manifest(out, rows, status, refused, {name: [] for name in SPLITS}, options, wav2vec_model)
+        write_json(out / "manifest.json", manifest)
+        return manifest
     if options.split == "official":
         splits = official_splits(available, options.val_fraction, options.seed)
     else:

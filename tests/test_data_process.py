@@ -12,7 +12,8 @@ from PIL import Image
 from data_utils.emoca_io import weak_perspective_to_translation
 from data_utils.fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
     write_frames_video
-from data_utils.process import ProcessError, ProcessOptions, main, mediapipe_head_masker, process_subject
+from data_utils.process import (ProcessError, ProcessOptions, main, masked_median, mediapipe_head_masker,
+                                process_subject)
 from scene.subject import Subject
 from utils.flame import FLAME_DIM
 
@@ -164,3 +165,14 @@ def test_missing_mediapipe_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as if not installed
     with pytest.raises(ProcessError, match=r"masks.*extra"):
         mediapipe_head_masker()
+
+
+def test_masked_median_matches_nanmedian():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 255, (9, 6, 5, 3)).astype(np.uint8)
+    valid = rng.random((9, 6, 5)) < 0.6
+    valid[:, 0, 0] = False  # a pixel never seen
+    reference = np.where(valid[..., None], values.astype(float), np.nan)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nan_to_num(np.nanmedian(reference, axis=0))
+    np.testing.assert_allclose(masked_median(values, valid), expected)

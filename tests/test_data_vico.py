@@ -131,6 +131,7 @@ def test_unusable_input_exits_nonzero(release, tmp_path, capsys):
     assert main(["--root", str(only_bad), "--emoca", str(emoca), "--wav2vec", str(model),
                  "--out", str(tmp_path / "bad_out"), "--device", "cpu"]) == 1
     assert "every clip was refused" in capsys.readouterr().err
+    assert not (tmp_path / "bad_out" / "meta.json").exists() and (tmp_path / "bad_out" / "manifest.json").is_file()
     (only_bad / "data.csv").write_text("listener,speaker\nx,y\n")
     with pytest.raises(VicoError, match=r"data\.csv|ViCo columns"):
         read_vico_index(only_bad)
