@@ -170,3 +170,13 @@ def test_bad_inputs_are_refused(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "bad"), "--frames", "1"]) == 2
     assert "--frames" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_render_matches_cpu():
+    flame = synthetic_listener_motion(6, seed=2)
+    on_cpu = render_subject(flame["flame"], flame["translation"], size=SIZE)
+    on_gpu = render_subject(flame["flame"], flame["translation"], size=SIZE, device="cuda")
+    difference = np.abs(on_cpu["frames"].astype(int) - on_gpu["frames"].astype(int))
+    assert difference.mean() < 0.05 and (difference > 2).mean() < 1e-3  # rounding, not different pictures
+    assert (on_cpu["masks"] != on_gpu["masks"]).mean() < 1e-3
