@@ -42,6 +42,8 @@ import argparse
 import json
 import sys
 import multiprocessing
+import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -476,7 +478,8 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
 
         bar = tqdm(total=frames, desc=f"synthetic subject {size}x{size}", unit="frame")
     # PNG encoding holds the GIL, so files are written by forked processes (they never touch CUDA).
-    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("fork"))
+    workers = max(1, workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     with atomic_output(out, directory=True) as tmp, pool:
         (tmp / "frames").mkdir()
         (tmp / "masks").mkdir()
@@ -487,20 +490,19 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         background = _to_uint8(_downsample(scene.plate[None], camera, supersample))[0]
-        pending = [pool.submit(_write_png, tmp / "background.png", background)]
+        pending = deque([pool.submit(_write_png, tmp / "background.png", background)])
         for start, frame_chunk, mask_chunk in chunks:
-            # Wait for the previous chunk's files: at most two chunks of images are held in memory.
-            for job in pending:
-                job.result()
-            pending = []
             for offset, (frame, mask) in enumerate(zip(frame_chunk, mask_chunk)):
                 name = f"{start + offset:06d}.png"
                 pending.append(pool.submit(_write_png, tmp / "frames" / name, frame))
                 pending.append(pool.submit(_write_png, tmp / "masks" / name, mask))
+                # Keep every worker busy while rendering goes on, but bound the images held in memory.
+                while len(pending) > 4 * workers:
+                    pending.popleft().result()
             if bar is not None:
                 bar.update(len(frame_chunk))
-        for job in pending:
-            job.result()
+        while pending:
+            pending.popleft().result()
     if bar is not None:
         bar.close()
     return Path(out)
@@ -515,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="drives the motion; same seed, same files")
     parser.add_argument("--device", default="cpu", help="torch device for ray casting: cpu, cuda, auto")
     parser.add_argument("--supersample", type=int, default=2, help="samples per pixel along each axis")
-    parser.add_argument("--workers", type=int, default=4, help="processes writing PNG files")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="processes writing PNG files")
     args = parser.parse_args(argv)
     try:
         path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,

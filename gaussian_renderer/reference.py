@@ -113,7 +113,7 @@ def rasterize_reference(layer: GaussianLayer, camera: Camera, *, tile_size: int 
     # [mean2d x, y | conic a, b, c | log opacity | colour C | depth]  -> [B*N, 7+C]
     log_opacity = torch.log(layer.opacities.clamp(min=1e-12))[..., None]
     per_gaussian = torch.cat([means2d, projected["conics"], log_opacity, layer.colors,
-                              projected["depths"][..., None]], -1).reshape(batch * count, -1)
+                              projected["depths"][..., None]], -1).reshape(batch * count, 7 + channels)
     tile_index = torch.arange(num_tiles, device=means2d.device)
     tile_centre = (torch.stack([tile_index % tiles_x, tile_index // tiles_x], -1).to(means2d.dtype) * tile_size
                    + 0.5 * tile_size)  # [T,2]
