@@ -245,7 +245,7 @@ def train_step(cfg: BodyTrainConfig, model: BodyModel, batch: dict, optimizers: 
             if model.gaussians[name]["means"].shape[0] <= cfg.densify.max_gaussians:
                 strategy.step_post_backward(model.gaussians[name], optimizers[name], strategy_states[name], step,
                                             layer_out["info"], packed=layer_out["info"].get("packed", False))
-    return {key: float(value) for key, value in losses.items()}
+    return {key: float(value.detach()) for key, value in losses.items()}
 
 
 # --- validation ---------------------------------------------------------------------------------------

@@ -171,6 +171,24 @@ class BodyModel(nn.Module):
         color = self.render(flame, translation, backend=backend)["color"]
         return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
+    @torch.no_grad()
+    def export_gaussians(self, flame: torch.Tensor | None = None,
+                         translation: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Face then mouth Gaussians in PLY terms (``scene.ply``): canonical head space when ``flame`` is
+        None, else posed in camera space by one ``flame [56]`` (and ``translation [3]``)."""
+        opacity_logits = torch.cat([self.gaussians[name]["opacities"] for name in LAYERS])
+        colors = torch.sigmoid(torch.cat([self.gaussians[name]["colors"] for name in LAYERS]))
+        if flame is None:
+            means, log_scales, quats = (torch.cat([self.gaussians[name][key] for name in LAYERS])
+                                        for key in ("means", "scales", "quats"))
+        else:
+            layers, _ = self.pose(flame.reshape(1, -1), None if translation is None else translation.reshape(1, 3))
+            means, scales, quats = (torch.cat([getattr(layer, key)[0] for layer in layers])
+                                    for key in ("means", "scales", "quats"))
+            log_scales = torch.log(scales)
+        return {"means": means, "log_scales": log_scales, "quats": quats, "opacity_logits": opacity_logits,
+                "colors": colors}
+
     # --- checkpoints --------------------------------------------------------------------------------
     def to_payload(self) -> dict:
         """Everything needed to rebuild the model, as ``weights_only``-loadable values."""

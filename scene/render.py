@@ -1,0 +1,101 @@
+"""Render a trained body from FLAME vectors, or export its Gaussians as a 3DGS PLY.
+
+Usage:
+    python -m scene.render -m output/body --flame listener.npy --out frames/            # one PNG per row
+    python -m scene.render -m output/body --flame F.npy --translation T.npy --out frames/ --device cuda
+    python -m scene.render -m output/body --ply head.ply                                # canonical Gaussians
+    python -m scene.render -m output/body --ply posed.ply --flame F.npy --frame 10      # posed by row 10
+
+``--flame`` is a float32 ``[N,56]`` ``.npy`` (DESIGN.md §2); ``--translation`` ``[N,3]`` (default: the
+subject's mean). Frames are written as ``000000.png``, ... at the subject's resolution into a folder that
+appears only when complete. ``-m`` takes a model directory or its ``body.pth``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from brain.data import CorpusError, check_array, load_npy
+from scene.body import load_body
+from scene.ply import write_gaussians_ply
+from scene.subject import frame_name
+from utils.atomic import atomic_output
+from utils.checkpoint import CheckpointError
+from utils.flame import FLAME_DIM
+from utils.runtime import resolve_device
+
+
+def read_motion(flame_path: str, translation_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[N,56]`` FLAME and optional ``[N,3]`` translation, validated (widths, NaN, equal lengths)."""
+    flame = check_array(load_npy(Path(flame_path), flame_path), FLAME_DIM, flame_path)
+    if len(flame) == 0:
+        raise CorpusError(f"{flame_path}: no frames")
+    if translation_path is None:
+        return flame, None
+    translation = check_array(load_npy(Path(translation_path), translation_path), 3, translation_path)
+    if len(translation) != len(flame):
+        raise CorpusError(f"{translation_path} has {len(translation)} rows but {flame_path} has {len(flame)}")
+    return flame, translation
+
+
+def render_to_folder(body, flame: np.ndarray, translation: np.ndarray | None, out: str | Path, *,
+                     batch_size: int = 16, progress: bool = True) -> Path:
+    """Render every row of ``flame`` to ``out/000000.png``, ...; the folder appears when complete."""
+    with atomic_output(out, directory=True) as tmp:
+        for start in tqdm(range(0, len(flame), batch_size), desc="render", unit="batch", disable=not progress):
+            stop = min(len(flame), start + batch_size)
+            flame_batch = torch.from_numpy(flame[start:stop]).to(body.device)
+            translation_batch = (None if translation is None
+                                 else torch.from_numpy(translation[start:stop]).to(body.device))
+            frames = body.render_frames(flame_batch, translation_batch).cpu().numpy()
+            for offset, frame in enumerate(frames):
+                Image.fromarray(frame).save(tmp / frame_name(start + offset), compress_level=1)
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--model", required=True, help="body model directory or body.pth")
+    parser.add_argument("--flame", help="float32 [N,56] .npy of FLAME vectors")
+    parser.add_argument("--translation", help="float32 [N,3] .npy of head translations (default: mean)")
+    parser.add_argument("--out", help="folder of PNG frames to write")
+    parser.add_argument("--ply", help="write the Gaussians to this PLY file instead of rendering")
+    parser.add_argument("--frame", type=int, help="with --ply and --flame: pose the Gaussians by this row")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--batch_size", type=int, default=16, help="frames rendered per batch")
+    args = parser.parse_args(argv)
+    if args.ply is None and (args.flame is None or args.out is None):
+        parser.error("rendering needs --flame and --out (or use --ply to export Gaussians)")
+    if args.frame is not None and (args.ply is None or args.flame is None):
+        parser.error("--frame needs --ply and --flame")
+    try:
+        body = load_body(args.model, resolve_device(args.device))
+        motion = read_motion(args.flame, args.translation) if args.flame else (None, None)
+        flame, translation = motion
+        if args.ply is not None:
+            if args.frame is not None and not 0 <= args.frame < len(flame):
+                raise CorpusError(f"--frame {args.frame} is outside {args.flame} ({len(flame)} rows)")
+            pose = None if args.frame is None else torch.from_numpy(flame[args.frame]).to(body.device)
+            shift = (None if args.frame is None or translation is None
+                     else torch.from_numpy(translation[args.frame]).to(body.device))
+            gaussians = body.export_gaussians(pose, shift)
+            write_gaussians_ply(args.ply, **{key: value.cpu().numpy() for key, value in gaussians.items()})
+            print(f"wrote {len(gaussians['means'])} Gaussians to {args.ply}")
+        else:
+            render_to_folder(body, flame, translation, args.out, batch_size=args.batch_size)
+            print(f"wrote {len(flame)} frames of {body.width}x{body.height} to {args.out}")
+    except (CheckpointError, CorpusError, RuntimeError) as exc:
+        print(f"scene.render: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""BodyModel: rigid head pose about the pivot, static torso, neck blend, deformation shapes, checkpoints, PLY."""
+import numpy as np
+import pytest
+import torch
+
+from gaussian_renderer import Camera, quat_to_rotmat
+from scene.body import BodyModel, BodyModelConfig, load_body
+from scene.deform import DeformConfig, FlameDeformNet
+from scene.gaussians import make_gaussian_set
+from scene.ply import read_gaussians_ply, write_gaussians_ply
+from scene.render import main as render_main
+from scene.rotation import (axis_angle_split, axis_angle_to_matrix, axis_angle_to_quat, quat_multiply,
+                            rotate_about_axis)
+from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.flame import DEFORMATION_DIM, FLAME_DIM, GLOBAL_ROT, JAW
+
+PIVOT = torch.tensor([0.01, 0.02, 0.5])
+
+
+def tiny_body(seed=0, *, perturb_deformation=True) -> BodyModel:
+    """A 24x24 body built by hand: head Gaussians above the pivot, torso Gaussians well below the neck."""
+    generator = torch.Generator().manual_seed(seed)
+    head = torch.randn(40, 3, generator=generator) * 0.04 + torch.tensor([0.0, -0.06, 0.0])
+    torso = torch.rand(20, 3, generator=generator) * torch.tensor([0.2, 0.05, 0.05]) + torch.tensor([-0.1, 0.15, 0.0])
+    face = make_gaussian_set(torch.cat([head, torso]), torch.rand(60, 3, generator=generator), 0.01, 0.7)
+    mouth = make_gaussian_set(torch.randn(8, 3, generator=generator) * 0.01, torch.rand(8, 3, generator=generator),
+                              0.005, 0.7)
+    cfg = BodyModelConfig(deform=DeformConfig(plane_resolution=8, plane_channels=4, code_width=8, hidden=16,
+                                              hidden_layers=1))
+    body = BodyModel(cfg, camera=Camera(width=24, height=24, fx=30.0, fy=30.0, cx=12.0, cy=12.0), fps=25,
+                     background=torch.rand(24, 24, 3, generator=generator), mean_translation=PIVOT,
+                     gaussians={"face": face, "mouth": mouth})
+    if perturb_deformation:  # a non-trivial deformation, so the tests see offsets that are not zero
+        with torch.no_grad():
+            for parameter in body.deform.head.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return body
+
+
+def random_flame(batch, seed=1):
+    flame = torch.randn(batch, FLAME_DIM, generator=torch.Generator().manual_seed(seed)) * 0.3
+    return flame
+
+
+def posed_means(body, flame, translation=None):
+    layers, _ = body.pose(flame, translation)
+    return torch.cat([layer.means for layer in layers], dim=1)  # [B,N,3]
+
+
+def test_rotation_helpers_invert_and_agree():
+    axis_angle = torch.tensor([[0.3, -0.2, 0.5], [0.0, 0.0, 0.0]])
+    matrix = axis_angle_to_matrix(axis_angle)
+    eye = torch.eye(3).expand(2, 3, 3)
+    torch.testing.assert_close(matrix @ matrix.transpose(-1, -2), eye, atol=1e-6, rtol=0)
+    torch.testing.assert_close(axis_angle_to_matrix(-axis_angle) @ matrix, eye, atol=1e-6, rtol=0)
+    axis, angle = axis_angle_split(axis_angle)
+    torch.testing.assert_close(quat_to_rotmat(axis_angle_to_quat(axis, angle)), matrix, atol=1e-6, rtol=0)
+    other = torch.tensor([0.7, 0.1, -0.4, 0.2])
+    torch.testing.assert_close(quat_to_rotmat(quat_multiply(axis_angle_to_quat(axis, angle), other)),
+                               matrix @ quat_to_rotmat(other), atol=1e-6, rtol=0)
+
+
+def test_global_rotation_is_rigid_about_pivot_and_leaves_torso():
+    body = tiny_body()
+    flame = random_flame(1)
+    turned = flame.clone()
+    turned[:, GLOBAL_ROT] = torch.tensor([0.1, 0.35, -0.05])
+    weight = body.rigid_weight(torch.cat([body.gaussians[n]["means"] for n in ("face", "mouth")]))[:, 0]
+    head, torso = weight == 1, weight == 0
+    assert head.sum() >= 40 and torso.sum() == 20  # the hand-built sets sit where the test expects
+    still, moved = posed_means(body, flame)[0], posed_means(body, turned)[0]
+    rotation = axis_angle_to_matrix(turned[0, GLOBAL_ROT]) @ axis_angle_to_matrix(flame[0, GLOBAL_ROT]).T
+    expected = (still[head] - PIVOT) @ rotation.T + PIVOT  # rigid about the pivot, deformation included
+    torch.testing.assert_close(moved[head], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(moved[torso], still[torso])  # the shoulders do not turn
+    # Orientation turns with the head too: R_posed = R_global @ R_canonical-with-offsets.
+    quats = lambda f: torch.cat([layer.quats for layer in body.pose(f)[0]], dim=1)[0]  # noqa: E731
+    torch.testing.assert_close(quat_to_rotmat(quats(turned)[head]),
+                               rotation @ quat_to_rotmat(quats(flame)[head]), atol=1e-5, rtol=0)
+
+
+def test_neck_blend_is_continuous_between_head_and_torso():
+    body = tiny_body(perturb_deformation=False)
+    neck = body.cfg.neck
+    heights = torch.linspace(neck.blend_start - 0.02, neck.blend_end + 0.02, 200)
+    line = torch.stack([torch.zeros_like(heights), heights, torch.full_like(heights, 0.03)], dim=1)
+    weight = body.rigid_weight(line)[:, 0]
+    assert weight[0] == 1 and weight[-1] == 0 and (weight.diff() <= 0).all()
+    flame = torch.zeros(1, FLAME_DIM)
+    flame[0, GLOBAL_ROT] = torch.tensor([0.0, 0.35, 0.0])
+    axis, angle = axis_angle_split(flame[:, GLOBAL_ROT])
+    displacement = rotate_about_axis(line, axis, angle * weight[:, None]) - line  # what pose() applies
+    step = (displacement[1:] - displacement[:-1]).norm(dim=1)
+    spacing = heights[1] - heights[0]
+    assert step.max() < 10 * spacing * angle.item()  # no jump anywhere along the neck: no seam
+
+
+def test_deformation_shapes_and_identity_start():
+    net = FlameDeformNet(DeformConfig(plane_resolution=8, plane_channels=4, code_width=8, hidden=16))
+    means = torch.randn(30, 3) * 0.1
+    offsets = net(means, torch.randn(3, DEFORMATION_DIM))
+    assert {k: tuple(v.shape) for k, v in offsets.items()} == {"means": (3, 30, 3), "quats": (3, 30, 4),
+                                                                "scales": (3, 30, 3)}
+    assert all(v.abs().max() == 0 for v in offsets.values())  # a fresh network does not move anything
+    with pytest.raises(ValueError, match=r"deformation code must be \[B,53\]"):
+        net(means, torch.randn(3, 56))
+
+
+def test_expression_and_jaw_move_the_head_not_the_torso():
+    body = tiny_body()
+    flame = random_flame(1)
+    opened = flame.clone()
+    opened[:, JAW.start] += 0.3
+    weight = body.rigid_weight(torch.cat([body.gaussians[n]["means"] for n in ("face", "mouth")]))[:, 0]
+    change = (posed_means(body, opened) - posed_means(body, flame))[0].norm(dim=1)
+    assert change[weight == 1].max() > 1e-4 and change[weight == 0].max() == 0
+
+
+def test_render_frames_shapes_and_bad_inputs():
+    body = tiny_body()
+    flame = random_flame(2)
+    frames = body.render_frames(flame)
+    assert frames.dtype == torch.uint8 and frames.shape == (2, 24, 24, 3)
+    out = body.render(flame, PIVOT.expand(2, 3) + 0.01)
+    assert out["color"].shape == (2, 24, 24, 3) and out["alpha"].shape == (2, 24, 24, 1)
+    assert out["depth"].shape == (2, 24, 24, 1) and out["alpha"].max() > 0.5
+    with pytest.raises(ValueError, match=r"flame must be \[B,56\]"):
+        body.render_frames(flame[:, :50])
+    with pytest.raises(ValueError, match=r"translation must be \[B,3\]"):
+        body.render_frames(flame, torch.zeros(3, 3))
+
+
+def test_checkpoint_round_trip_and_refusing_a_brain(tmp_path):
+    body = tiny_body()
+    save_checkpoint({**body.to_payload(), "config": {}, "step": 3}, tmp_path / "model" / "body.pth", kind="body")
+    loaded = load_body(tmp_path / "model")
+    flame = random_flame(2)
+    # The plate is stored as uint8, so colours agree to within half a grey level.
+    torch.testing.assert_close(loaded.render(flame)["color"], body.render(flame)["color"], atol=2.5e-3, rtol=0)
+    save_checkpoint({"config": {}, "step": 0}, tmp_path / "brain.pth", kind="brain")
+    with pytest.raises(CheckpointError, match="brain checkpoint, but a body checkpoint was expected"):
+        load_body(tmp_path / "brain.pth")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_body(tmp_path / "missing")
+
+
+def test_ply_round_trip_canonical_and_posed(tmp_path):
+    body = tiny_body()
+    canonical = {k: v.numpy() for k, v in body.export_gaussians().items()}
+    write_gaussians_ply(tmp_path / "head.ply", **canonical)
+    back = read_gaussians_ply(tmp_path / "head.ply")
+    for key, value in canonical.items():
+        np.testing.assert_allclose(back[key], value, atol=1e-6, rtol=0)
+    header = (tmp_path / "head.ply").read_bytes()[:600].decode("ascii", errors="replace")
+    assert "element vertex 68" in header and "property float f_dc_0" in header and "property float rot_3" in header
+    posed = body.export_gaussians(random_flame(1)[0])
+    torch.testing.assert_close(posed["means"], posed_means(body, random_flame(1))[0])
+
+
+def test_render_cli_writes_frames_and_refuses_bad_flame(tmp_path, capsys):
+    body = tiny_body()
+    save_checkpoint({**body.to_payload(), "config": {}, "step": 0}, tmp_path / "model" / "body.pth", kind="body")
+    np.save(tmp_path / "flame.npy", random_flame(3).numpy())
+    assert render_main(["-m", str(tmp_path / "model"), "--flame", str(tmp_path / "flame.npy"),
+                        "--out", str(tmp_path / "frames"), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert render_main(["-m", str(tmp_path / "model"), "--ply", str(tmp_path / "p.ply"), "--flame",
+                        str(tmp_path / "flame.npy"), "--frame", "2", "--device", "cpu"]) == 0
+    assert read_gaussians_ply(tmp_path / "p.ply")["means"].shape == (68, 3)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 50), np.float32))
+    assert render_main(["-m", str(tmp_path / "model"), "--flame", str(tmp_path / "bad.npy"),
+                        "--out", str(tmp_path / "bad_frames"), "--device", "cpu"]) == 2
+    assert "bad.npy: expected shape [T,56]" in capsys.readouterr().err
+    assert not (tmp_path / "bad_frames").exists()
