@@ -78,8 +78,8 @@ MOUTH_Y = -0.017  # the lips' seam at rest
 MOUTH_HALF_WIDTH = 0.024
 LIP_SEAL = 0.0025  # the jaw must drop this far at the lips before the mouth opens
 HEAD_BOUND = ((0.0, -0.06, 0.0), (0.1, 0.135, 0.115))  # centre, radii: holds all of the above at any pose
-NECK_RADII = (0.052, 0.048)  # x, z of the static neck cylinder
-TORSO = ((0.0, 0.16, 0.04), (0.21, 0.11, 0.11))  # relative to the mean pivot, camera axes
+NECK_RADII = (0.058, 0.052)  # x, z of the static neck cylinder
+TORSO = ((0.0, 0.145, 0.045), (0.22, 0.11, 0.12))  # relative to the mean pivot, camera axes
 
 SKIN = (0.87, 0.68, 0.56)
 HAIR = (0.22, 0.14, 0.09)
