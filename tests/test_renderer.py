@@ -275,3 +275,23 @@ def test_hand_written_blend_gradient_matches_finite_differences():
     log_alpha[0, 0] = math.log(0.93)  # T after 3: 3.4e-4, after 4: 2.4e-5 -> stops at the 4th
     features = torch.rand(2, 12, 4, dtype=torch.float64, generator=generator)
     assert torch.autograd.gradcheck(AlphaBlend.apply, (log_alpha.requires_grad_(), features.requires_grad_()))
+
+
+def test_projection_matches_gsplats_pytorch_implementation():
+    # gsplat ships a pure-PyTorch version of its projection that runs on CPU: an independent check of the
+    # conventions (Jacobian clamp, 0.3 px low-pass, conic layout, depth).
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
+    from gaussian_renderer import project_gaussians
+
+    layer = random_layer(1, 200, seed=9, spread=0.3, scale=(0.002, 0.05))
+    ours = project_gaussians(layer, CAMERA)
+    covariances, _ = _quat_scale_to_covar_preci(layer.quats[0], layer.scales[0], compute_preci=False)
+    radii, means2d, depths, conics, _ = _fully_fused_projection(
+        layer.means[0], covariances, torch.eye(4)[None], CAMERA.intrinsics()[None], CAMERA.width, CAMERA.height,
+        eps2d=0.3, near_plane=CAMERA.near_plane)
+    visible = (ours["radii"][0] > 0).all(-1)
+    assert visible.sum() > 50 and ((radii[0] > 0).all(-1) | ~visible).all()  # ours culls a subset of theirs
+    torch.testing.assert_close(ours["means2d"][0][visible], means2d[0][visible])
+    torch.testing.assert_close(ours["conics"][0][visible], conics[0][visible], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours["depths"][0], depths[0])
