@@ -1,8 +1,8 @@
 """A subject video -> the subject folder of DESIGN.md §3.2 (the body's training data).
 
     python data_utils/process.py data/<ID>/<ID>.mp4 --emoca <emoca_out> --masks <folder or mask video>
-    python -m data_utils.process data/<ID>/<ID>.mp4 --emoca <emoca_out> --mask_method mediapipe \
-        [--out data/<ID>] [--size 512] [--crop centre|x,y,w,h] [--focal PX | --fov_degrees 60] \
+    python -m data_utils.process data/<ID>/<ID>.mp4 --emoca <emoca_out>   # no --masks: mediapipe computes them
+    options: [--out data/<ID>] [--size 512] [--crop centre|x,y,w,h] [--focal PX | --fov_degrees 60] \
         [--emoca_input source|frames] [--overwrite]
 
 Writes, into ``--out`` (default: the video's folder):
@@ -10,8 +10,8 @@ Writes, into ``--out`` (default: the video's folder):
   cropped (``--crop``: a centred square by default, or ``x,y,w,h`` in source pixels; it must be square)
   and resized to ``--size`` with area averaging.
 * ``masks/000000.png ...`` — head+neck masks, 0/255: the user's own (a folder with one image per output
-  frame, at the output or the source size, or a mask video decoded like the frames) or, with
-  ``--mask_method mediapipe`` (optional extra ``masks``), mediapipe's selfie segmentation kept above a neck
+  frame, at the output or the source size, or a mask video decoded like the frames) or, without
+  ``--masks`` (``--mask_method mediapipe``, optional extra ``masks``), mediapipe's selfie segmentation kept above a neck
   line below the face-mesh chin.
 * ``flame.npy [N,56]`` — EMOCA codes (``data_utils.emoca_io``) with frames without a face interpolated,
   resampled to 25 fps when EMOCA ran on the source video at another rate.
@@ -118,12 +118,11 @@ def write_frames(video: Path, out_dir: Path, crop: CropBox, size: int, max_frame
     return count
 
 
-def write_masks(mask_source: Path | None, method: str | None, frames_dir: Path, out_dir: Path, *, source_size,
+def write_masks(mask_source: Path | None, masker, frames_dir: Path, out_dir: Path, *, source_size,
                 crop: CropBox, size: int, num_frames: int, threshold: int) -> None:
-    """One 0/255 mask per frame from a folder, a mask video, or mediapipe."""
+    """One 0/255 mask per frame from a folder, a mask video, or ``masker`` (frame -> mask, e.g. mediapipe)."""
     with atomic_output(out_dir, directory=True) as tmp:
-        if method == "mediapipe":
-            masker = mediapipe_head_masker()
+        if masker is not None:
             for index in tqdm(range(num_frames), desc="masks (mediapipe)", unit="frame"):
                 frame = np.asarray(Image.open(frames_dir / f"{index:06d}.png").convert("RGB"))
                 _save_mask(tmp / f"{index:06d}.png", masker(frame))
@@ -251,7 +250,10 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
     if options.emoca_input not in ("source", "frames"):
         raise ProcessError(f"emoca_input must be 'source' or 'frames', got {options.emoca_input!r}")
     if masks is None and mask_method is None:
-        raise ProcessError("no masks: pass --masks <folder or video> or --mask_method mediapipe")
+        mask_method = "mediapipe"  # no masks given: compute them (needs the optional extra)
+    if mask_method not in (None, "mediapipe"):
+        raise ProcessError(f"unknown mask_method {mask_method!r}; the one built in is 'mediapipe'")
+    masker = mediapipe_head_masker() if mask_method == "mediapipe" else None  # fails before any output
     mask_source = Path(masks) if masks is not None else None
     if mask_source is not None and not mask_source.exists():
         raise ProcessError(f"{mask_source}: mask folder/video does not exist")
@@ -317,7 +319,7 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
     for extra in sorted(frames_dir.glob("*.png"))[num_frames:]:  # frames past the end of the codes
         extra.unlink()
     if not masks_dir.is_dir() or overwrite:
-        write_masks(mask_source, mask_method, frames_dir, masks_dir, source_size=(info.width, info.height), crop=crop,
+        write_masks(mask_source, masker, frames_dir, masks_dir, source_size=(info.width, info.height), crop=crop,
                     size=options.size, num_frames=num_frames, threshold=options.mask_threshold)
     save_npy(out / "flame.npy", flame.astype(np.float32))
     if translation is not None:
@@ -360,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emoca", required=True, help="EMOCA output folder for this video")
     parser.add_argument("--out", default=None, help="subject folder (default: the video's folder)")
     parser.add_argument("--masks", default=None, help="your masks: a folder of images or a mask video")
-    parser.add_argument("--mask_method", choices=("mediapipe",), default=None, help="compute masks instead")
+    parser.add_argument("--mask_method", choices=("mediapipe",), default=None,
+                        help="compute masks (the default when --masks is not given)")
     parser.add_argument("--overwrite", action="store_true", help="redo every stage")
     add_options(parser, ProcessOptions)
     args = parser.parse_args(argv)

@@ -161,10 +161,14 @@ def test_mediapipe_masks_keep_the_person_above_the_neck(monkeypatch):
     assert set(np.unique(mask)) == {0, 255}
 
 
-def test_missing_mediapipe_gives_an_install_hint(monkeypatch):
+def test_missing_mediapipe_gives_an_install_hint_before_any_output(monkeypatch, subject_inputs, tmp_path):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as if not installed
     with pytest.raises(ProcessError, match=r"masks.*extra"):
         mediapipe_head_masker()
+    out = tmp_path / "no_masks"
+    with pytest.raises(ProcessError, match=r"masks.*extra.*--masks"):  # no --masks: mediapipe is the default
+        process_subject(subject_inputs["video"], subject_inputs["emoca"], out)
+    assert not out.exists()
 
 
 def test_masked_median_matches_nanmedian():
