@@ -1,0 +1,186 @@
+"""Brain building blocks without training: dataset, normaliser, denoiser, diffusion sampling."""
+import numpy as np
+import pytest
+import torch
+
+from brain.config import BrainConfig, ModelConfig
+from brain.data import CorpusError, DyadicCorpus
+from brain.dataset import WindowDataset, load_split_clips
+from brain.denoiser import Conditioning
+from brain.diffusion import build_denoiser_and_diffusion
+from brain.normalizer import Normalizer
+from data_utils.synthetic_dyadic import write_synthetic_corpus
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+SMALL = ModelConfig(width=32, layers=2, heads=4, ff_mult=2, dropout=0.0, history_frames=10, window_frames=12,
+                    chunk_frames=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tiny ops run faster on one thread than two on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_synthetic_corpus(tmp_path_factory.mktemp("brain_model") / "corpus", clips=4, seconds=6, seed=0)
+
+
+@pytest.fixture(scope="module")
+def dataset(corpus):
+    clips = load_split_clips(DyadicCorpus(corpus), "train", SMALL)
+    normalizer = Normalizer.fit([c.listener for c in clips], [c.speaker_exp for c in clips])
+    return WindowDataset(clips, normalizer, SMALL, stride=1), clips, normalizer
+
+
+def _modules(objective="diffusion"):
+    cfg = BrainConfig(model=ModelConfig(**{**SMALL.__dict__, "objective": objective}))
+    torch.manual_seed(0)
+    denoiser, diffusion = build_denoiser_and_diffusion(cfg)
+    # Zero-initialised output layers would make every prediction 0; randomise them so outputs depend on inputs.
+    for layer in (denoiser.out, denoiser.out_modulation, *[b.modulation for b in denoiser.blocks]):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    return denoiser.eval(), diffusion
+
+
+def test_broken_clip_is_refused_through_the_dataset(corpus, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(corpus, broken)
+    train_id = DyadicCorpus(broken).split_ids("train")[1]
+    listener = np.load(broken / "clips" / train_id / "listener.npy")
+    np.save(broken / "clips" / train_id / "listener.npy", listener[:-3])
+    with pytest.raises(CorpusError, match=f"clip {train_id}: length mismatch: .*listener.npy has {len(listener) - 3}"):
+        load_split_clips(DyadicCorpus(broken), "train", SMALL)
+    long_window = ModelConfig(window_frames=10_000)
+    with pytest.raises(CorpusError, match="shorter than the 10000 the model needs"):
+        load_split_clips(DyadicCorpus(corpus), "train", long_window)
+
+
+def test_windows_hold_the_right_frames(dataset):
+    windows, clips, normalizer = dataset
+    h, w, c = SMALL.history_frames, SMALL.window_frames, SMALL.chunk_frames
+    assert len(windows) == sum(clip.num_frames - w + 1 for clip in clips)
+    first_clip = clips[0]
+    cond, target = windows[3]  # clip 0, starting at frame 3: 7 history frames are before the clip
+    expected = normalizer.normalize_listener(torch.from_numpy(first_clip.listener[3:3 + w]))
+    torch.testing.assert_close(target, expected)
+    assert cond.history_valid.tolist() == [False] * (h - 3) + [True] * 3
+    torch.testing.assert_close(cond.history[-3:], normalizer.normalize_listener(torch.from_numpy(first_clip.listener[:3])))
+    assert cond.speaker_valid.tolist() == [False] * (h - 3) + [True] * (3 + c)
+    torch.testing.assert_close(cond.speaker_audio[h - 3:], torch.from_numpy(first_clip.speaker_audio[:3 + c]))
+    batch_cond, batch_target = windows.gather(torch.tensor([3, 0, 5]))
+    assert batch_target.shape == (3, w, 56) and batch_cond.speaker_exp.shape == (3, h + c, 50)
+    torch.testing.assert_close(batch_target[0], target)
+
+
+def test_normalizer_round_trip_through_a_checkpoint(dataset, tmp_path):
+    _, clips, normalizer = dataset
+    listener = torch.from_numpy(clips[0].listener)
+    normalized = normalizer.normalize_listener(torch.from_numpy(np.concatenate([c.listener for c in clips])))
+    torch.testing.assert_close(normalized.mean(0), torch.zeros(56), atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalized.std(0, unbiased=False), torch.ones(56), atol=1e-3, rtol=0)
+    save_checkpoint({"normalizer": normalizer.state_dict()}, tmp_path / "n.pth", kind="brain")
+    restored = Normalizer.from_state_dict(load_checkpoint(tmp_path / "n.pth", kind="brain")["normalizer"])
+    torch.testing.assert_close(restored.denormalize_listener(normalizer.normalize_listener(listener)), listener)
+    assert not torch.equal(restored.listener_std, Normalizer().listener_std)
+
+
+def _batch(dataset, n=2):
+    windows, _, _ = dataset
+    return windows.gather(torch.arange(n) * 7 + 20)  # windows with some history
+
+
+@pytest.mark.parametrize("drop", [None, "drop_audio", "drop_exp", "drop_history"])
+def test_denoiser_shapes_and_each_condition_matters(dataset, drop):
+    denoiser, _ = _modules()
+    cond, target = _batch(dataset)
+    t = torch.tensor([3, 40])
+    with torch.no_grad():
+        full = denoiser(target, t, cond)
+        assert full.shape == target.shape and torch.isfinite(full).all()
+        if drop is not None:
+            dropped = denoiser(target, t, cond, **{drop: torch.tensor([True, False])})
+            assert not torch.allclose(dropped[0], full[0]), f"{drop} changed nothing"
+            torch.testing.assert_close(dropped[1], full[1])  # only the flagged sample is affected
+
+
+def test_denoiser_refuses_wrong_shapes(dataset):
+    denoiser, _ = _modules()
+    cond, target = _batch(dataset)
+    with pytest.raises(ValueError, match=r"noisy_window: expected shape \[2, 12, 56\], got \[2, 11, 56\]"):
+        denoiser(target[:, :11], torch.tensor([0, 0]), cond)
+
+
+def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
+    denoiser, _ = _modules()
+    cond, target = _batch(dataset, 1)
+    h, c = SMALL.history_frames, SMALL.chunk_frames
+    with torch.no_grad():
+        reference = denoiser(target, torch.tensor([10]), cond)
+        for frame, should_change in ((h + c - 1, True), (h - 2, True)):
+            audio = cond.speaker_audio.clone()
+            audio[:, frame] += torch.randn(768)  # LayerNorm ignores a constant shift
+            changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+                                                                        cond.speaker_exp, cond.speaker_valid))
+            assert should_change == (not torch.allclose(changed, reference))
+        # The window's first frame (time 0) may only see speaker frames up to time 0.
+        audio = cond.speaker_audio.clone()
+        audio[:, h + 1:] += torch.randn(c - 1, 768)
+        changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+                                                                    cond.speaker_exp, cond.speaker_valid))
+    torch.testing.assert_close(changed[:, 0], reference[:, 0])
+    assert not torch.allclose(changed[:, 2:], reference[:, 2:])
+
+
+@pytest.mark.parametrize("guidance", [(1.0, 1.0), (2.0, 1.5)])
+def test_ddim_is_seeded_and_finite(dataset, guidance):
+    denoiser, diffusion = _modules()
+    cond, _ = _batch(dataset)
+    samples = []
+    for seed in (0, 0, 1):
+        generator = torch.Generator().manual_seed(seed)
+        samples.append(diffusion.sample(denoiser, cond, steps=6, eta=0.5, guidance_audio=guidance[0],
+                                        guidance_visual=guidance[1], generator=generator))
+    assert samples[0].shape == (2, SMALL.window_frames, 56) and torch.isfinite(samples[0]).all()
+    torch.testing.assert_close(samples[0], samples[1], rtol=0, atol=0)
+    assert (samples[0] - samples[2]).abs().mean() > 1e-3
+
+
+def test_guidance_branches_combine_as_documented(dataset):
+    denoiser, diffusion = _modules()
+    cond, _ = _batch(dataset)
+    x = torch.randn(2, SMALL.window_frames, 56)
+    t = torch.full((2,), 20)
+    with torch.no_grad():
+        none = diffusion.predict_x0(denoiser, x, t, cond, drop_audio=torch.ones(2, dtype=torch.bool),
+                                    drop_exp=torch.ones(2, dtype=torch.bool))
+        audio = diffusion.predict_x0(denoiser, x, t, cond, drop_exp=torch.ones(2, dtype=torch.bool))
+        both = diffusion.predict_x0(denoiser, x, t, cond)
+        guided = diffusion.guided_x0(denoiser, x, 20, cond, 2.0, 3.0, cond.repeat(3))
+        plain = diffusion.guided_x0(denoiser, x, 20, cond, 1.0, 1.0, None)
+    torch.testing.assert_close(guided, none + 2.0 * (audio - none) + 3.0 * (both - audio), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(plain, both)
+
+
+def test_regression_objective_is_one_deterministic_forward(dataset):
+    denoiser, diffusion = _modules("regression")
+    cond, target = _batch(dataset)
+    first = diffusion.sample(denoiser, cond, generator=torch.Generator().manual_seed(0))
+    second = diffusion.sample(denoiser, cond, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    losses = diffusion.loss(denoiser, target, cond)
+    assert set(losses) == {"loss", "x0", "velocity", "acceleration"} and losses["loss"] > 0
+
+
+def test_bad_step_counts_are_refused():
+    _, diffusion = _modules()
+    with pytest.raises(ValueError, match="steps must be in 1..50"):
+        diffusion.sampling_timesteps(0)
+    assert diffusion.sampling_timesteps(15)[0] == 49 and diffusion.sampling_timesteps(15)[-1] == 0
+    assert len(diffusion.sampling_timesteps(15)) == 15
