@@ -189,62 +189,78 @@ def temporal_variance(motion: np.ndarray) -> float:
 
 
 def lagged_correlations(listener: np.ndarray, speaker: np.ndarray, max_lag: int = SYNC_MAX_LAG) -> np.ndarray:
-    """Per-lag mean (over dims) Pearson correlation of ``listener[t+lag]`` with ``speaker[t]``, both ``[T,D]``.
+    """Per-lag mean (over dims) Pearson correlation of ``listener[..., t+lag, :]`` with ``speaker[t]``.
 
-    Returns ``[2*max_lag+1]`` for lags ``-max_lag..max_lag``; dimensions that are static over the overlap are
-    left out of the mean (NaN when all are).
+    ``listener [...,T,D]`` (e.g. K samples), ``speaker [T,D]`` -> ``[..., 2*max_lag+1]`` for lags
+    ``-max_lag..max_lag``. Dimensions static over the overlap are left out of the mean (NaN when all are).
+    Window sums come from prefix sums, so each lag costs one product.
     """
     listener = np.asarray(listener, dtype=np.float64)
     speaker = np.asarray(speaker, dtype=np.float64)
-    out = np.full(2 * max_lag + 1, np.nan)
-    num_frames = len(listener)
+    num_frames = listener.shape[-2]
+
+    def prefix(values):  # [...,T+1,D]: prefix[..., i, :] = sum of the first i frames
+        zeros = np.zeros(values.shape[:-2] + (1, values.shape[-1]))
+        return np.concatenate([zeros, np.cumsum(values, axis=-2)], axis=-2)
+
+    sum_l, sum_ll = prefix(listener), prefix(listener * listener)
+    sum_s, sum_ss = prefix(speaker), prefix(speaker * speaker)
+    out = np.full(listener.shape[:-2] + (2 * max_lag + 1,), np.nan)
     for index, lag in enumerate(range(-max_lag, max_lag + 1)):
-        if lag >= 0:
-            a, b = listener[lag:], speaker[:num_frames - lag]
-        else:
-            a, b = listener[:lag], speaker[-lag:]
-        a = a - a.mean(0)
-        b = b - b.mean(0)
-        denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-        valid = denom > 1e-12
-        if valid.any():
-            out[index] = float(np.mean((a * b).sum(0)[valid] / denom[valid]))
+        l_start, s_start = max(lag, 0), max(-lag, 0)  # listener frame l_start + i pairs with speaker s_start + i
+        count = num_frames - abs(lag)
+        l_stop, s_stop = l_start + count, s_start + count
+        cross = (listener[..., l_start:l_stop, :] * speaker[s_start:s_stop]).sum(-2) / count
+        mean_l = (sum_l[..., l_stop, :] - sum_l[..., l_start, :]) / count
+        mean_s = (sum_s[s_stop] - sum_s[s_start]) / count
+        var_l = (sum_ll[..., l_stop, :] - sum_ll[..., l_start, :]) / count - mean_l ** 2
+        var_s = (sum_ss[s_stop] - sum_ss[s_start]) / count - mean_s ** 2
+        # Static dims leave only round-off in var: compare with the values' own scale.
+        moving = (var_l > 1e-10 * (mean_l ** 2 + 1e-12)) & (var_s > 1e-10 * (mean_s ** 2 + 1e-12))
+        correlation = np.where(moving, (cross - mean_l * mean_s) / np.sqrt(np.where(moving, var_l * var_s, 1.0)), 0.0)
+        with np.errstate(invalid="ignore"):
+            out[..., index] = correlation.sum(-1) / moving.sum(-1)  # NaN where no dim moves
     return out
 
 
-def peak_lag(listener: np.ndarray, speaker: np.ndarray, max_lag: int = SYNC_MAX_LAG) -> float:
-    """Lag in frames (positive: the listener follows) of the peak lagged cross-correlation; NaN if undefined."""
-    max_lag = min(max_lag, len(listener) - 3)  # keep at least 3 overlapping frames per lag
+def peak_lags(listener: np.ndarray, speaker: np.ndarray, max_lag: int = SYNC_MAX_LAG) -> np.ndarray:
+    """Lag in frames (positive: the listener follows) of the peak lagged cross-correlation of each of
+    ``listener [...,T,D]`` with ``speaker [T,D]`` -> ``[...]``; NaN where undefined (a static motion)."""
+    max_lag = min(max_lag, listener.shape[-2] - 3)  # keep at least 3 overlapping frames per lag
     if max_lag < 0:
-        return float("nan")
+        return np.full(listener.shape[:-2], np.nan)
     correlations = lagged_correlations(listener, speaker, max_lag)
-    if np.isnan(correlations).all():
-        return float("nan")
-    return float(int(np.nanargmax(correlations)) - max_lag)
+    undefined = np.isnan(correlations).all(-1)
+    peaks = np.argmax(np.where(np.isnan(correlations), -np.inf, correlations), axis=-1) - max_lag
+    return np.where(undefined, np.nan, peaks.astype(np.float64))
 
 
 def dtw_distance(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Dynamic-time-warping distance (``sqrt`` of the cheapest path's summed squared Euclidean frame
-    distances, as ``tslearn.metrics.dtw``) of each of ``query [K,T,D]`` against ``reference [S,D]`` -> ``[K]``.
+    distances, as ``tslearn.metrics.dtw``) of each of ``query [K,T,D]`` against ``reference [S,D]`` (shared)
+    or ``[K,S,D]`` (one per query) -> ``[K]``.
 
-    Dynamic programming over anti-diagonals, vectorised over the K queries.
+    Row by row: a path enters row i at column k from row i-1 (diagonally or from above), then walks right,
+    so ``D[i,j] = S[j] + min_{k<=j} (enter[k] - S[k])`` with ``S`` the row's cumulative cost — a cumulative
+    minimum, vectorised over columns and the K queries.
     """
     query = np.asarray(query, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
-    num_query, len_q = query.shape[:2]
-    len_r = len(reference)
     # [K,T,S] squared distances, expanded so no [K,T,S,D] difference tensor is built
-    cost = (query ** 2).sum(-1)[:, :, None] + (reference ** 2).sum(-1)[None, None, :] \
-        - 2.0 * np.einsum("ktd,sd->kts", query, reference)
+    cost = ((query ** 2).sum(-1)[:, :, None] + (reference ** 2).sum(-1)[..., None, :]
+            - 2.0 * query @ np.swapaxes(reference, -1, -2))
     cost = np.maximum(cost, 0.0)
-    acc = np.full((num_query, len_q + 1, len_r + 1), np.inf)
-    acc[:, 0, 0] = 0.0
-    for diagonal in range(2, len_q + len_r + 1):
-        rows = np.arange(max(1, diagonal - len_r), min(len_q, diagonal - 1) + 1)
-        cols = diagonal - rows
-        best_prev = np.minimum(np.minimum(acc[:, rows - 1, cols], acc[:, rows, cols - 1]), acc[:, rows - 1, cols - 1])
-        acc[:, rows, cols] = cost[:, rows - 1, cols - 1] + best_prev
-    return np.sqrt(acc[:, len_q, len_r])
+    num_query = len(query)
+    # [T,K,S]: each row of the DP is one contiguous block
+    cost = np.ascontiguousarray(np.broadcast_to(cost, (num_query,) + cost.shape[1:]).transpose(1, 0, 2))
+    previous = np.full((num_query, cost.shape[2] + 1), np.inf)  # row i-1 with a column -1 in front
+    previous[:, 0] = 0.0  # the path starts at (0, 0)
+    for row_cost in cost:
+        enter = row_cost + np.minimum(previous[:, :-1], previous[:, 1:])  # from (i-1, j-1) or (i-1, j)
+        running = np.cumsum(row_cost, axis=1)
+        current = running + np.minimum.accumulate(enter - running, axis=1)
+        previous = np.concatenate([np.full((num_query, 1), np.inf), current], axis=1)
+    return np.sqrt(previous[:, -1])
 
 
 def weighted_dtw(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -341,10 +357,10 @@ def evaluate_method(context: MetricContext, samples: Sequence[np.ndarray]) -> di
                 paired_stats.frechet_to(np.concatenate([speaker, m[:, sl]], axis=1)) for m in motion]))
             per_clip[f"mse_{part}"].append(float(((motion[:, :, sl] - truth[None, :, sl]) ** 2).mean()))
         per_clip["frcorr"].append(np.mean([concordance(truth, m) for m in motion]))
-        per_clip["frdist"].append(float(weighted_dtw(motion, truth).mean()))
         per_clip["frdiv"].append(sample_diversity(motion))
         per_clip["frvar"].append(temporal_variance(motion))
-        per_clip["frsyn"].append(_nanmean([abs(peak_lag(m[:, EXP], speaker)) for m in motion]))
+        per_clip["frsyn"].append(_nanmean(np.abs(peak_lags(motion[:, :, EXP], speaker))))
+    per_clip["frdist"] = _clip_dtw(samples, context.listener)
     scores = {name: _nanmean(values) for name, values in per_clip.items()}
 
     generated = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).astype(np.float64)  # [sum K*T, 56]
@@ -364,6 +380,27 @@ def evaluate_method(context: MetricContext, samples: Sequence[np.ndarray]) -> di
     scores["amp_ratio"] = float(np.mean(generated[:, moving].std(0) / context.reference_std[moving]))
     scores["seam"] = seam_ratio(samples, context.chunk_frames)
     return {name: scores[name] for name in METRIC_NAMES}
+
+
+DTW_BATCH_BYTES = 32 * 2**20  # cost matrices per DTW batch: beyond ~20 queries batching only adds cache misses
+
+
+def _clip_dtw(samples: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> list[float]:
+    """FRdist per clip (mean over its K samples), clips of equal length batched into one DP (fewer Python steps)."""
+    result = [float("nan")] * len(samples)
+    by_length: dict[tuple, list[int]] = {}
+    for index, (motion, truth) in enumerate(zip(samples, truths)):
+        by_length.setdefault((motion.shape[0], len(truth)), []).append(index)
+    for (num_samples, length), indices in by_length.items():
+        per_batch = max(1, DTW_BATCH_BYTES // (8 * num_samples * length * length))
+        for start in range(0, len(indices), per_batch):
+            batch = indices[start:start + per_batch]
+            queries = np.concatenate([samples[i] for i in batch])  # [n*K,T,56]
+            references = np.repeat(np.stack([truths[i] for i in batch]), num_samples, axis=0)  # [n*K,T,56]
+            distances = weighted_dtw(queries, references).reshape(len(batch), num_samples).mean(1)
+            for i, distance in zip(batch, distances):
+                result[i] = float(distance)
+    return result
 
 
 def _crop_to_common_length(samples: Sequence[np.ndarray]) -> np.ndarray:

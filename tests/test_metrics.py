@@ -105,7 +105,8 @@ def test_peak_lag_recovers_a_known_delay(delay):
     rng = np.random.default_rng(0)
     speaker = rng.standard_normal((300, 8))
     listener = np.roll(speaker, delay, axis=0)  # listener[t] = speaker[t - delay]
-    assert metrics.peak_lag(listener, speaker) == delay
+    assert metrics.peak_lags(listener[None], speaker)[0] == delay
+    assert np.isnan(metrics.peak_lags(np.ones((1, 300, 8)), speaker)[0])  # a still face has no synchrony
 
 
 def test_dtw_is_zero_for_a_time_warped_copy_and_euclidean_without_warping():
@@ -114,6 +115,26 @@ def test_dtw_is_zero_for_a_time_warped_copy_and_euclidean_without_warping():
     assert metrics.dtw_distance(warped, reference)[0] == pytest.approx(0.0)
     flat = np.zeros((1, 4, 1)) + 2.0  # against zeros no warping helps: the diagonal, sqrt(4 * 2^2)
     assert metrics.dtw_distance(flat, np.zeros((4, 1)))[0] == pytest.approx(4.0)
+
+
+def test_dtw_and_lagged_correlations_match_brute_force():
+    rng = np.random.default_rng(3)
+    query, reference = rng.standard_normal((2, 9, 3)), rng.standard_normal((7, 3))
+    for k in range(2):
+        acc = np.full((10, 8), np.inf)
+        acc[0, 0] = 0.0
+        for i in range(1, 10):
+            for j in range(1, 8):
+                step = ((query[k, i - 1] - reference[j - 1]) ** 2).sum()
+                acc[i, j] = step + min(acc[i - 1, j], acc[i, j - 1], acc[i - 1, j - 1])
+        assert metrics.dtw_distance(query, reference)[k] == pytest.approx(np.sqrt(acc[-1, -1]))
+    listener, speaker = rng.standard_normal((40, 4)), rng.standard_normal((40, 4))
+    listener[:, 3] = 2.0  # a static dim is left out, not NaN
+    got = metrics.lagged_correlations(listener, speaker, max_lag=5)
+    for index, lag in enumerate(range(-5, 6)):
+        a, b = (listener[lag:], speaker[:40 - lag]) if lag >= 0 else (listener[:lag], speaker[-lag:])
+        expected = np.mean([np.corrcoef(a[:, d], b[:, d])[0, 1] for d in range(3)])
+        assert got[index] == pytest.approx(expected)
 
 
 def test_seam_ratio_flags_jumps_at_chunk_boundaries():
