@@ -59,7 +59,7 @@ def timed(function, device: torch.device):
 def bench_wav2vec(model_dir: Path, device: torch.device, seconds_list, chunk_seconds: float,
                   context_seconds: float) -> None:
     whole = Wav2VecExtractor(model_dir, device, chunk_seconds=1e6)
-    chunked = Wav2VecExtractor(model_dir, device, chunk_seconds=chunk_seconds, context_seconds=context_seconds)
+    chunked = whole.with_chunking(chunk_seconds, context_seconds)
     whole.features_50hz(speech_like_audio(2.0))  # warm-up (CUDA context, kernels)
     print(f"\nwav2vec2 ({model_dir}), device {device}, chunks {chunk_seconds:g} s + {context_seconds:g} s context")
     print(f"{'audio s':>8} {'whole s':>9} {'chunked s':>10} {'x realtime':>11} {'rel L2':>9} {'min cos':>8}")

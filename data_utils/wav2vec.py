@@ -25,6 +25,7 @@ How it works:
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 from pathlib import Path
@@ -78,10 +79,19 @@ class Wav2VecExtractor:
         self.stride = math.prod(config.conv_stride)
         self.receptive_field = 1 + sum((kernel - 1) * math.prod(config.conv_stride[:i])
                                        for i, kernel in enumerate(config.conv_kernel))
+        self._set_chunking(chunk_seconds, context_seconds)
+
+    def _set_chunking(self, chunk_seconds: float, context_seconds: float) -> None:
         self.chunk_samples = max(1, round(chunk_seconds * SAMPLE_RATE / self.stride)) * self.stride
         self.context_samples = math.ceil(context_seconds * SAMPLE_RATE / self.stride) * self.stride
         if self.context_samples < self.receptive_field - self.stride:
             raise Wav2VecError(f"context_seconds={context_seconds} is shorter than the model's receptive field")
+
+    def with_chunking(self, chunk_seconds: float, context_seconds: float) -> "Wav2VecExtractor":
+        """A copy that shares the loaded model but splits long files differently."""
+        other = copy.copy(self)
+        other._set_chunking(chunk_seconds, context_seconds)
+        return other
 
     def num_frames_50hz(self, num_samples: int) -> int:
         """wav2vec frames of a whole-file pass over ``num_samples`` samples."""

@@ -43,9 +43,10 @@ def test_resampling_to_16k_matches_a_native_16k_file(model_dir, tmp_path):
 
 def test_chunked_extraction_matches_whole_file(model_dir):
     audio = speech_like_audio(6.0, SAMPLE_RATE, seed=1)
-    whole = Wav2VecExtractor(model_dir, chunk_seconds=60).features_50hz(audio)
-    chunked = Wav2VecExtractor(model_dir, chunk_seconds=1.5, context_seconds=1).features_50hz(audio)
-    no_context = Wav2VecExtractor(model_dir, chunk_seconds=1.5, context_seconds=0.01).features_50hz(audio)
+    extractor = Wav2VecExtractor(model_dir, chunk_seconds=60)
+    whole = extractor.features_50hz(audio)
+    chunked = extractor.with_chunking(1.5, 1.0).features_50hz(audio)
+    no_context = extractor.with_chunking(1.5, 0.01).features_50hz(audio)
     assert whole.shape == chunked.shape == no_context.shape
     error = np.linalg.norm(chunked - whole) / np.linalg.norm(whole)
     error_without_context = np.linalg.norm(no_context - whole) / np.linalg.norm(whole)
