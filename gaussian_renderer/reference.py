@@ -118,20 +118,34 @@ def rasterize_reference(layer: GaussianLayer, camera: Camera, *, tile_size: int 
     tile_centre = (torch.stack([tile_index % tiles_x, tile_index // tiles_x], -1).to(means2d.dtype) * tile_size
                    + 0.5 * tile_size)  # [T,2]
 
-    done_items, done_values = [], []
-    for items, slot_ids, slot_valid in tile_lists:
-        # items [I] = b*T + tile; slot_ids [I,K] flat Gaussian ids front to back; slot_valid [I,K].
-        gathered = per_gaussian[slot_ids]  # [I,K,7+C]
-        offset = gathered[..., 0:2] - tile_centre[items % num_tiles][:, None, :]  # centre - tile centre
-        mx, my = offset[..., 0], offset[..., 1]
-        a, b, c = gathered[..., 2], gathered[..., 3], gathered[..., 4]
-        # log alpha at tile pixel (u,v) = log(o) - sigma(u - mx, v - my), expanded as a quadratic in (u,v)
-        # so one batched matmul evaluates every pixel x Gaussian pair of a tile.
-        constant = gathered[..., 5] - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
-        constant = torch.where(slot_valid, constant, torch.full_like(constant, -1e4))
-        coefficients = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, constant], 1)
+    # Every (tile, slot) of every group at once: [S] flat slots, so the per-slot algebra below is a fixed
+    # number of autograd ops however many groups there are.
+    slot_ids = torch.cat([ids.reshape(-1) for _, ids, _ in tile_lists]) if tile_lists else \
+        torch.zeros(0, dtype=torch.long, device=means2d.device)
+    slot_valid = torch.cat([valid.reshape(-1) for _, _, valid in tile_lists]) if tile_lists else \
+        torch.zeros(0, dtype=torch.bool, device=means2d.device)
+    slot_tile = torch.cat([(items % num_tiles)[:, None].expand_as(ids).reshape(-1) for items, ids, _ in tile_lists]) \
+        if tile_lists else torch.zeros(0, dtype=torch.long, device=means2d.device)
+    gathered = per_gaussian[slot_ids]  # [S,7+C]
+    offset = gathered[:, 0:2] - tile_centre[slot_tile]  # Gaussian centre - tile centre, [S,2]
+    mx, my = offset[:, 0], offset[:, 1]
+    a, b, c = gathered[:, 2], gathered[:, 3], gathered[:, 4]
+    # log alpha at tile pixel (u,v) = log(o) - sigma(u - mx, v - my), expanded as a quadratic in (u,v) so
+    # one batched matmul per group evaluates every pixel x Gaussian pair of its tiles.
+    constant = gathered[:, 5] - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
+    constant = torch.where(slot_valid, constant, torch.full_like(constant, -1e4))
+    coefficients = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, constant], 1)  # [S,6]
+    carried = gathered[:, 6:]  # colour and depth, [S,C+1]
+
+    done_items, done_values, begin = [], [], 0
+    for items, ids, _ in tile_lists:
+        # items [I] = b*T + tile; ids [I,K] flat Gaussian ids front to back.
+        end = begin + ids.numel()
+        group_coefficients = coefficients[begin:end].reshape(ids.shape + (6,)).transpose(1, 2)  # [I,6,K]
+        group_carried = carried[begin:end].reshape(ids.shape + (channels + 1,))  # [I,K,C+1]
         done_items.append(items)
-        done_values.append(AlphaBlend.apply(pixel_features @ coefficients, gathered[..., 6:]))  # [I,P,C+2]
+        done_values.append(AlphaBlend.apply(pixel_features @ group_coefficients, group_carried))  # [I,P,C+2]
+        begin = end
 
     outputs = torch.zeros(batch * num_tiles, tile_size * tile_size, channels + 2,
                           device=means2d.device, dtype=means2d.dtype)
