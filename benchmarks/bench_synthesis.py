@@ -40,18 +40,25 @@ from utils.runtime import resolve_device  # noqa: E402
 
 
 def make_checkpoints(work: Path, device: torch.device, args) -> tuple[Path, Path]:
-    """Full-size brain and body trained for a few steps (their speed is that of a trained model)."""
+    """Full-size brain and body trained for a few steps (a model's speed is that of its size, not its skill).
+
+    A trained body densifies to many more Gaussians than the preset starts with, so the body starts with
+    ``--face_gaussians`` (and a tenth of that inside the mouth) to render like a trained one.
+    """
     python = [sys.executable]
-    brain_dir, body_dir = work / "brain", work / "body"
     corpus, subject = work / "corpus", work / "subject"
     write_synthetic_corpus(corpus, clips=10, seconds=20, seed=0)
-    subprocess.run(python + ["-m", "data_utils.synthetic_subject", "--out", str(subject)], check=True)
+    subprocess.run(python + ["-m", "data_utils.synthetic_subject", "--out", str(subject), "--size",
+                             str(args.size), "--frames", "40", "--device", device.type], check=True)
     subprocess.run(python + [str(REPO_ROOT / "train_diffusion.py"), "--config", args.brain_config, "--data",
-                             str(corpus), "--out", str(brain_dir), f"train.max_steps={args.train_steps}",
-                             f"train.device={device.type}"], check=True)
-    subprocess.run(python + [str(REPO_ROOT / "train_body.py"), "-s", str(subject), "-m", str(body_dir),
-                             "--config", args.body_config, f"train.max_steps={args.train_steps}"], check=True)
-    return brain_dir / "checkpoint.pth", body_dir
+                             str(corpus), "--out", str(work / "brain"), f"train.max_steps={args.train_steps}",
+                             "train.val_every=1000000", f"train.device={device.type}"], check=True)
+    subprocess.run(python + [str(REPO_ROOT / "train_body.py"), "-s", str(subject), "-m", str(work / "body"),
+                             "--config", args.body_config, f"train.max_steps={args.train_steps}",
+                             f"train.device={device.type}", f"model.init.face_count={args.face_gaussians}",
+                             f"model.init.mouth_count={args.face_gaussians // 10}", "densify.enabled=false"],
+                   check=True)
+    return work / "brain" / "checkpoint.pth", work / "body"
 
 
 def speaker_clip(work: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brain_config", default=str(REPO_ROOT / "configs" / "brain_config.yaml"))
     parser.add_argument("--body_config", default=str(REPO_ROOT / "configs" / "body.yaml"))
     parser.add_argument("--train_steps", type=int, default=20, help="steps when making checkpoints")
+    parser.add_argument("--size", type=int, default=512, help="subject image size when making checkpoints")
+    parser.add_argument("--face_gaussians", type=int, default=100_000, help="body size when making checkpoints")
     parser.add_argument("--seconds", type=float, default=60.0, help="speaker clip length")
     parser.add_argument("--num_samples", type=int, nargs="+", default=[1, 3], help="offline K values")
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
@@ -151,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = ListenerPolicy.from_checkpoint(brain_path, device=device)
         body = load_body(body_path, device=device)
         audio, exp = speaker_clip(work, args.seconds)
-        print(f"setup {time.perf_counter() - start:.0f} s; body {body.height}x{body.width}, "
-              f"Gaussians {getattr(body, 'num_gaussians', '?')}; clip {len(audio)} frames; {args.steps} DDIM steps")
+        print(f"setup {time.perf_counter() - start:.0f} s; body {body.height}x{body.width}, Gaussians "
+              f"{body.num_gaussians()}; clip {len(audio)} frames; {args.steps} DDIM steps")
         rows = []
         if args.mode in ("all", "offline"):
             rows += bench_offline(policy, body, audio, exp, work, device, args)

@@ -27,10 +27,10 @@ fi
 case "$DEMO_PRESET" in
     tiny)  # small enough for a laptop CPU: short clips, few steps, a small head image
         brain_config=configs/brain_tiny.yaml; body_config=configs/body_tiny.yaml
-        corpus_args=(--clips 40 --seconds 12); subject_args=(--preset tiny) ;;
+        corpus_args=(--clips 40 --seconds 12); subject_args=(--size 64 --frames 300) ;;
     full)
         brain_config=configs/brain_config.yaml; body_config=configs/body.yaml
-        corpus_args=(--clips 200 --seconds 60); subject_args=() ;;
+        corpus_args=(--clips 200 --seconds 60); subject_args=(--size 512 --frames 4500 --device cuda) ;;
     *) echo "demo: DEMO_PRESET must be tiny or full, got '$DEMO_PRESET'" >&2; exit 2 ;;
 esac
 echo "[demo] preset: $DEMO_PRESET; output: $out"

@@ -187,6 +187,15 @@ def test_replay_writes_every_frame_as_it_is_ready():
     assert "sustained" in report.format()
 
 
+def test_realtime_replay_keeps_the_speakers_clock():
+    session = ListenerSession(StandInPolicy(), StandInBody())
+    audio, exp = speaker(16)  # two chunks: 0.64 s of speech
+    report = replay(session, audio, exp, realtime=True)
+    assert report.realtime and report.wall_s >= 16 / FPS
+    assert report.sustained_fps <= FPS + 0.5  # paced by the speaker, not by the machine
+    assert (report.live_latency >= 0).all() and report.live_latency.max() < 0.3
+
+
 def test_offline_outputs_all_samples_grid_motion_and_plot(tmp_path):
     audio, exp = speaker(27)
     outputs, report = synthesize(StandInPolicy(), StandInBody(), audio, exp, tmp_path / "out" / "clip.mp4",

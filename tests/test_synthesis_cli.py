@@ -191,3 +191,13 @@ def test_audio_features_computed_from_the_wav_with_a_local_wav2vec(tiny_models, 
     info = probe_video(tmp_path / "w.mp4")
     assert info.has_audio and info.num_frames == tiny_models["frames"]
     assert synthesize_listener.main(argv + ["--audio", str(clip / "speaker_audio.npy")]) == 2  # both: refused
+
+
+@pytest.mark.gpu
+def test_cuda_offline_and_streaming(tiny_models, tmp_path, capsys):
+    for name, extra in [("offline", ["--num_samples", 2]), ("live", ["--stream"])]:
+        assert run_cli(tiny_models, tmp_path / f"{name}.mp4", "--device", "cuda", "--steps", 3, *extra) == 0
+    assert probe_video(tmp_path / "offline_grid.mp4").num_frames == tiny_models["frames"]
+    assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
+    assert np.isfinite(np.load(tmp_path / "live.npy")).all()
+    assert "sustained" in capsys.readouterr().out
