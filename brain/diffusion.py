@@ -129,9 +129,9 @@ class ListenerDiffusion(nn.Module):
             t = torch.full((batch,), timestep, dtype=torch.long, device=x.device)
             return self.predict_x0(denoiser, x, t, cond)
         t = torch.full((3 * batch,), timestep, dtype=torch.long, device=x.device)
-        flags = torch.tensor([[True, True], [False, True], [False, False]], device=x.device)  # ∅, audio, audio+exp
-        drop_audio = flags[:, 0].repeat_interleave(batch)
-        drop_exp = flags[:, 1].repeat_interleave(batch)
+        # Branches ∅, audio, audio+exp, built on the device (no host copies: CUDA-graph capturable).
+        branch = torch.arange(3 * batch, device=x.device)
+        drop_audio, drop_exp = branch < batch, branch < 2 * batch
         none, audio, both = self.predict_x0(denoiser, x.repeat(3, 1, 1), t, branches_cond, drop_audio=drop_audio,
                                             drop_exp=drop_exp).chunk(3)
         return none + guidance_audio * (audio - none) + guidance_visual * (both - audio)
@@ -156,11 +156,12 @@ class ListenerDiffusion(nn.Module):
         for index, timestep in enumerate(timesteps):
             x0 = self.guided_x0(denoiser, x, timestep, cond, guidance_audio, guidance_visual, branches_cond)
             alpha_bar = self.alpha_bar[timestep]
-            alpha_bar_prev = self.alpha_bar[timesteps[index + 1]] if index + 1 < len(timesteps) else x0.new_tensor(1.0)
+            last = index + 1 == len(timesteps)
+            alpha_bar_prev = torch.ones_like(alpha_bar) if last else self.alpha_bar[timesteps[index + 1]]
             eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
             sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
             x = alpha_bar_prev.sqrt() * x0 + (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
-            if eta > 0 and index + 1 < len(timesteps):
+            if eta > 0 and not last:
                 x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
         return x
 

@@ -36,8 +36,16 @@ class ListenerPolicy:
     fps = FPS
 
     def __init__(self, denoiser: ListenerDenoiser, diffusion: ListenerDiffusion, normalizer: Normalizer,
-                 cfg: BrainConfig, device: str | torch.device = "cpu"):
+                 cfg: BrainConfig, device: str | torch.device = "cpu", *, precision: str = "fp32",
+                 cuda_graphs: bool = False):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
+        self.precision = precision
+        # CUDA graphs replay a captured DDIM loop per (num_samples, options); eta > 0 stays eager (its
+        # per-step noise comes from the stream's generator).
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._graphs: dict = {}
         self.denoiser = denoiser.to(self.device).eval()
         self.diffusion = diffusion.to(self.device)
         self.normalizer = normalizer.to(self.device)
@@ -46,14 +54,19 @@ class ListenerPolicy:
         self.history_frames = cfg.model.history_frames
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-                        *, use_ema: bool = True) -> "ListenerPolicy":
-        """Rebuild the policy from a brain checkpoint alone; a body checkpoint raises ``CheckpointError``."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, use_ema: bool = True,
+                        precision: str = "fp32", cuda_graphs: bool = False) -> "ListenerPolicy":
+        """Rebuild the policy from a brain checkpoint alone; a body checkpoint raises ``CheckpointError``.
+
+        ``precision="bf16"`` samples under bf16 autocast; ``cuda_graphs=True`` (CUDA only) replays each
+        streaming step's whole DDIM loop as one captured graph — see ``benchmarks/bench_brain.py``.
+        """
         payload = load_checkpoint(path, kind="brain")
         cfg = config_from_dict(BrainConfig, payload["config"])
         denoiser, diffusion = build_denoiser_and_diffusion(cfg)
         denoiser.load_state_dict(payload["ema"] if use_ema and "ema" in payload else payload["model"])
-        return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device)
+        return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
+                   precision=precision, cuda_graphs=cuda_graphs)
 
     def _sampling_options(self, steps, eta, guidance_audio, guidance_visual) -> dict:
         defaults = self.cfg.sample
@@ -83,7 +96,41 @@ class ListenerPolicy:
     def sample_window(self, cond: Conditioning, noise: torch.Tensor, generator: torch.Generator,
                       options: dict) -> torch.Tensor:
         """One denoised window ``[K,W,56]`` (normalised units) for a batch of conditionings."""
-        return self.diffusion.sample(self.denoiser, cond, noise=noise, generator=generator, **options)
+        if self.cuda_graphs and options["eta"] == 0:
+            key = (cond.batch_size, tuple(sorted(options.items())))
+            if key not in self._graphs:
+                self._graphs[key] = GraphedWindowSampler(self, cond, noise, options)
+            return self._graphs[key](cond, noise)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.diffusion.sample(self.denoiser, cond, noise=noise, generator=generator, **options)
+
+
+class GraphedWindowSampler:
+    """The DDIM loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
+
+    def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor, options: dict):
+        self.static_cond = Conditioning(*(value.clone() for value in cond.tensors()))
+        self.static_noise = noise.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up outside the graph (allocator, kernel selection)
+            for _ in range(2):
+                self._run(policy, options)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = self._run(policy, options)
+
+    def _run(self, policy: ListenerPolicy, options: dict) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=policy.precision == "bf16"):
+            return policy.diffusion.sample(policy.denoiser, self.static_cond, noise=self.static_noise, **options)
+
+    def __call__(self, cond: Conditioning, noise: torch.Tensor) -> torch.Tensor:
+        for static, value in zip(self.static_cond.tensors(), cond.tensors()):
+            static.copy_(value)
+        self.static_noise.copy_(noise)
+        self.graph.replay()
+        return self.static_out.clone()
 
 
 class ListenerStream:

@@ -184,3 +184,35 @@ def test_bad_step_counts_are_refused():
         diffusion.sampling_timesteps(0)
     assert diffusion.sampling_timesteps(15)[0] == 49 and diffusion.sampling_timesteps(15)[-1] == 0
     assert len(diffusion.sampling_timesteps(15)) == 15
+
+
+@pytest.mark.gpu
+def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset):
+    from brain.policy import ListenerPolicy
+
+    denoiser, diffusion = _modules()
+    cfg = BrainConfig(model=SMALL)
+    _, _, normalizer = dataset
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((50, 768)).astype(np.float32)
+    exp = rng.standard_normal((50, 50)).astype(np.float32)
+    options = dict(num_samples=2, seed=0, steps=10, guidance_audio=2.0, guidance_visual=1.5)
+    eager = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda").generate(audio, exp, **options)
+    graphed = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda", cuda_graphs=True).generate(audio, exp, **options)
+    np.testing.assert_allclose(graphed, eager, atol=1e-4, rtol=1e-4)
+    bf16 = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda", precision="bf16").generate(audio, exp, **options)
+    assert bf16.shape == eager.shape and np.isfinite(bf16).all()
+
+
+@pytest.mark.gpu
+def test_one_training_step_on_gpu_is_finite(dataset):
+    denoiser, diffusion = _modules()
+    denoiser, diffusion = denoiser.cuda().train(), diffusion.cuda()
+    windows, _, _ = dataset
+    cond, target = windows.gather(torch.arange(8) * 5)
+    cond, target = Conditioning(*(value.cuda() for value in cond.tensors())), target.cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        losses = diffusion.loss(denoiser, target, cond)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and all(torch.isfinite(p.grad).all() for p in denoiser.parameters()
+                                                  if p.grad is not None)

@@ -1,0 +1,116 @@
+"""Brain speed: one streaming chunk and offline real-time factor, eager vs CUDA graphs, fp32 vs bf16.
+
+    PYTHONPATH=. python benchmarks/bench_brain.py                       # random-init brain_config.yaml model
+    PYTHONPATH=. python benchmarks/bench_brain.py --checkpoint output/brain/checkpoint.pth
+    PYTHONPATH=. python benchmarks/bench_brain.py --device cpu --runs 3 --offline_seconds 2   # smoke test
+
+A *chunk* is one streaming step: 8 new speaker frames in, the window denoised with ``--steps`` DDIM steps
+and classifier-free guidance (three branches batched in one forward), 8 listener frames out — timed
+through ``ListenerStream.push`` so Python overhead counts. Times are medians over ``--runs`` after
+``--warmup`` calls, measured with CUDA events on a GPU (``time.perf_counter`` on CPU). The offline row
+is ``ListenerPolicy.generate`` on ``--offline_seconds`` of random speaker input: real-time factor =
+compute time / clip duration (lower is better; target for the chunk: ≤ 10 ms on an H100).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from brain.config import BrainConfig
+from brain.diffusion import build_denoiser_and_diffusion
+from brain.normalizer import Normalizer
+from brain.policy import ListenerPolicy
+from utils.config import load_config
+from utils.flame import AUDIO_DIM, FPS, SPEAKER_EXP_DIM
+from utils.runtime import resolve_device
+
+
+def build_policy(args, device, precision: str, cuda_graphs: bool) -> ListenerPolicy:
+    if args.checkpoint:
+        return ListenerPolicy.from_checkpoint(args.checkpoint, device, precision=precision, cuda_graphs=cuda_graphs)
+    cfg = load_config(BrainConfig, args.config)
+    torch.manual_seed(0)
+    denoiser, diffusion = build_denoiser_and_diffusion(cfg)
+    return ListenerPolicy(denoiser, diffusion, Normalizer(), cfg, device, precision=precision, cuda_graphs=cuda_graphs)
+
+
+class Timer:
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn) -> float:
+        """Milliseconds of one call of ``fn``."""
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        begin = time.perf_counter()
+        fn()
+        return 1000 * (time.perf_counter() - begin)
+
+
+def bench_chunk(policy: ListenerPolicy, args, timer: Timer) -> float:
+    rng = np.random.default_rng(0)
+    chunk = policy.chunk_frames
+    stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps,
+                           guidance_audio=args.guidance, guidance_visual=args.guidance)
+    audio = rng.standard_normal((chunk, AUDIO_DIM)).astype(np.float32)
+    exp = rng.standard_normal((chunk, SPEAKER_EXP_DIM)).astype(np.float32)
+    for _ in range(args.warmup):
+        stream.push(audio, exp)
+    return statistics.median(timer(lambda: stream.push(audio, exp)) for _ in range(args.runs))
+
+
+def bench_offline(policy: ListenerPolicy, args, timer: Timer) -> float:
+    rng = np.random.default_rng(1)
+    frames = int(args.offline_seconds * FPS)
+    audio = rng.standard_normal((frames, AUDIO_DIM)).astype(np.float32)
+    exp = rng.standard_normal((frames, SPEAKER_EXP_DIM)).astype(np.float32)
+    options = dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
+                   guidance_visual=args.guidance)
+    policy.generate(audio[:4 * policy.chunk_frames], exp[:4 * policy.chunk_frames], **options)  # warm-up
+    return timer(lambda: policy.generate(audio, exp, **options)) / 1000
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--checkpoint", help="a trained brain; default: random init of --config")
+    parser.add_argument("--config", default="configs/brain_config.yaml")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--guidance", type=float, default=2.0, help="audio and visual scale; 1.0 = no CFG")
+    parser.add_argument("--num_samples", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--offline_seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    torch.set_grad_enabled(False)
+    timer = Timer(device)
+    modes = [("eager", "fp32"), ("eager", "bf16")]
+    if device.type == "cuda":
+        modes += [("cuda graphs", "fp32"), ("cuda graphs", "bf16")]
+        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    else:
+        print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"model: {args.checkpoint or args.config}; {args.steps} DDIM steps, guidance {args.guidance} "
+          f"({'3 branches batched' if args.guidance != 1.0 else 'no CFG'}), K={args.num_samples}")
+    print(f"{'mode':<12} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
+    for mode, precision in modes:
+        policy = build_policy(args, device, precision, cuda_graphs=mode == "cuda graphs")
+        chunk_ms = bench_chunk(policy, args, timer)
+        offline_s = bench_offline(policy, args, timer)
+        print(f"{mode:<12} {precision:<9} {chunk_ms:>18.2f} {offline_s:>10.2f} {offline_s / args.offline_seconds:>8.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
