@@ -1,4 +1,4 @@
-"""Pure-PyTorch EWA splatting: differentiable by autograd, runs anywhere, the parity oracle for gsplat.
+"""Pure-PyTorch EWA splatting: differentiable, runs on any device, the parity oracle for gsplat.
 
 It follows gsplat 1.5.3's default ("classic", pinhole) path step by step:
 
@@ -18,9 +18,11 @@ It follows gsplat 1.5.3's default ("classic", pinhole) path step by step:
 gsplat clamps alpha at 0.999 (``RasterizeToPixels3DGSFwd.cu``), not the 0.99 of the original 3DGS code;
 parity with the fused backend decides, so 0.999 it is.
 
-Speed: pixels are grouped into square tiles; each tile evaluates, densely, only the Gaussians whose
-footprint touches it (padded to the busiest tile), and tiles are processed in chunks so memory stays under
-``max_elements`` floats per intermediate tensor.
+Speed: pixels are grouped into 4x4 tiles; each tile evaluates, densely, only the Gaussians whose footprint
+touches it, in depth order. Tiles with similar Gaussian counts share one padded batch (``_tile_lists``), at
+most ``max_elements`` pixel x slot pairs each, so memory stays bounded at any resolution. Within a tile the
+exponent is a quadratic in tile-local pixel coordinates, so one batched matmul gives every pixel x Gaussian
+log-alpha, and :class:`AlphaBlend` blends with a hand-written backward (autograd handles the rest).
 """
 from __future__ import annotations
 
