@@ -20,7 +20,8 @@ parity with the fused backend decides, so 0.999 it is.
 
 Speed: pixels are grouped into 4x4 tiles; each tile evaluates, densely, only the Gaussians whose footprint
 touches it, in depth order. Tiles with similar Gaussian counts share one padded batch (``_tile_lists``), at
-most ``max_elements`` pixel x slot pairs each, so memory stays bounded at any resolution. Within a tile the
+most ``max_elements`` pixel x slot pairs each, which bounds the largest intermediate at any resolution
+(with gradients on, two such tensors per group are kept for the backward). Within a tile the
 exponent is a quadratic in tile-local pixel coordinates, so one batched matmul gives every pixel x Gaussian
 log-alpha, and :class:`AlphaBlend` blends with a hand-written backward (autograd handles the rest).
 """
