@@ -161,9 +161,13 @@ class ListenerDenoiser(nn.Module):
             if tuple(value.shape) != shape:
                 raise ValueError(f"denoiser input {name}: expected shape {list(shape)}, got {list(value.shape)}")
 
-        history_valid = cond.history_valid
-        if drop_history is not None:
-            history_valid = history_valid & ~drop_history[:, None]
+        # Every null embedding takes part in every forward (an all-False mask when not dropping), so DDP
+        # never sees an unused parameter and one captured graph serves all guidance branches.
+        keep = torch.zeros(batch, dtype=torch.bool, device=noisy_window.device)
+        drop_audio = keep if drop_audio is None else drop_audio
+        drop_exp = keep if drop_exp is None else drop_exp
+        drop_history = keep if drop_history is None else drop_history
+        history_valid = cond.history_valid & ~drop_history[:, None]
         history_tokens = torch.where(history_valid[..., None], self.listener_in(cond.history), self.null_history)
         window_tokens = self.listener_in(noisy_window)
         x = torch.cat([history_tokens + self.token_type[0], window_tokens + self.token_type[1]], dim=1)
@@ -171,10 +175,8 @@ class ListenerDenoiser(nn.Module):
 
         audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S,D]
         exp = self.exp_in(cond.speaker_exp)  # [B,S,D]
-        if drop_audio is not None:
-            audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
-        if drop_exp is not None:
-            exp = torch.where(drop_exp[:, None, None], self.null_exp, exp)
+        audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
+        exp = torch.where(drop_exp[:, None, None], self.null_exp, exp)
         speaker = audio + exp + self.position[: audio.shape[1]]
         speaker = speaker + self.speaker_mlp(speaker)
         speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]
