@@ -295,3 +295,27 @@ def test_projection_matches_gsplats_pytorch_implementation():
     torch.testing.assert_close(ours["means2d"][0][visible], means2d[0][visible])
     torch.testing.assert_close(ours["conics"][0][visible], conics[0][visible], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(ours["depths"][0], depths[0])
+
+
+def test_tile_culling_is_exact_per_pixel_centre():
+    # _reaches_tile may drop a (Gaussian, tile) pair only when no pixel centre of the tile reaches 1/255.
+    from gaussian_renderer.reference import _reaches_tile
+
+    generator = torch.Generator().manual_seed(4)
+    count, tile_size = 4000, 4
+    centre = torch.rand(count, 2, generator=generator) * 24 - 4
+    axes = torch.rand(count, 2, generator=generator) * 3 + 0.3  # std devs in pixels, up to 10:1 elongated
+    angle = torch.rand(count, generator=generator) * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([cos, -sin, sin, cos], -1).reshape(count, 2, 2)
+    precision = rotation @ torch.diag_embed(1 / axes ** 2) @ rotation.transpose(1, 2)
+    conic = torch.stack([precision[:, 0, 0], precision[:, 0, 1], precision[:, 1, 1]], -1)
+    opacity = torch.rand(count, generator=generator) * 0.99 + 0.01
+    tile_col, tile_row = torch.ones(count, dtype=torch.long), torch.ones(count, dtype=torch.long)
+    kept = _reaches_tile(centre, conic, opacity, tile_col, tile_row, tile_size)
+    pixels = torch.stack(torch.meshgrid(torch.arange(4) + 4.5, torch.arange(4) + 4.5, indexing="xy"), -1)
+    delta = pixels.reshape(1, -1, 2) - centre[:, None, :]  # [count,16,2]
+    sigma = 0.5 * torch.einsum("npi,nij,npj->np", delta, precision, delta)
+    reached = (opacity[:, None] * torch.exp(-sigma) >= 1 / 255).any(-1)
+    assert not (reached & ~kept).any()  # never drops a pair that a pixel needs
+    assert (~kept).sum() > 0.2 * count and (kept & ~reached).sum() < 0.05 * count  # and is tight
