@@ -319,3 +319,35 @@ def test_tile_culling_is_exact_per_pixel_centre():
     reached = (opacity[:, None] * torch.exp(-sigma) >= 1 / 255).any(-1)
     assert not (reached & ~kept).any()  # never drops a pair that a pixel needs
     assert (~kept).sum() > 0.2 * count and (kept & ~reached).sum() < 0.05 * count  # and is tight
+
+
+
+def test_reference_info_drives_gsplats_densification_strategy():
+    from gsplat.strategy import DefaultStrategy
+
+    generator = torch.Generator().manual_seed(0)
+    count, batch = 200, 2
+    params = torch.nn.ParameterDict({
+        "means": torch.randn(count, 3, generator=generator) * 0.05 + torch.tensor([0.0, 0.0, 0.5]),
+        "quats": torch.randn(count, 4, generator=generator), "scales": torch.full((count, 3), -4.5),
+        "opacities": torch.zeros(count), "colors": torch.rand(count, 3, generator=generator)})
+    optimizers = {name: torch.optim.Adam([param], lr=1e-3) for name, param in params.items()}
+    # A tiny growth threshold so that the first refinement must grow the set.
+    strategy = DefaultStrategy(refine_start_iter=1, refine_every=2, grow_grad2d=1e-9)
+    state = strategy.initialize_state(scene_scale=0.1)
+    camera = Camera(width=24, height=24, fx=36.0, fy=36.0, cx=12.0, cy=12.0)
+    for step in range(3):
+        layer = GaussianLayer(means=params["means"].expand(batch, -1, -1),
+                              quats=params["quats"].expand(batch, -1, -1),
+                              scales=params["scales"].exp().expand(batch, -1, -1),
+                              opacities=torch.sigmoid(params["opacities"]).expand(batch, -1),
+                              colors=params["colors"].expand(batch, -1, -1))
+        out = render(layer, camera, backend="reference")
+        info = out["layers"][0]["info"]
+        strategy.step_pre_backward(params, optimizers, state, step, info)
+        out["color"].mean().backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad()
+        strategy.step_post_backward(params, optimizers, state, step, info, packed=info["packed"])
+    assert params["means"].shape[0] > count  # gradients reached the strategy and it grew the set
