@@ -199,7 +199,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                     np.save(folder / f"{clip.clip_id}.npy", motion)
         _write_json(staging / "metrics.json", results)
         (staging / "metrics.md").write_text(format_tables(results, len(test_clips), cfg.samples))
-        run = {"config": config_to_dict(cfg), "clips": [c.clip_id for c in test_clips],
+        run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
                "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
         _write_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)

@@ -91,7 +91,8 @@ def _frechet(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -> flo
     middle = reference.cov_root @ cov @ reference.cov_root
     product_eigenvalues = np.linalg.eigvalsh(0.5 * (middle + middle.T))
     trace_sqrt = float(np.sqrt(np.clip(product_eigenvalues, 0.0, None)).sum())
-    return float(diff @ diff + np.trace(reference.cov) + np.trace(cov) - 2.0 * trace_sqrt)
+    distance = float(diff @ diff + np.trace(reference.cov) + np.trace(cov) - 2.0 * trace_sqrt)
+    return max(0.0, distance)  # >= 0 exactly; only round-off goes below
 
 
 def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
@@ -124,7 +125,7 @@ def shannon_index(codebook: np.ndarray, frames: np.ndarray) -> float:
     labels, _ = vq(np.asarray(frames, dtype=np.float64), codebook)
     counts = np.bincount(labels, minlength=len(codebook)).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns the -0.0 of a single cluster into 0.0
 
 
 def pooled_pcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,7 +162,7 @@ def sample_diversity(samples: np.ndarray) -> float:
     num = len(flat)
     if num < 2:
         return float("nan")
-    return float(_sum_pairwise_sq(flat) / (num * (num - 1)) / flat.shape[1])
+    return max(0.0, _sum_pairwise_sq(flat) / (num * (num - 1)) / flat.shape[1])
 
 
 def across_input_diversity(motions: np.ndarray) -> float:
@@ -172,11 +173,12 @@ def across_input_diversity(motions: np.ndarray) -> float:
         return float("nan")
     flat = motions.reshape(num_inputs, num_samples, -1)
     total = sum(_sum_pairwise_sq(flat[:, k]) for k in range(num_samples))
-    return float(total / (num_inputs * (num_inputs - 1) * num_samples) / flat.shape[2])
+    return max(0.0, total / (num_inputs * (num_inputs - 1) * num_samples) / flat.shape[2])
 
 
 def _sum_pairwise_sq(flat: np.ndarray) -> float:
-    """``sum_{i,j} |x_i - x_j|^2`` over rows of ``flat [N,F]`` without building the N×N×F difference tensor."""
+    """``sum_{i,j} |x_i - x_j|^2`` over rows of ``flat [N,F]`` without building the N×N×F difference tensor
+    (may round to a tiny negative number for identical rows; callers clamp at 0)."""
     sq_norms = (flat * flat).sum(1)
     total_sq = sq_norms.sum()
     centroid_sum = flat.sum(0)
