@@ -465,6 +465,8 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         raise ValueError(f"--size must be at least 16 pixels, got {size}")
     if supersample < 1:
         raise ValueError(f"--supersample must be at least 1, got {supersample}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
     device = resolve_device(device)
     camera = subject_camera(size)
     motion = synthetic_listener_motion(frames, seed)
@@ -521,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
                                        supersample=args.supersample, workers=args.workers, progress=True)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.frames} frames of {args.size}x{args.size} to {path}")
