@@ -265,8 +265,9 @@ def _tile_lists(projected: dict, tile_size: int, tiles_x: int, tiles_y: int, *,
     tile_row = low[pair_gaussian, 1] + within // width
     # Drop pairs where the Gaussian stays below the 1/255 alpha threshold at every pixel centre of the tile
     # (the box is loose for round and much looser for elongated footprints): changes no pixel.
-    reaches = _reaches_tile(centre[pair_gaussian], projected["conics"].detach().reshape(-1, 3)[flat_order][pair_gaussian],
-                            projected["opacities"].detach().reshape(-1)[flat_order][pair_gaussian],
+    conic = projected["conics"].detach().reshape(-1, 3)[flat_order]
+    opacity = projected["opacities"].detach().reshape(-1)[flat_order]
+    reaches = _reaches_tile(centre[pair_gaussian], conic[pair_gaussian], opacity[pair_gaussian],
                             tile_col, tile_row, tile_size)
     pair_gaussian, tile_col, tile_row = pair_gaussian[reaches], tile_col[reaches], tile_row[reaches]
     total = len(pair_gaussian)
