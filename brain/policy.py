@@ -122,7 +122,8 @@ class GraphedWindowSampler:
             self.static_out = self._run(policy, options)
 
     def _run(self, policy: ListenerPolicy, options: dict) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=policy.precision == "bf16"):
+        # Autocast's weight-cast cache must be off inside a graph capture (the casts are part of the graph).
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=policy.precision == "bf16", cache_enabled=False):
             return policy.diffusion.sample(policy.denoiser, self.static_cond, noise=self.static_noise, **options)
 
     def __call__(self, cond: Conditioning, noise: torch.Tensor) -> torch.Tensor:
