@@ -26,6 +26,9 @@ if [ -z "${DEMO_PRESET:-}" ]; then
 fi
 case "$DEMO_PRESET" in
     tiny)  # small enough for a laptop CPU: short clips, few steps, a small head image
+        # Tiny models are per-op overhead: on a small or shared CPU extra threads contend more than they
+        # help (measured ~2x faster training with one thread on a loaded 2-core machine).
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
         brain_config=configs/brain_tiny.yaml; body_config=configs/body_tiny.yaml
         corpus_args=(--clips 40 --seconds 12); subject_args=(--size 64 --frames 300) ;;
     full)
