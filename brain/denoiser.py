@@ -12,6 +12,10 @@ emitting the chunk ``[s, s+C)`` never needs speaker frames past it: that is what
 A learned always-visible "sink" speaker token keeps rows whose speaker frames are all missing (the start
 of a clip) well defined.
 
+``forward`` = ``denoise(noisy, t, encode(cond))``: the speaker stream, the history tokens and the masks
+(``encode``) do not depend on the noisy window or the timestep, so sampling encodes them once per window
+and runs only ``denoise`` per DDIM step.
+
 Classifier-free guidance drops the audio, the expression and/or the history per sample by swapping in
 learned null embeddings (``torch.where``, no branches: the same graph serves every guidance branch).
 """
@@ -47,6 +51,14 @@ class Conditioning:
     @property
     def batch_size(self) -> int:
         return self.history.shape[0]
+
+
+@dataclass
+class EncodedCondition:
+    """:meth:`ListenerDenoiser.encode` output: everything that stays fixed across a window's DDIM steps."""
+    history_tokens: torch.Tensor  # [B,H,D] embedded history (null where invalid or dropped), with type embedding
+    speaker: torch.Tensor  # [B,1+S,D] sink token + speaker tokens
+    cross_mask: torch.Tensor  # [B,1,H+W,1+S] bool, True = may attend
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
@@ -151,42 +163,55 @@ class ListenerDenoiser(nn.Module):
                 drop_audio: torch.Tensor | None = None, drop_exp: torch.Tensor | None = None,
                 drop_history: torch.Tensor | None = None) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``timestep [B]`` long; ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
+        encoded = self.encode(cond, drop_audio=drop_audio, drop_exp=drop_exp, drop_history=drop_history)
+        return self.denoise(noisy_window, timestep, encoded)
+
+    def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_exp: torch.Tensor | None = None,
+               drop_history: torch.Tensor | None = None) -> EncodedCondition:
+        """The part of the forward pass that does not depend on the noisy window or the timestep: computed
+        once per window and reused by every DDIM step."""
         cfg = self.cfg
-        batch = noisy_window.shape[0]
-        expected = {"noisy_window": (noisy_window, (batch, cfg.window_frames, FLAME_DIM)),
-                    "history": (cond.history, (batch, cfg.history_frames, FLAME_DIM)),
-                    "speaker_audio": (cond.speaker_audio, (batch, cfg.history_frames + cfg.chunk_frames, AUDIO_DIM)),
-                    "speaker_exp": (cond.speaker_exp, (batch, cfg.history_frames + cfg.chunk_frames, SPEAKER_EXP_DIM))}
+        batch = cond.batch_size
+        speaker_frames = cfg.history_frames + cfg.chunk_frames
+        expected = {"history": (cond.history, (batch, cfg.history_frames, FLAME_DIM)),
+                    "speaker_audio": (cond.speaker_audio, (batch, speaker_frames, AUDIO_DIM)),
+                    "speaker_exp": (cond.speaker_exp, (batch, speaker_frames, SPEAKER_EXP_DIM))}
         for name, (value, shape) in expected.items():
             if tuple(value.shape) != shape:
                 raise ValueError(f"denoiser input {name}: expected shape {list(shape)}, got {list(value.shape)}")
-
         # Every null embedding takes part in every forward (an all-False mask when not dropping), so DDP
         # never sees an unused parameter and one captured graph serves all guidance branches.
-        keep = torch.zeros(batch, dtype=torch.bool, device=noisy_window.device)
+        keep = torch.zeros(batch, dtype=torch.bool, device=cond.history.device)
         drop_audio = keep if drop_audio is None else drop_audio
         drop_exp = keep if drop_exp is None else drop_exp
         drop_history = keep if drop_history is None else drop_history
         history_valid = cond.history_valid & ~drop_history[:, None]
         history_tokens = torch.where(history_valid[..., None], self.listener_in(cond.history), self.null_history)
-        window_tokens = self.listener_in(noisy_window)
-        x = torch.cat([history_tokens + self.token_type[0], window_tokens + self.token_type[1]], dim=1)
-        x = x + self.position  # [B,H+W,D]
 
         audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S,D]
         exp = self.exp_in(cond.speaker_exp)  # [B,S,D]
         audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
         exp = torch.where(drop_exp[:, None, None], self.null_exp, exp)
-        speaker = audio + exp + self.position[: audio.shape[1]]
+        speaker = audio + exp + self.position[:speaker_frames]
         speaker = speaker + self.speaker_mlp(speaker)
         speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]
         visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S]
         sink = torch.ones_like(visible[..., :1])
         cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S]
+        return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask)
 
+    def denoise(self, noisy_window: torch.Tensor, timestep: torch.Tensor, encoded: EncodedCondition) -> torch.Tensor:
+        """``noisy_window [B,W,56]``, ``timestep [B]`` and an :meth:`encode` result -> ``[B,W,56]``."""
+        cfg = self.cfg
+        batch = encoded.speaker.shape[0]
+        if tuple(noisy_window.shape) != (batch, cfg.window_frames, FLAME_DIM):
+            raise ValueError(f"denoiser input noisy_window: expected shape {[batch, cfg.window_frames, FLAME_DIM]}, "
+                             f"got {list(noisy_window.shape)}")
+        window_tokens = self.listener_in(noisy_window) + self.token_type[1]
+        x = torch.cat([encoded.history_tokens, window_tokens], dim=1) + self.position  # [B,H+W,D]
         time = F.silu(self.time_mlp(timestep_embedding(timestep, cfg.width)))  # [B,D]
         for block in self.blocks:
-            x = block(x, speaker, cross_mask, time)
+            x = block(x, encoded.speaker, encoded.cross_mask, time)
         shift, scale = self.out_modulation(time).chunk(2, dim=-1)
         x = modulate(self.out_norm(x[:, cfg.history_frames:]), shift, scale)
         return self.out(x)  # [B,W,56]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brain.config import DiffusionConfig
-from brain.denoiser import Conditioning, ListenerDenoiser
+from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
 
 
 def cosine_alpha_bar(steps: int, offset: float = 0.008) -> torch.Tensor:
@@ -87,9 +87,11 @@ class ListenerDiffusion(nn.Module):
         """x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at ``timestep [B]`` (see the module docstring)."""
         if self.objective == "regression":
             return denoiser(torch.zeros_like(noisy), torch.zeros_like(timestep), cond).float()
+        return self._skip(noisy, timestep, denoiser(noisy, timestep, cond, **drops))
+
+    def _skip(self, noisy: torch.Tensor, timestep: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
         alpha_bar = self.alpha_bar[timestep][:, None, None]
-        correction = denoiser(noisy, timestep, cond, **drops).float()
-        return alpha_bar.sqrt() * noisy + (1 - alpha_bar).sqrt() * correction
+        return alpha_bar.sqrt() * noisy + (1 - alpha_bar).sqrt() * correction.float()
 
     def _condition_drops(self, batch: int, generator: torch.Generator | None, device) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -121,23 +123,31 @@ class ListenerDiffusion(nn.Module):
             raise ValueError(f"steps must be in 1..{self.num_steps} (the schedule's length), got {steps}")
         return sorted({round(x) for x in torch.linspace(self.num_steps - 1, 0, steps).tolist()}, reverse=True)
 
-    def guided_x0(self, denoiser: nn.Module, x: torch.Tensor, timestep: int, cond: Conditioning,
-                  guidance_audio: float, guidance_visual: float, branches_cond: Conditioning | None) -> torch.Tensor:
-        """x0 prediction for ``x [B,W,56]`` with the guidance branches batched into one forward."""
+    def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, timestep: int, encoded: EncodedCondition,
+                  guidance_audio: float, guidance_visual: float) -> torch.Tensor:
+        """x0 for ``x [B,W,56]``; ``encoded`` from :meth:`encode_for_sampling` (3B rows when guided)."""
         batch = x.shape[0]
-        if branches_cond is None:  # no guidance: one conditional branch
-            t = torch.full((batch,), timestep, dtype=torch.long, device=x.device)
-            return self.predict_x0(denoiser, x, t, cond)
-        t = torch.full((3 * batch,), timestep, dtype=torch.long, device=x.device)
-        # Branches ∅, audio, audio+exp, built on the device (no host copies: CUDA-graph capturable).
-        branch = torch.arange(3 * batch, device=x.device)
-        drop_audio, drop_exp = branch < batch, branch < 2 * batch
-        none, audio, both = self.predict_x0(denoiser, x.repeat(3, 1, 1), t, branches_cond, drop_audio=drop_audio,
-                                            drop_exp=drop_exp).chunk(3)
+        branches = encoded.speaker.shape[0] // batch
+        t = torch.full((branches * batch,), timestep, dtype=torch.long, device=x.device)
+        x_in = x.repeat(branches, 1, 1)
+        x0 = self._skip(x_in, t, denoiser.denoise(x_in, t, encoded))
+        if branches == 1:
+            return x0
+        none, audio, both = x0.chunk(3)
         return none + guidance_audio * (audio - none) + guidance_visual * (both - audio)
 
+    @staticmethod
+    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, guided: bool) -> EncodedCondition:
+        """The condition encoded once per window: one branch, or the three guidance branches ∅, audio,
+        audio+exp stacked along the batch (flags built on the device: CUDA-graph capturable)."""
+        if not guided:
+            return denoiser.encode(cond)
+        branch = torch.arange(3 * cond.batch_size, device=cond.history.device)
+        return denoiser.encode(cond.repeat(3), drop_audio=branch < cond.batch_size,
+                               drop_exp=branch < 2 * cond.batch_size)
+
     @torch.no_grad()
-    def sample(self, denoiser: nn.Module, cond: Conditioning, *, steps: int = 15, eta: float = 0.0,
+    def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, eta: float = 0.0,
                guidance_audio: float = 1.0, guidance_visual: float = 1.0, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """DDIM from ``noise [B,W,56]`` (drawn from ``generator`` if None) -> clean window ``[B,W,56]``."""
@@ -150,11 +160,11 @@ class ListenerDiffusion(nn.Module):
         if noise is None:
             noise = torch.randn((batch, window, cond.history.shape[-1]), generator=generator, device=device)
         guided = not (guidance_audio == 1.0 and guidance_visual == 1.0)
-        branches_cond = cond.repeat(3) if guided else None
+        encoded = self.encode_for_sampling(denoiser, cond, guided)
         x = noise
         timesteps = self.sampling_timesteps(steps)
         for index, timestep in enumerate(timesteps):
-            x0 = self.guided_x0(denoiser, x, timestep, cond, guidance_audio, guidance_visual, branches_cond)
+            x0 = self.guided_x0(denoiser, x, timestep, encoded, guidance_audio, guidance_visual)
             alpha_bar = self.alpha_bar[timestep]
             last = index + 1 == len(timesteps)
             alpha_bar_prev = torch.ones_like(alpha_bar) if last else self.alpha_bar[timesteps[index + 1]]
