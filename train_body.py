@@ -281,7 +281,7 @@ def mean_frame_baseline(subject: Subject, ids: list[int], *, max_frames: int = 2
     picks = np.linspace(0, len(subject.train_ids) - 1, min(max_frames, len(subject.train_ids))).astype(int)
     mean = np.mean([subject.frame(subject.train_ids[i]).astype(np.float32) for i in picks], axis=0) / 255.0
     mean = torch.from_numpy(mean)[None]
-    targets = torch.stack([torch.from_numpy(subject.frame(i)).float() / 255.0 for i in ids])
+    targets = torch.stack([torch.from_numpy(subject.frame(i).copy()).float() / 255.0 for i in ids])
     prediction = mean.expand_as(targets)
     return {"psnr": float(psnr(prediction, targets).mean()), "ssim": float(ssim(prediction, targets).mean())}
 

@@ -28,10 +28,10 @@ from torch import nn
 
 from gaussian_renderer import Camera, GaussianLayer, render
 from scene.deform import DeformConfig, FlameDeformNet
-from scene.gaussians import (GAUSSIAN_KEYS, GaussianInitConfig, HeadEllipse, gaussian_set_from_tensors,
+from scene.gaussians import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
                              init_face_set, init_mouth_set)
 from scene.rotation import axis_angle_split, axis_angle_to_quat, quat_multiply, rotate_about_axis
-from scene.subject import Subject
+from scene.subject import Subject, SubjectError
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import config_from_dict, config_to_dict
 from utils.flame import FLAME_DIM, GLOBAL_ROT, deformation_code
@@ -95,15 +95,11 @@ class BodyModel(nn.Module):
             frame_translation = subject.translation[index]
         else:
             mean_translation = frame_translation = _pivot_from_mask(subject, index, cfg.init.assumed_depth)
-        mask = subject.mask(index)
-        ellipse = HeadEllipse.from_mask(mask, depth=float(frame_translation[2]))
-        global_rot = subject.flame[index, GLOBAL_ROT]
         rng = np.random.default_rng(seed)
-        intrinsics = subject.intrinsics
         gaussians = {
-            "face": init_face_set(cfg.init, subject.frame(index), ellipse, mask, intrinsics, global_rot,
-                                  frame_translation, rng),
-            "mouth": init_mouth_set(cfg.init, ellipse, intrinsics, global_rot, frame_translation, rng),
+            "face": init_face_set(cfg.init, subject.frame(index), subject.mask(index), subject.intrinsics,
+                                  subject.flame[index, GLOBAL_ROT], frame_translation, rng),
+            "mouth": init_mouth_set(cfg.init, rng),
         }
         camera = Camera.from_meta(subject.meta)
         return cls(cfg, camera=camera, fps=subject.fps,
@@ -217,12 +213,12 @@ class BodyModel(nn.Module):
 
 def _pivot_from_mask(subject: Subject, index: int, depth: float) -> np.ndarray:
     """Without translation.npy: the pivot sits under the mask's centre, 3/4 of the way down, at ``depth``."""
-    ellipse = HeadEllipse.from_mask(subject.mask(index), depth=depth)
-    intrinsics = subject.intrinsics
-    u = ellipse.center_u
-    v = ellipse.top_v + 0.75 * (ellipse.bottom_v - ellipse.top_v)
-    return np.array([(u - intrinsics["cx"]) / intrinsics["fx"] * depth,
-                     (v - intrinsics["cy"]) / intrinsics["fy"] * depth, depth], dtype=np.float32)
+    rows, cols = np.nonzero(subject.mask(index) > 127)
+    if len(rows) == 0:
+        raise SubjectError(f"{subject.root}/masks/{index:06d}.png: empty mask, cannot place the head")
+    u = (cols.min() + cols.max() + 1) / 2
+    v = rows.min() + 0.75 * (rows.max() + 1 - rows.min())
+    return backproject(np.array([u]), np.array([v]), np.array([depth]), subject.intrinsics)[0].astype(np.float32)
 
 
 def checkpoint_path(model_dir_or_file: str | Path) -> Path:

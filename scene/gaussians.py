@@ -9,17 +9,18 @@ expect, so ``DefaultStrategy`` can clone, split and prune it directly:
     opacities  [N]    logit
     colors     [N,3]  logit of RGB in [0,1]
 
-Initialisation (no FLAME meshes are available): pixels inside the first training frame's head mask are
-back-projected onto a bulging ellipsoid — the mask's bounding ellipse defines a head whose depth radius
-equals its horizontal radius, centred at the head pivot's depth — and the back of that ellipsoid gets a
-share of the points too, so a turned head has something to show. Points are then taken into canonical
-space by undoing that frame's rigid pose, and coloured from the frame. The inside-mouth set is a small,
-dark ellipsoid behind the lower-middle of the face.
+Initialisation (no FLAME meshes are available): pixels inside the first training frame's head+neck mask
+are back-projected onto a surface of revolution about the vertical axis through the head pivot — each
+mask row is a circular slice as wide as the row, centred at the pivot's depth, which is exact for a sphere
+or a cylinder and close for a head and neck — and the far side of each slice gets a share of the points
+too, so a turned head has something to show. Points are then taken into canonical space by undoing that
+frame's rigid pose, and coloured from the frame. The inside-mouth set is a small, dark ellipsoid at a
+configurable canonical position behind the lips (FLAME-like head proportions).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,9 +36,12 @@ MOUTH_COLOR = (0.35, 0.12, 0.12)  # inside of a mouth: dark red
 class GaussianInitConfig:
     face_count: int = 20000  # initial Gaussians of the face/head/neck set
     mouth_count: int = 2000  # initial Gaussians inside the mouth
-    back_fraction: float = 0.3  # share of face Gaussians placed on the back of the head ellipsoid
-    opacity: float = 0.5  # initial opacity
-    assumed_depth: float = 1.0  # metres: the pivot's depth when the subject has no translation.npy
+    back_fraction: float = 0.2  # share of face Gaussians placed on the far side of the head
+    opacity: float = 0.3  # initial opacity: low, so overlapping neighbours do not smear edges at the start
+    assumed_depth: float = 0.6  # metres: the pivot's depth when the subject has no translation.npy
+    # The inside of the mouth, canonical metres (pivot at the top of the neck, y down, face towards -z).
+    mouth_center: list[float] = field(default_factory=lambda: [0.0, -0.012, -0.065])
+    mouth_radii: list[float] = field(default_factory=lambda: [0.02, 0.008, 0.015])
 
 
 def inverse_sigmoid(value):
@@ -73,28 +77,6 @@ def gaussian_set_from_tensors(tensors: dict[str, torch.Tensor]) -> nn.ParameterD
     return nn.ParameterDict({key: nn.Parameter(tensors[key].float().clone()) for key in GAUSSIAN_KEYS})
 
 
-@dataclass
-class HeadEllipse:
-    """The first frame's head mask summarised as an ellipse in pixels plus its depth in metres."""
-    center_u: float
-    center_v: float
-    radius_u: float
-    radius_v: float
-    top_v: float
-    bottom_v: float
-    depth: float  # metres, the head pivot's depth
-
-    @classmethod
-    def from_mask(cls, mask: np.ndarray, depth: float) -> "HeadEllipse":
-        rows, cols = np.nonzero(mask > 127)
-        if len(rows) == 0:
-            raise ValueError("the initialisation frame's mask is empty")
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        return cls(center_u=(left + right) / 2, center_v=(top + bottom) / 2,
-                   radius_u=max(1.0, (right - left) / 2), radius_v=max(1.0, (bottom - top) / 2),
-                   top_v=float(top), bottom_v=float(bottom), depth=depth)
-
-
 def backproject(u: np.ndarray, v: np.ndarray, depth: np.ndarray, intrinsics: dict[str, float]) -> np.ndarray:
     """Pixel centres ``(u, v)`` at camera-space ``depth`` -> points ``[N,3]`` (OpenCV pinhole at the origin)."""
     x = (u - intrinsics["cx"]) / intrinsics["fx"] * depth
@@ -109,36 +91,44 @@ def to_canonical(points: np.ndarray, global_rot: np.ndarray, translation: np.nda
     return rotate_about_axis(centred, axis, -angle)
 
 
-def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, ellipse: HeadEllipse, mask: np.ndarray,
-                  intrinsics: dict[str, float], global_rot: np.ndarray, translation: np.ndarray,
-                  rng: np.random.Generator) -> nn.ParameterDict:
-    """Back-project masked pixels onto the head ellipsoid (front and back), coloured from ``frame``."""
+def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, mask: np.ndarray, intrinsics: dict[str, float],
+                  global_rot: np.ndarray, translation: np.ndarray, rng: np.random.Generator) -> nn.ParameterDict:
+    """Back-project masked pixels onto a surface of revolution about the vertical axis through the pivot.
+
+    Each mask row is read as a horizontal slice of the head or neck: a circle whose diameter is the row's
+    masked width, centred at the pivot's depth (exact for a sphere or a cylinder, close for a head). A
+    share ``back_fraction`` of the points goes on the far side. Colours come from ``frame``.
+    """
     rows, cols = np.nonzero(mask > 127)
+    if len(rows) == 0:
+        raise ValueError("the initialisation frame's mask is empty")
+    left = np.full(mask.shape[0], np.inf)
+    right = np.full(mask.shape[0], -np.inf)
+    np.minimum.at(left, rows, cols)
+    np.maximum.at(right, rows, cols + 1)
     pick = rng.integers(0, len(rows), cfg.face_count)
     u = cols[pick] + rng.random(cfg.face_count)  # jitter inside the pixel
     v = rows[pick] + rng.random(cfg.face_count)
     colors = torch.as_tensor(frame[rows[pick], cols[pick]] / 255.0, dtype=torch.float32)
-    radial = ((u - ellipse.center_u) / ellipse.radius_u) ** 2 + ((v - ellipse.center_v) / ellipse.radius_v) ** 2
-    bulge = np.sqrt(np.clip(1 - radial, 0, 1))
-    depth_radius = ellipse.radius_u / intrinsics["fx"] * ellipse.depth  # metres
+    centre = (left[rows[pick]] + right[rows[pick]]) / 2
+    half_width = np.maximum((right[rows[pick]] - left[rows[pick]]) / 2, 0.5)  # pixels
+    across = np.clip((u - centre) / half_width, -1, 1)
+    pivot_depth = float(translation[2])
+    radius = half_width / intrinsics["fx"] * pivot_depth  # metres
     side = np.where(rng.random(cfg.face_count) < cfg.back_fraction, 1.0, -1.0)  # -1: towards the camera
-    depth = ellipse.depth + side * depth_radius * bulge
+    depth = pivot_depth + side * radius * np.sqrt(1 - across ** 2)
     points = backproject(u, v, depth, intrinsics)
     # One Gaussian per ~(area / count) of mask: its radius roughly the spacing between neighbours.
-    spacing = math.sqrt(len(rows) / cfg.face_count) / intrinsics["fx"] * ellipse.depth
+    spacing = math.sqrt(len(rows) / cfg.face_count) / intrinsics["fx"] * pivot_depth
     return make_gaussian_set(to_canonical(points, global_rot, translation), colors, max(spacing, 1e-4), cfg.opacity)
 
 
-def init_mouth_set(cfg: GaussianInitConfig, ellipse: HeadEllipse, intrinsics: dict[str, float],
-                   global_rot: np.ndarray, translation: np.ndarray, rng: np.random.Generator) -> nn.ParameterDict:
-    """A dark ellipsoid behind the lower-middle of the face, where an open mouth shows its inside."""
-    metres_per_pixel = ellipse.depth / intrinsics["fx"]
-    center = backproject(np.array([ellipse.center_u]), np.array([ellipse.center_v + 0.45 * ellipse.radius_v]),
-                         np.array([ellipse.depth - 0.5 * ellipse.radius_u * metres_per_pixel]), intrinsics)[0]
-    radii = np.array([0.3 * ellipse.radius_u, 0.12 * ellipse.radius_v, 0.2 * ellipse.radius_u]) * metres_per_pixel
+def init_mouth_set(cfg: GaussianInitConfig, rng: np.random.Generator) -> nn.ParameterDict:
+    """A dark ellipsoid of ``cfg.mouth_count`` Gaussians at ``cfg.mouth_center`` (canonical space)."""
+    radii = np.asarray(cfg.mouth_radii)
     directions = rng.normal(size=(cfg.mouth_count, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True) + 1e-9
-    points = center + directions * radii * rng.random((cfg.mouth_count, 1)) ** (1 / 3)
+    points = np.asarray(cfg.mouth_center) + directions * radii * rng.random((cfg.mouth_count, 1)) ** (1 / 3)
     colors = torch.tensor(MOUTH_COLOR).expand(cfg.mouth_count, 3)
     scale = float(radii.mean()) / max(1.0, cfg.mouth_count ** (1 / 3))
-    return make_gaussian_set(to_canonical(points, global_rot, translation), colors, scale, cfg.opacity)
+    return make_gaussian_set(torch.as_tensor(points, dtype=torch.float32), colors, scale, cfg.opacity)
