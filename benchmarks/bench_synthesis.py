@@ -64,7 +64,7 @@ def make_checkpoints(work: Path, device: torch.device, args) -> tuple[Path, Path
 def speaker_clip(work: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic speaker of ``seconds``: wav2vec-like audio features [T,768] and expression [T,50]."""
     corpus = work / "speaker_corpus"
-    write_synthetic_corpus(corpus, clips=1, seconds=seconds, seed=1)
+    write_synthetic_corpus(corpus, clips=3, seconds=seconds, seed=1)
     clip_id = sorted(path.name for path in (corpus / "clips").iterdir())[0]
     clip = DyadicCorpus(corpus).load_clip(clip_id)
     return clip.speaker_audio, clip.speaker_exp
@@ -90,7 +90,8 @@ def bench_offline(policy, body, audio, exp, work: Path, device, args) -> list[di
                                progress=False)
         rows.append({"mode": f"offline K={num_samples}", "frames": report.num_frames,
                      "brain_s": report.brain_s, "render_s": report.render_s,
-                     "encode_s": report.encode_s, "tail_s": report.encode_tail_s, "total_s": report.total_s,
+                     "encode_s": report.encode_s, "tail_s": report.encode_tail_s,
+                     "outputs_s": report.motion_and_plot_s, "total_s": report.total_s,
                      "fps": report.fps, "gpu_gb": gpu_memory_gb(device)})
     return rows
 
@@ -113,22 +114,26 @@ def bench_stream(policy, body, audio, exp, device, args) -> list[dict]:
     return rows
 
 
+COLUMNS = [  # (header, row key or keys joined by " / ", format); a row without the key leaves the cell empty
+    ("mode", ("mode",), "{}"), ("frames", ("frames",), "{}"), ("brain s", ("brain_s",), "{:.2f}"),
+    ("render s", ("render_s",), "{:.2f}"), ("encode s (overlapped)", ("encode_s",), "{:.2f}"),
+    ("encode tail s", ("tail_s",), "{:.2f}"), ("npy+plot s", ("outputs_s",), "{:.2f}"),
+    ("total s", ("total_s",), "{:.2f}"), ("fps", ("fps",), "{:.1f}"),
+    ("chunk p50/p95/max ms", ("compute_p50_ms", "compute_p95_ms", "compute_max_ms"), "{:.1f}"),
+    ("live latency p50/p95/max ms", ("live_latency_p50_ms", "live_latency_p95_ms", "live_latency_max_ms"),
+     "{:.1f}"),
+    ("end-to-end max ms", ("end_to_end_max_ms",), "{:.0f}"), ("GPU peak GB", ("gpu_gb",), "{:.2f}"),
+]
+
+
 def print_table(rows: list[dict], header: str) -> None:
     print(header)
-    print("| mode | frames | brain s | render s | encode s (overlapped) | encode tail s | total s | fps "
-          "| chunk p50/p95/max ms | live latency p50/p95/max ms | end-to-end max ms | GPU peak GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| " + " | ".join(name for name, _, _ in COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
     for row in rows:
-        chunk = (f"{row['compute_p50_ms']:.1f} / {row['compute_p95_ms']:.1f} / {row['compute_max_ms']:.1f}"
-                 if "compute_p50_ms" in row else "")
-        live = (f"{row['live_latency_p50_ms']:.1f} / {row['live_latency_p95_ms']:.1f} / "
-                f"{row['live_latency_max_ms']:.1f}" if "live_latency_p50_ms" in row else "")
-        end_to_end = f"{row['end_to_end_max_ms']:.0f}" if "end_to_end_max_ms" in row else ""
-        encode = f"{row['encode_s']:.2f}" if "encode_s" in row else ""
-        tail = f"{row['tail_s']:.2f}" if "tail_s" in row else ""
-        print(f"| {row['mode']} | {row['frames']} | {row['brain_s']:.2f} | {row['render_s']:.2f} | {encode} "
-              f"| {tail} | {row['total_s']:.2f} | {row['fps']:.1f} | {chunk} | {live} | {end_to_end} "
-              f"| {row['gpu_gb']:.2f} |")
+        cells = [" / ".join(fmt.format(row[key]) for key in keys) if all(key in row for key in keys) else ""
+                 for _, keys, fmt in COLUMNS]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,8 @@ class OfflineReport:
     render_s: float  # body rendering incl. the copy to host memory
     encode_s: float  # time the writer threads spent feeding ffmpeg (overlaps rendering)
     encode_tail_s: float  # waiting for ffmpeg after the last frame was rendered
-    total_s: float  # the whole call, writing the motion and plot included
+    motion_and_plot_s: float  # writing <stem>.npy and drawing <stem>.png (in a thread, overlaps rendering)
+    total_s: float  # the whole call
 
     @property
     def fps(self) -> float:
@@ -76,7 +78,8 @@ class OfflineReport:
     def format(self) -> str:
         return (f"offline: {self.num_samples} sample(s) x {self.num_frames} frames in {self.total_s:.2f} s "
                 f"({self.fps:.1f} fps): brain {self.brain_s:.2f} s, render {self.render_s:.2f} s, "
-                f"encode {self.encode_s:.2f} s overlapped + {self.encode_tail_s:.2f} s tail")
+                f"encode {self.encode_s:.2f} s overlapped + {self.encode_tail_s:.2f} s tail, "
+                f"motion + plot {self.motion_and_plot_s:.2f} s overlapped")
 
 
 def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray, output: str | os.PathLike, *,
@@ -108,55 +111,64 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray,
         writers = [stack.enter_context(VideoWriter(path, width=width, height=height, fps=policy.fps,
                                                    audio_path=wav, num_frames=num_frames))
                    for path, (height, width) in zip(video_temps, sizes)]
+        labels = ["listener"] if num_samples == 1 else [f"sample {k}" for k in range(num_samples)]
+        title = f"{outputs.motion.stem}: seed {seed}, {steps} steps" + (", streamed" if stream else "")
+
+        def save_motion_and_plot(motions: np.ndarray) -> float:
+            """``motions [K,T,56]`` -> ``<stem>.npy`` and ``<stem>.png``; returns the seconds it took."""
+            save_start = time.perf_counter()
+            with open(motion_temp, "wb") as handle:
+                np.save(handle, motions[0] if num_samples == 1 else motions)
+            plot_motion_curves(plot_temp, dict(zip(labels, motions)), speaker_exp=speaker_exp, title=title)
+            return time.perf_counter() - save_start
+
         if stream:
             listener_motion, report = _stream_to(writers[0], policy, body, speaker_audio, speaker_exp,
                                                  seed=seed, steps=steps, realtime=realtime, progress=progress,
                                                  **{k: v for k, v in guidance.items() if v is not None})
-            motions = listener_motion[None]  # [1,T,56]
+            writers[0].close()
+            save_motion_and_plot(listener_motion[None])
         else:
-            motions, report = _offline_to(writers, policy, body, speaker_audio, speaker_exp, seed=seed,
-                                          steps=steps, num_samples=num_samples, render_batch=render_batch,
-                                          progress=progress, **guidance)
-        tail_start = time.perf_counter()
-        for writer in writers:
-            writer.close()
-        encode_tail_s = time.perf_counter() - tail_start
-        with open(motion_temp, "wb") as handle:
-            np.save(handle, motions[0] if num_samples == 1 else motions)
-        labels = ["listener"] if num_samples == 1 else [f"sample {k}" for k in range(num_samples)]
-        plot_motion_curves(plot_temp, dict(zip(labels, motions)), speaker_exp=speaker_exp,
-                           title=f"{outputs.motion.stem}: seed {seed}, {steps} steps"
-                                 + (", streamed" if stream else ""))
+            report = _offline_to(writers, policy, body, speaker_audio, speaker_exp, save_motion_and_plot,
+                                 seed=seed, steps=steps, num_samples=num_samples, render_batch=render_batch,
+                                 progress=progress, **guidance)
     if isinstance(report, OfflineReport):
-        report.encode_tail_s = encode_tail_s
-        report.encode_s = sum(writer.busy_s for writer in writers)
         report.total_s = time.perf_counter() - start
     return outputs, report
 
 
-def _offline_to(writers: list[VideoWriter], policy, body, speaker_audio, speaker_exp, *, num_samples: int,
-                render_batch: int, progress: bool, **generate_options) -> tuple[np.ndarray, OfflineReport]:
+def _offline_to(writers: list[VideoWriter], policy, body, speaker_audio, speaker_exp, save_motion_and_plot, *,
+                num_samples: int, render_batch: int, progress: bool, **generate_options) -> OfflineReport:
     brain_start = time.perf_counter()
     motions = policy.generate(speaker_audio, speaker_exp, num_samples=num_samples, **generate_options)  # [K,T,56]
     brain_s = time.perf_counter() - brain_start
     num_frames = motions.shape[1]
     if num_frames != len(speaker_audio):
         raise RuntimeError(f"the brain returned {num_frames} frames for a {len(speaker_audio)}-frame clip")
-    # Render all samples of a span of time steps together: batch = samples x frames, at most render_batch.
-    frames_per_batch = max(1, render_batch // num_samples)
-    render_s = 0.0
-    for batch_start in tqdm(range(0, num_frames, frames_per_batch), desc="render+encode", unit="batch",
-                            disable=not progress):
-        batch_motion = motions[:, batch_start:batch_start + frames_per_batch]  # [K,b,56]
-        render_start = time.perf_counter()
-        frames = render_motion(body, batch_motion.reshape(-1, batch_motion.shape[-1]))  # [K*b,H,W,3]
-        render_s += time.perf_counter() - render_start
-        frames = frames.reshape(num_samples, -1, *frames.shape[1:])  # [K,b,H,W,3]
-        for k in range(num_samples):
-            writers[k].write(frames[k])
-        if num_samples > 1:
-            writers[-1].write(tile_grid(frames))
-    return motions, OfflineReport(num_frames, num_samples, brain_s, render_s, 0.0, 0.0, 0.0)
+    # The .npy and the plot need only the motion: a thread draws them while the body renders.
+    with ThreadPoolExecutor(max_workers=1) as side_thread:
+        side_outputs = side_thread.submit(save_motion_and_plot, motions)
+        # Render all samples of a span of time steps together: batch = samples x frames, at most render_batch.
+        frames_per_batch = max(1, render_batch // num_samples)
+        render_s = 0.0
+        for batch_start in tqdm(range(0, num_frames, frames_per_batch), desc="render+encode", unit="batch",
+                                disable=not progress):
+            batch_motion = motions[:, batch_start:batch_start + frames_per_batch]  # [K,b,56]
+            render_start = time.perf_counter()
+            frames = render_motion(body, batch_motion.reshape(-1, batch_motion.shape[-1]))  # [K*b,H,W,3]
+            render_s += time.perf_counter() - render_start
+            frames = frames.reshape(num_samples, -1, *frames.shape[1:])  # [K,b,H,W,3]
+            for k in range(num_samples):
+                writers[k].write(frames[k])
+            if num_samples > 1:
+                writers[-1].write(tile_grid(frames))
+        tail_start = time.perf_counter()
+        for writer in writers:
+            writer.close()
+        encode_tail_s = time.perf_counter() - tail_start
+        motion_and_plot_s = side_outputs.result()
+    return OfflineReport(num_frames, num_samples, brain_s, render_s, encode_s=sum(w.busy_s for w in writers),
+                         encode_tail_s=encode_tail_s, motion_and_plot_s=motion_and_plot_s, total_s=0.0)
 
 
 def _stream_to(writer: VideoWriter, policy, body, speaker_audio, speaker_exp, *, seed: int, steps: int,
