@@ -10,8 +10,8 @@
 #   CONFIG [configs/brain_config.yaml]    brain preset for both models
 #   TRAIN_STEPS [4000]                    diffusion training steps; REGRESSION_STEPS [TRAIN_STEPS]
 #   SAMPLES [10]                          samples K per test clip
-#   EVAL_CLIPS [0 = all]  EVAL_SECONDS [20]   test clips evaluated, each cut to its first EVAL_SECONDS
-#   STEP_SWEEP ["5 10 25 50"] GUIDANCE_SWEEP ["1.5 2 3"]   ablations (15 steps is the main row)
+#   EVAL_CLIPS [0 = all]  EVAL_SECONDS [12]   test clips evaluated, each cut to its first EVAL_SECONDS
+#   STEP_SWEEP ["5 10 25 50"] GUIDANCE_SWEEP ["2 3"]   ablations (15 steps is the main row)
 #   WORK [${TMPDIR:-/tmp}/diff_listener_eval]   corpus and checkpoints (large; kept out of <out_dir>)
 #
 # Leaves in <out_dir>: eval/metrics.json, eval/metrics.md, eval/run.json, eval/*.png, the two runs'
@@ -35,9 +35,9 @@ TRAIN_STEPS="${TRAIN_STEPS:-4000}"
 REGRESSION_STEPS="${REGRESSION_STEPS:-$TRAIN_STEPS}"
 SAMPLES="${SAMPLES:-10}"
 EVAL_CLIPS="${EVAL_CLIPS:-0}"
-EVAL_SECONDS="${EVAL_SECONDS:-20}"
+EVAL_SECONDS="${EVAL_SECONDS:-12}"
 STEP_SWEEP="${STEP_SWEEP:-5 10 25 50}"
-GUIDANCE_SWEEP="${GUIDANCE_SWEEP:-1.5 2 3}"
+GUIDANCE_SWEEP="${GUIDANCE_SWEEP:-2 3}"
 WORK="${WORK:-${TMPDIR:-/tmp}/diff_listener_eval}"
 
 corpus="$WORK/corpus_${CLIPS}x${CLIP_SECONDS}s_seed${SEED}"
