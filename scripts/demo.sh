@@ -9,10 +9,13 @@
 #    side-by-side grid, the motion (.npy) and a plot of the motion curves.
 # Everything goes to output/demo/ (or $DEMO_OUT). Re-running skips every step whose output is complete;
 # delete a step's folder to redo it. DEMO_PRESET=tiny|full overrides the automatic choice and
-# DEMO_SAMPLES (default 3) sets how many listeners are drawn.
+# DEMO_SAMPLES (default 3) sets how many listeners are drawn. DEMO_SKIP_SETUP=1 uses the current python
+# as it is (a machine prepared by hand, e.g. with PYTHONPATH=. and no package registry).
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$repo_root/scripts/setup_env.sh"
+if [ -z "${DEMO_SKIP_SETUP:-}" ]; then
+    source "$repo_root/scripts/setup_env.sh"
+fi
 cd "$repo_root"
 
 out="${DEMO_OUT:-output/demo}"

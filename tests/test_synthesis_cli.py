@@ -133,6 +133,7 @@ def bad_array(tmp_path, name, shape, nan=False):
     ("bad_wav", "no readable audio stream"),
     ("not_mp4", r"must be an \.mp4"),
     ("stream_samples", "one live listener"),
+    ("cuda_without_gpu", "CUDA is not available"),
 ])
 def test_bad_input_fails_cleanly_naming_the_problem(tiny_models, tmp_path, capsys, case, message):
     frames = tiny_models["frames"]
@@ -161,6 +162,10 @@ def test_bad_input_fails_cleanly_naming_the_problem(tiny_models, tmp_path, capsy
         output = out_dir / "x.avi"
     elif case == "stream_samples":
         extra = ["--stream", "--num_samples", 2]
+    elif case == "cuda_without_gpu":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra = ["--device", "cuda"]
     assert run_cli(tiny_models, output, *extra, **kwargs) == 2
     error = capsys.readouterr().err
     assert "error" in error and re.search(message, error), error
