@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -310,8 +311,23 @@ def resume_state(cfg: BodyTrainConfig, device: torch.device):
     return BodyModel.from_payload(payload, device), payload
 
 
+def _rss_bytes(pid: int) -> int:
+    """Resident set size of one process from /proc (Linux); 0 when unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def memory_report(device: torch.device) -> dict[str, float]:
-    report = {"ram_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}
+    """Peak RSS of the trainer, current RSS of trainer + DataLoader workers, peak GPU memory (GB)."""
+    children_file = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    children = [int(pid) for pid in children_file.read_text().split()] if children_file.exists() else []
+    report = {"ram_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+              "ram_with_workers_gb": sum(_rss_bytes(pid) for pid in [os.getpid(), *children]) / 1024 ** 3}
     if device.type == "cuda":
         report["gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 1024 ** 3
     return report
@@ -428,10 +444,12 @@ def train(cfg: BodyTrainConfig, *, resume: bool = False, progress: bool = True) 
 
 
 def print_summary(summary: dict) -> None:
-    print(f"\n{'step':>7} {'wall s':>8} {'val PSNR':>9} {'val SSIM':>9} {'Gaussians':>10} {'GPU GB':>7} {'RAM GB':>7}")
+    print(f"\n{'step':>7} {'wall s':>8} {'val PSNR':>9} {'val SSIM':>9} {'Gaussians':>10} {'GPU GB':>7} "
+          f"{'RAM GB':>7} {'+workers':>9}")
     for row in summary["history"]:
         print(f"{row['step']:>7} {row['wall_s']:>8.1f} {row['val_psnr']:>9.2f} {row['val_ssim']:>9.4f} "
-              f"{row['gaussians']:>10} {row.get('gpu_peak_gb', float('nan')):>7.2f} {row['ram_peak_gb']:>7.2f}")
+              f"{row['gaussians']:>10} {row.get('gpu_peak_gb', float('nan')):>7.2f} {row['ram_peak_gb']:>7.2f} "
+              f"{row['ram_with_workers_gb']:>9.2f}")
     base = summary["baseline_mean_frame"]
     print(f"mean-training-frame baseline on the same val frames: PSNR {base['psnr']:.2f}, SSIM {base['ssim']:.4f}")
 

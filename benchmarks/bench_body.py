@@ -13,15 +13,16 @@ share (``body.pose`` alone). Without CUDA it runs the reference rasteriser on CP
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from gaussian_renderer import Camera
-from scene.body import BodyModel, BodyModelConfig, load_body
-from scene.gaussians import make_gaussian_set
-from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's timers and camera
+from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
+from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
+from scene.gaussians import make_gaussian_set  # noqa: E402
+from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW  # noqa: E402
 
 
 def random_body(gaussians: int, size: int, device: torch.device, seed: int = 0) -> BodyModel:
@@ -35,9 +36,7 @@ def random_body(gaussians: int, size: int, device: torch.device, seed: int = 0) 
     mouth_means = torch.randn(mouth_count, 3, generator=generator) * 0.01 + torch.tensor([0.0, -0.012, -0.065])
     face = make_gaussian_set(face_means, torch.rand(face_count, 3, generator=generator), 0.002, 0.8)
     mouth = make_gaussian_set(mouth_means, torch.rand(mouth_count, 3, generator=generator), 0.002, 0.8)
-    focal = 1.5 * size
-    body = BodyModel(BodyModelConfig(), camera=Camera(width=size, height=size, fx=focal, fy=focal, cx=size / 2,
-                                                      cy=size / 2), fps=25,
+    body = BodyModel(BodyModelConfig(), camera=camera_for(size), fps=25,
                      background=torch.rand(size, size, 3, generator=generator),
                      mean_translation=torch.tensor([0.0, 0.035, 0.55]), gaussians={"face": face, "mouth": mouth})
     with torch.no_grad():  # a deformation that is not the identity, as after training
@@ -47,23 +46,9 @@ def random_body(gaussians: int, size: int, device: torch.device, seed: int = 0) 
 
 
 def time_call(fn, iters: int, warmup: int, device: torch.device) -> float:
-    """Median milliseconds of ``fn()``; CUDA events on GPU, perf_counter on CPU."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            began = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
+    """Median milliseconds of ``fn()``: CUDA events on GPU, perf_counter on CPU (the rasteriser bench's timers)."""
+    timer = time_cuda if device.type == "cuda" else time_cpu
+    return timer(fn, warmup, iters)
 
 
 def motion(batch: int, device: torch.device, seed: int = 1) -> torch.Tensor:

@@ -67,6 +67,7 @@ class BodyModel(nn.Module):
         self.deform = FlameDeformNet(cfg.deform)
         self.register_buffer("background", background.float())  # [H,W,3] in [0,1]
         self.register_buffer("mean_translation", mean_translation.float().reshape(3))  # [3] metres
+        self._frozen_canonical: dict[str, torch.Tensor] | None = None  # see canonical()
 
     @property
     def height(self) -> int:
@@ -123,15 +124,42 @@ class BodyModel(nn.Module):
             raise ValueError(f"translation must be [B,3] = [{flame.shape[0]},3], got {tuple(translation.shape)}")
         return translation
 
+    def canonical(self) -> dict[str, torch.Tensor]:
+        """Face then mouth tensors concatenated (``[N,...]``), the rigid ``weight [N,1]`` and the deformation's
+        per-Gaussian features ``spatial [N,hidden]``.
+
+        None of these depend on the frame, so while the body is frozen (eval mode and no autograd, as in
+        synthesis) they are computed once and kept; ``train()``, ``eval()`` and ``to()`` drop the copy.
+        """
+        frozen = not self.training and not torch.is_grad_enabled()
+        if frozen and self._frozen_canonical is not None:
+            return self._frozen_canonical
+        canonical = {key: torch.cat([self.gaussians[name][key] for name in LAYERS]) for key in GAUSSIAN_KEYS}
+        canonical["weight"] = self.rigid_weight(canonical["means"])
+        canonical["spatial"] = self.deform.spatial(canonical["means"])
+        canonical["opacity_values"] = torch.sigmoid(canonical["opacities"])  # [N] in [0,1]
+        canonical["rgb"] = torch.sigmoid(canonical["colors"])  # [N,3] in [0,1]
+        if frozen:
+            self._frozen_canonical = canonical
+        return canonical
+
+    def train(self, mode: bool = True) -> "BodyModel":
+        self._frozen_canonical = None
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._frozen_canonical = None
+        return super()._apply(fn, *args, **kwargs)
+
     def pose(self, flame: torch.Tensor, translation: torch.Tensor | None = None
              ) -> tuple[list[GaussianLayer], dict[str, torch.Tensor]]:
         """``flame [B,56]``, ``translation [B,3]`` -> camera-space layers (front to back) and raw offsets."""
         translation = self._check_inputs(flame, translation)
         batch = flame.shape[0]
         counts = [self.gaussians[name]["means"].shape[0] for name in LAYERS]
-        canonical = {key: torch.cat([self.gaussians[name][key] for name in LAYERS]) for key in GAUSSIAN_KEYS}
-        offsets = self.deform(canonical["means"], deformation_code(flame))  # each [B,N,k]
-        weight = self.rigid_weight(canonical["means"])  # [N,1]
+        canonical = self.canonical()
+        offsets = self.deform.offsets(canonical["spatial"], deformation_code(flame))  # each [B,N,k]
+        weight = canonical["weight"]  # [N,1]
         means = canonical["means"] + weight * offsets["means"]  # [B,N,3]
         quats = canonical["quats"] + weight * offsets["quats"]  # [B,N,4]
         log_scales = canonical["scales"] + weight * offsets["scales"]  # [B,N,3]
@@ -145,8 +173,8 @@ class BodyModel(nn.Module):
         quats = quat_multiply(axis_angle_to_quat(axis, gaussian_angle), quats)
 
         scales = torch.exp(log_scales)
-        opacities = torch.sigmoid(canonical["opacities"]).expand(batch, -1)  # [B,N]
-        colors = torch.sigmoid(canonical["colors"]).expand(batch, -1, -1)  # [B,N,3]
+        opacities = canonical["opacity_values"].expand(batch, -1)  # [B,N]
+        colors = canonical["rgb"].expand(batch, -1, -1)  # [B,N,3]
         layers = [GaussianLayer(means=m, quats=q, scales=s, opacities=o, colors=c)
                   for m, q, s, o, c in zip(*(t.split(counts, dim=1)
                                              for t in (means, quats, scales, opacities, colors)))]
@@ -172,18 +200,16 @@ class BodyModel(nn.Module):
                          translation: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Face then mouth Gaussians in PLY terms (``scene.ply``): canonical head space when ``flame`` is
         None, else posed in camera space by one ``flame [56]`` (and ``translation [3]``)."""
-        opacity_logits = torch.cat([self.gaussians[name]["opacities"] for name in LAYERS])
-        colors = torch.sigmoid(torch.cat([self.gaussians[name]["colors"] for name in LAYERS]))
+        canonical = self.canonical()
         if flame is None:
-            means, log_scales, quats = (torch.cat([self.gaussians[name][key] for name in LAYERS])
-                                        for key in ("means", "scales", "quats"))
+            means, log_scales, quats = canonical["means"], canonical["scales"], canonical["quats"]
         else:
             layers, _ = self.pose(flame.reshape(1, -1), None if translation is None else translation.reshape(1, 3))
             means, scales, quats = (torch.cat([getattr(layer, key)[0] for layer in layers])
                                     for key in ("means", "scales", "quats"))
             log_scales = torch.log(scales)
-        return {"means": means, "log_scales": log_scales, "quats": quats, "opacity_logits": opacity_logits,
-                "colors": colors}
+        return {"means": means, "log_scales": log_scales, "quats": quats,
+                "opacity_logits": canonical["opacities"], "colors": canonical["rgb"]}
 
     # --- checkpoints --------------------------------------------------------------------------------
     def to_payload(self) -> dict:

@@ -74,11 +74,18 @@ class FlameDeformNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, canonical_means: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+    def spatial(self, canonical_means: torch.Tensor) -> torch.Tensor:
+        """The per-Gaussian half of the first layer, ``[N,3]`` -> ``[N,hidden]`` (independent of the frame)."""
+        return self.spatial_in(self.triplane(canonical_means))
+
+    def offsets(self, spatial: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``spatial [N,hidden]`` (from :meth:`spatial`) and ``code [B,53]`` -> offsets ``[B,N,k]``."""
         if code.ndim != 2 or code.shape[1] != DEFORMATION_DIM:
             raise ValueError(f"deformation code must be [B,{DEFORMATION_DIM}], got {tuple(code.shape)}")
-        spatial = self.spatial_in(self.triplane(canonical_means))  # [N,H]
         per_frame = self.code_in(self.code_embed(code))  # [B,H]
         hidden = self.trunk(spatial.unsqueeze(0) + per_frame.unsqueeze(1))  # [B,N,H]
         out = self.head(hidden)  # [B,N,10]
         return dict(zip(OFFSET_DIMS, out.split(list(OFFSET_DIMS.values()), dim=-1)))
+
+    def forward(self, canonical_means: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.offsets(self.spatial(canonical_means), code)

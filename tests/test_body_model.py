@@ -116,6 +116,21 @@ def test_expression_and_jaw_move_the_head_not_the_torso():
     assert change[weight == 1].max() > 1e-4 and change[weight == 0].max() == 0
 
 
+def test_frozen_body_caches_canonical_features_without_changing_output():
+    body = tiny_body()
+    flame = random_flame(3)
+    training_color = body.render(flame)["color"].detach()
+    body.eval()
+    with torch.no_grad():
+        first = body.render(flame)["color"]
+        assert body._frozen_canonical is not None
+        second = body.render(flame)["color"]
+    torch.testing.assert_close(first, training_color)
+    torch.testing.assert_close(second, training_color)
+    body.train()
+    assert body._frozen_canonical is None
+
+
 def test_render_frames_shapes_and_bad_inputs():
     body = tiny_body()
     flame = random_flame(2)
