@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> Path | None:
     """Refuse combinations that cannot work before anything is loaded; return the wav to mux (or None)."""
-    SynthesisOutputs.for_output(args.output, max(args.num_samples, 1))  # refuses a non-.mp4 output
+    outputs = SynthesisOutputs.for_output(args.output, max(args.num_samples, 1))  # refuses a non-.mp4 output
+    for path in outputs.all_paths():
+        if path.is_dir():
+            raise UsageError(f"--output: {path} is a directory and cannot be replaced by a file")
     if args.num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {args.num_samples}")
     if args.steps < 1:
