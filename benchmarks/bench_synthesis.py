@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,11 @@ def make_checkpoints(work: Path, device: torch.device, args) -> tuple[Path, Path
     """
     python = [sys.executable]
     corpus, subject = work / "corpus", work / "subject"
+    brain_path, body_path = work / "brain" / "checkpoint.pth", work / "body" / "body.pth"
+    if brain_path.is_file() and body_path.is_file():  # made by an earlier run with the same --work
+        return brain_path, body_path.parent
+    for path in (corpus, subject, work / "brain", work / "body"):
+        shutil.rmtree(path, ignore_errors=True)  # leftovers of an interrupted run
     write_synthetic_corpus(corpus, clips=10, seconds=20, seed=0)
     subprocess.run(python + ["-m", "data_utils.synthetic_subject", "--out", str(subject), "--size",
                              str(args.size), "--frames", "40", "--device", device.type], check=True)
@@ -58,7 +64,7 @@ def make_checkpoints(work: Path, device: torch.device, args) -> tuple[Path, Path
                              f"train.device={device.type}", f"model.init.face_count={args.face_gaussians}",
                              f"model.init.mouth_count={args.face_gaussians // 10}", "densify.enabled=false"],
                    check=True)
-    return work / "brain" / "checkpoint.pth", work / "body"
+    return brain_path, body_path.parent
 
 
 def speaker_clip(work: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render_batch", type=int, default=32)
     parser.add_argument("--realtime_seconds", type=float, default=20.0, help="0: skip the real-clock run")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--work", type=Path, help="keep models and videos here (default: a temporary folder)")
+    parser.add_argument("--work", type=Path, help="keep models and videos here (default: a temporary folder); "
+                        "models made in an earlier run with the same --work are reused")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as temporary:
