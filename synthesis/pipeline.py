@@ -3,8 +3,8 @@
     outputs, report = synthesize(policy, body, speaker_audio, speaker_exp, "out/listener.mp4",
                                  wav="speaker.wav", num_samples=3, seed=0, steps=15)
 
-What one call writes, all or nothing (every file goes through ``utils.atomic.atomic_output``; if anything
-fails, no file of the set appears):
+What one call writes (every file goes through ``utils.atomic.atomic_output`` and is renamed into place
+only after all of them are complete; if anything fails, no file of the set appears):
 
 | num_samples | videos                                        | motion                      | plot          |
 |---|---|---|---|
@@ -13,7 +13,7 @@ fails, no file of the set appears):
 
 Offline, the brain samples the whole clip first (``policy.generate``), then the body renders it in
 batches of ``render_batch`` frames (all samples of a time step in one batch) while a writer thread per
-video feeds ffmpeg, so encoding overlaps rendering. ``stream=True`` instead replays the clip through a
+video feeds ffmpeg, so encoding overlaps rendering, and another thread writes the motion and the plot. ``stream=True`` instead replays the clip through a
 :class:`synthesis.session.ListenerSession` chunk by chunk and writes frames as the session emits them.
 """
 from __future__ import annotations
