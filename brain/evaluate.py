@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import CorpusError, DyadicCorpus
-from brain.metrics import METRIC_NAMES, MetricContext, evaluate_method
+from brain.metrics import MetricContext, evaluate_method
 from utils.atomic import atomic_output
 from utils.config import config_to_dict
 from utils.flame import FLAME_DIM, FPS
@@ -235,10 +235,11 @@ def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(clean(data), indent=2) + "\n")
 
 
-# (metric, header, direction) per table; direction: "↓" lower is better, "↑" higher, "→1"/"≈GT" closer.
+# (metric, header) per table; arrows: "↓" lower is better, "↑" higher, "→1" / "≈GT" closer to 1 / ground truth.
 TABLES = (
     ("Realism, accuracy and diversity (L2L / RLHG / DIM protocol)", (
-        ("fd_exp", "FD exp ↓"), ("fd_pose", "FD pose ↓"), ("pfd_exp", "P-FD exp ↓"), ("pfd_pose", "P-FD pose ↓"),
+        ("fd_exp", "FD exp ↓"), ("fd_pose", "FD pose ↓"),
+        ("pfd_exp", "P-FD exp ↓"), ("pfd_pose", "P-FD pose ↓"),
         ("mse_exp", "MSE exp ↓"), ("mse_pose", "MSE pose ↓"), ("sid_exp", "SID exp ≈GT"),
         ("sid_pose", "SID pose ≈GT"), ("var_exp", "Var exp ≈GT"), ("var_pose", "Var pose ≈GT"),
         ("rpcc_exp", "rPCC exp ↓"), ("rpcc_pose", "rPCC pose ↓"))),
@@ -247,11 +248,11 @@ TABLES = (
         ("frvar", "FRVar ≈GT"), ("frsyn", "FRSyn ↓"), ("jitter", "jitter ≈GT"), ("amp_ratio", "amp ratio →1"),
         ("seam", "seam →1"))),
 )
-assert {name for _, columns in TABLES for name, _ in columns} == set(METRIC_NAMES)
 
 
 def format_tables(results: dict[str, dict[str, float]], num_clips: int, num_samples: int) -> str:
-    """Markdown: one table per family, a row per method (ground truth first), 4 significant digits, '–' = undefined."""
+    """Markdown: a table per metric family, a row per method (ground truth first), 4 significant digits,
+    '–' for undefined values."""
     lines = [f"# Listener evaluation: {num_clips} clips, {num_samples} samples per clip", ""]
     for title, columns in TABLES:
         lines += [f"## {title}", "", "| method | " + " | ".join(h for _, h in columns) + " |",

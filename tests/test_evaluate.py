@@ -32,6 +32,11 @@ def trained(tmp_path_factory):
     return corpus, checkpoints
 
 
+def test_the_tables_show_every_metric_once():
+    shown = [name for _, columns in evaluate.TABLES for name, _ in columns]
+    assert sorted(shown) == sorted(METRIC_NAMES)
+
+
 def _run(corpus, checkpoints, out, *extra):
     return evaluate.main(["--data", str(corpus), "--split", "test", "--checkpoint", checkpoints["diffusion"],
                           "--samples", "2", "--steps", "2", "--baselines", "all", "--out", str(out),

@@ -168,7 +168,8 @@ def test_evaluate_method_refuses_mismatched_samples():
     clips = _clips()
     context = metrics.MetricContext.from_clips(clips, clusters={"exp": 5, "pose": 4})
     with pytest.raises(ValueError, match=r"clip 1: samples must be \[K,60,56\]"):
-        metrics.evaluate_method(context, [clips[0].listener[None], clips[1].listener[None, :50], clips[2].listener[None]])
+        truncated = [clips[0].listener[None], clips[1].listener[None, :50], clips[2].listener[None]]
+        metrics.evaluate_method(context, truncated)
     with pytest.raises(ValueError, match="samples for 1 clips"):
         metrics.evaluate_method(context, [clips[0].listener[None]])
 
