@@ -12,6 +12,7 @@
 #   SAMPLES [10]                          samples K per test clip
 #   EVAL_CLIPS [0 = all]  EVAL_SECONDS [12]   test clips evaluated, each cut to its first EVAL_SECONDS
 #   STEP_SWEEP ["5 10 25 50"] GUIDANCE_SWEEP ["2 3"]   ablations (15 steps is the main row)
+#   PRECISION [fp32]                      diffusion sampling precision (bf16: faster, slightly different numbers)
 #   WORK [${TMPDIR:-/tmp}/diff_listener_eval]   corpus and checkpoints (large; kept out of <out_dir>)
 #
 # Leaves in <out_dir>: eval/metrics.json, eval/metrics.md, eval/run.json, eval/*.png, the two runs'
@@ -36,6 +37,7 @@ REGRESSION_STEPS="${REGRESSION_STEPS:-$TRAIN_STEPS}"
 SAMPLES="${SAMPLES:-10}"
 EVAL_CLIPS="${EVAL_CLIPS:-0}"
 EVAL_SECONDS="${EVAL_SECONDS:-12}"
+PRECISION="${PRECISION:-fp32}"
 STEP_SWEEP="${STEP_SWEEP:-5 10 25 50}"
 GUIDANCE_SWEEP="${GUIDANCE_SWEEP:-2 3}"
 WORK="${WORK:-${TMPDIR:-/tmp}/diff_listener_eval}"
@@ -71,6 +73,7 @@ done
 phase evaluate python -m brain.evaluate --data "$corpus" --split test \
     --checkpoint "$WORK/diffusion/checkpoint.pth" --regression_checkpoint "$WORK/regression/checkpoint.pth" \
     --samples "$SAMPLES" --baselines all --steps 15 --seed "$SEED" --out "$out/eval" \
+    --device cuda --precision "$PRECISION" --cuda_graphs \
     --max_clips "$EVAL_CLIPS" --max_seconds "$EVAL_SECONDS" \
     --shuffled_speaker --audio_only --visual_only --step_sweep $STEP_SWEEP --guidance_sweep $GUIDANCE_SWEEP
 

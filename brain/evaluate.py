@@ -3,7 +3,8 @@
     python -m brain.evaluate --data <corpus> --split test --checkpoint <brain.pth> --samples 10 \
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--visual_only] [--step_sweep [5 10 15 25 50]] \
-        [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto]
+        [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
+        [--cuda_graphs]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
@@ -71,6 +72,8 @@ class EvalConfig:
     eta: float = 0.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # "bf16": diffusion sampling under bf16 autocast (ListenerPolicy)
+    cuda_graphs: bool = False  # replay each window's DDIM loop as a captured CUDA graph (speed only)
     save_samples: bool = False
     max_clips: int = 0  # 0: every clip of the split
     max_seconds: float = 0.0  # 0: whole clips; else each test clip is cut to its first max_seconds
@@ -119,7 +122,8 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
     if cfg.checkpoint:
         from brain.policy import ListenerPolicy
 
-        policy = ListenerPolicy.from_checkpoint(cfg.checkpoint, device=device)
+        policy = ListenerPolicy.from_checkpoint(cfg.checkpoint, device=device, precision=cfg.precision,
+                                                cuda_graphs=cfg.cuda_graphs)
         base = {"steps": cfg.steps, "eta": cfg.eta}
         methods.append(Method("diffusion", policy, base))
         if cfg.shuffled_speaker:
@@ -282,6 +286,9 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "bf16"),
+                        help="diffusion sampling precision")
+    parser.add_argument("--cuda_graphs", action="store_true", help="CUDA-graph the DDIM loop (same numbers, faster)")
     parser.add_argument("--save_samples", action="store_true", help="write samples/<method>/<clip_id>.npy")
     parser.add_argument("--max_clips", type=int, default=0, help="evaluate only the first N clips (0: all)")
     parser.add_argument("--max_seconds", type=float, default=0.0, help="cut clips to their first S seconds (0: all)")
