@@ -32,6 +32,9 @@ class DiffusionConfig:
     drop_exp: float = 0.1
     drop_both: float = 0.1
     drop_history: float = 0.1
+    # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
+    # model learns not to copy its own past errors forward, against drift in long autoregressive rollouts.
+    history_noise: float = 0.0
 
 
 @dataclass

@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -113,7 +114,13 @@ class ListenerDiffusion(nn.Module):
             timestep = torch.randint(0, self.num_steps, (batch,), generator=generator, device=device)
             noise = torch.randn(target.shape, generator=generator, device=device)
             drops = self._condition_drops(batch, generator, device) if drop_conditions else {}
-            predicted = self.predict_x0(denoiser, self.add_noise(target, timestep, noise), timestep, cond, **drops)
+            model_cond = cond
+            if drop_conditions and self.cfg.history_noise > 0:
+                scale = self.cfg.history_noise * torch.rand((batch, 1, 1), generator=generator, device=device)
+                history_noise = scale * torch.randn(cond.history.shape, generator=generator, device=device)
+                model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
+            predicted = self.predict_x0(denoiser, self.add_noise(target, timestep, noise), timestep, model_cond,
+                                        **drops)
         return motion_loss(predicted, target, cond.history[:, -1:], cond.history_valid[:, -1],
                            self.cfg.velocity_weight, self.cfg.acceleration_weight)
 

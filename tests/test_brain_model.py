@@ -216,3 +216,21 @@ def test_one_training_step_on_gpu_is_finite(dataset):
     losses["loss"].backward()
     assert torch.isfinite(losses["loss"]) and all(torch.isfinite(p.grad).all() for p in denoiser.parameters()
                                                   if p.grad is not None)
+
+
+def test_history_noise_perturbs_training_only(dataset):
+    from brain.config import DiffusionConfig
+    from brain.diffusion import ListenerDiffusion
+
+    denoiser, _ = _modules()
+    cond, target = _batch(dataset, 4)
+    losses = {}
+    for history_noise in (0.0, 0.5):
+        diffusion = ListenerDiffusion(DiffusionConfig(history_noise=history_noise))
+        for training in (True, False):
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                losses[history_noise, training] = diffusion.loss(denoiser, target, cond, generator=generator,
+                                                                 drop_conditions=training)["x0"]
+    assert losses[0.0, True] != losses[0.5, True]
+    assert losses[0.0, False] == losses[0.5, False]  # validation sees the clean history
