@@ -16,15 +16,6 @@ SMALL = ModelConfig(width=32, layers=2, heads=4, ff_mult=2, dropout=0.0, history
                     chunk_frames=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny ops run faster on one thread than two on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_synthetic_corpus(tmp_path_factory.mktemp("brain_model") / "corpus", clips=4, seconds=6, seed=0)

@@ -24,15 +24,6 @@ TRAIN_STEPS = 400
 TEST_OVERRIDES = ["model.history_frames=12", "train.batch_size=32", "train.val_every=200", "train.log_every=50"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny ops run faster on one thread than two on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_synthetic_corpus(tmp_path_factory.mktemp("brain_train") / "corpus", clips=10, seconds=24, seed=0)

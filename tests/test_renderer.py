@@ -10,16 +10,6 @@ from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_refere
 IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: on a shared 2-core machine, waking a second OpenMP thread per op costs
-    more (milliseconds under load) than the op itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_layer(means, scales, opacities, colors, quats=None) -> GaussianLayer:
     """Unbatched lists -> a batch-1 layer."""
     means = torch.tensor(means, dtype=torch.float32)[None]

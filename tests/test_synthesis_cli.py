@@ -3,7 +3,6 @@
 One session-scoped fixture trains both (a few steps: speed and plumbing are under test here, not quality);
 every test then runs the CLI as a user would, through ``main([...])`` or a subprocess.
 """
-import contextlib
 import re
 import subprocess
 import sys
@@ -23,32 +22,10 @@ from utils.flame import FLAME_DIM, FPS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models are all per-op overhead; on a shared 2-core machine a second thread makes them several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread_for_this_module():
-    with one_thread():
-        yield
-
-
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """A corpus clip with speaker.wav, a tiny brain checkpoint and a tiny body model directory."""
     root = tmp_path_factory.mktemp("synthesis_models")
-    with one_thread():  # session fixtures are set up before the module's autouse fixture
-        return _train_tiny_models(root)
-
-
-def _train_tiny_models(root):
     import train_body
     import train_diffusion
     from data_utils.synthetic_subject import write_synthetic_subject

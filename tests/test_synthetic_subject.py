@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import maximum_filter
 
 from data_utils import synthetic_semantics as sem
@@ -13,15 +12,6 @@ from scene.subject import Subject
 from utils.flame import FLAME_DIM
 
 SIZE = 96
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors on a shared 2-core machine: a second OpenMP thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pixel_of(point):
