@@ -104,7 +104,7 @@ def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
 
 
 @pytest.mark.gpu
-def test_evaluate_on_cuda_matches_the_metric_names_and_cpu_baselines(trained, tmp_path):
+def test_evaluate_on_cuda_with_and_without_graphs(trained, tmp_path):
     corpus, checkpoints = trained
     args = ("--baselines", "mean,regression", "--max_clips", "2", "--max_seconds", "2", "--plot_clips", "0")
     assert _run(corpus, checkpoints, tmp_path / "cpu", *args, "--device", "cpu") == 0
@@ -114,3 +114,7 @@ def test_evaluate_on_cuda_matches_the_metric_names_and_cpu_baselines(trained, tm
     assert on_cuda["mean"] == on_cpu["mean"]  # data baselines never touch the device
     assert set(on_cuda["diffusion"]) == set(METRIC_NAMES)
     assert on_cuda["regression"]["mse_exp"] == pytest.approx(on_cpu["regression"]["mse_exp"], rel=1e-3)
+    assert _run(corpus, checkpoints, tmp_path / "graphs", *args, "--device", "cuda", "--cuda_graphs") == 0
+    graphed = json.loads((tmp_path / "graphs" / "metrics.json").read_text())
+    for name in ("fd_exp", "mse_exp", "frdiv"):  # CUDA graphs change speed, not samples
+        assert graphed["diffusion"][name] == pytest.approx(on_cuda["diffusion"][name], rel=1e-3)
