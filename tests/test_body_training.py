@@ -23,7 +23,8 @@ def tiny_config(subject, model_dir, *overrides):
     return load_config(train_body.BodyTrainConfig, "configs/body_tiny.yaml",
                        [f"subject={subject}", f"model_dir={model_dir}", "model.init.face_count=600",
                         "model.init.mouth_count=25", f"train.max_steps={STEPS}", "train.val_every=1000",
-                        "train.save_every=1000", "train.log_every=5", *overrides])
+                        "train.save_every=1000", "train.log_every=5",
+                        "train.batch_size=4", *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +84,11 @@ def test_resume_continues_the_step_count(trained, subject_dir, tmp_path):
     shutil.copytree(trained, model_dir)
     with pytest.raises(FileExistsError, match="pass --resume"):
         train_body.train(tiny_config(subject_dir, model_dir), progress=False)
-    train_body.train(tiny_config(subject_dir, model_dir, f"train.max_steps={STEPS + 10}"), resume=True,
+    train_body.train(tiny_config(subject_dir, model_dir, f"train.max_steps={STEPS + 5}"), resume=True,
                      progress=False)
-    assert load_checkpoint(model_dir / "body.pth", kind="body")["step"] == STEPS + 10
+    assert load_checkpoint(model_dir / "body.pth", kind="body")["step"] == STEPS + 5
     logged_steps = [step for step, _ in read_scalars(model_dir / "scalars.csv")["loss"]]
-    assert max(logged_steps) == STEPS + 10 and logged_steps == sorted(logged_steps)
+    assert max(logged_steps) == STEPS + 5 and logged_steps == sorted(logged_steps)
 
 
 def test_cli_refuses_a_broken_subject_and_writes_nothing(subject_dir, tmp_path, capsys):
