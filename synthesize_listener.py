@@ -126,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             raise UsageError(str(exc)) from exc
         speaker_audio, speaker_exp = load_speaker(args, device)
-        from brain.policy import ListenerPolicy
+        from brain.policy import ListenerPolicy, fast_sampling_options
         from scene.body import load_body
 
-        policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device)
+        policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device,
+                                                **fast_sampling_options(device))
         body = load_body(args.body_checkpoint, device=device)
         seed_everything(args.seed)
         outputs, report = synthesize(

@@ -1,8 +1,10 @@
-"""Brain speed: one streaming chunk and offline real-time factor, eager vs CUDA graphs, fp32 vs bf16.
+"""Brain speed: one streaming chunk and offline real-time factor, eager vs CUDA graphs (with and without
+torch.compile), fp32 vs bf16.
 
     PYTHONPATH=. python benchmarks/bench_brain.py                       # random-init brain_config.yaml model
     PYTHONPATH=. python benchmarks/bench_brain.py --checkpoint output/brain/checkpoint.pth
     PYTHONPATH=. python benchmarks/bench_brain.py --device cpu --runs 3 --offline_seconds 2   # smoke test
+    PYTHONPATH=. python benchmarks/bench_brain.py model.layers=4         # a smaller random-init model
 
 A *chunk* is one streaming step: 8 new speaker frames in, the window denoised with ``--steps`` DDIM steps
 and classifier-free guidance (three branches batched in one forward), 8 listener frames out — timed
@@ -29,13 +31,14 @@ from utils.flame import AUDIO_DIM, FPS, SPEAKER_EXP_DIM
 from utils.runtime import resolve_device
 
 
-def build_policy(args, device, precision: str, cuda_graphs: bool) -> ListenerPolicy:
+def build_policy(args, device, precision: str, cuda_graphs: bool, compile: bool) -> ListenerPolicy:
+    options = dict(precision=precision, cuda_graphs=cuda_graphs, compile=compile)
     if args.checkpoint:
-        return ListenerPolicy.from_checkpoint(args.checkpoint, device, precision=precision, cuda_graphs=cuda_graphs)
-    cfg = load_config(BrainConfig, args.config)
+        return ListenerPolicy.from_checkpoint(args.checkpoint, device, **options)
+    cfg = load_config(BrainConfig, args.config, args.overrides)
     torch.manual_seed(0)
     denoiser, diffusion = build_denoiser_and_diffusion(cfg)
-    return ListenerPolicy(denoiser, diffusion, Normalizer(), cfg, device, precision=precision, cuda_graphs=cuda_graphs)
+    return ListenerPolicy(denoiser, diffusion, Normalizer(), cfg, device, **options)
 
 
 class Timer:
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--offline_seconds", type=float, default=60.0)
+    parser.add_argument("--no_compile", action="store_true", help="skip the torch.compile rows (slow to build)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of --config (random-init model only)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     torch.set_grad_enabled(False)
@@ -98,17 +103,19 @@ def main(argv=None) -> int:
     modes = [("eager", "fp32"), ("eager", "bf16")]
     if device.type == "cuda":
         modes += [("cuda graphs", "fp32"), ("cuda graphs", "bf16")]
+        if not args.no_compile:
+            modes += [("compiled+graphs", "fp32"), ("compiled+graphs", "bf16")]
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
     print(f"model: {args.checkpoint or args.config}; {args.steps} DDIM steps, guidance {args.guidance} "
           f"({'3 branches batched' if args.guidance != 1.0 else 'no CFG'}), K={args.num_samples}")
-    print(f"{'mode':<12} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
+    print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
     for mode, precision in modes:
-        policy = build_policy(args, device, precision, cuda_graphs=mode == "cuda graphs")
+        policy = build_policy(args, device, precision, cuda_graphs=mode != "eager", compile=mode.startswith("compiled"))
         chunk_ms = bench_chunk(policy, args, timer)
         offline_s = bench_offline(policy, args, timer)
-        print(f"{mode:<12} {precision:<9} {chunk_ms:>18.2f} {offline_s:>10.2f} {offline_s / args.offline_seconds:>8.4f}")
+        print(f"{mode:<16} {precision:<9} {chunk_ms:>18.2f} {offline_s:>10.2f} {offline_s / args.offline_seconds:>8.4f}")
     return 0
 
 

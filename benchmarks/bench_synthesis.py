@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from brain.data import DyadicCorpus  # noqa: E402
-from brain.policy import ListenerPolicy  # noqa: E402
+from brain.policy import ListenerPolicy, fast_sampling_options  # noqa: E402
 from data_utils.synthetic_dyadic import write_synthetic_corpus  # noqa: E402
 from scene.body import load_body  # noqa: E402
 from synthesis.pipeline import synthesize  # noqa: E402
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         brain_path, body_path = args.brain_checkpoint, args.body_checkpoint
         if brain_path is None or body_path is None:
             brain_path, body_path = make_checkpoints(work, device, args)
-        policy = ListenerPolicy.from_checkpoint(brain_path, device=device)
+        policy = ListenerPolicy.from_checkpoint(brain_path, device=device, **fast_sampling_options(device))
         body = load_body(body_path, device=device)
         audio, exp = speaker_clip(work, args.seconds)
         print(f"setup {time.perf_counter() - start:.0f} s; body {body.height}x{body.width}, Gaussians "

@@ -30,6 +30,14 @@ from utils.config import config_from_dict
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
 
+def fast_sampling_options(device: str | torch.device) -> dict:
+    """The sampling settings for speed on ``device``: on CUDA, bf16 autocast and each window's DDIM loop
+    replayed as a CUDA graph (see docs/BENCHMARKS.md for what each buys); on CPU, plain fp32."""
+    if torch.device(device).type == "cuda":
+        return {"precision": "bf16", "cuda_graphs": True}
+    return {"precision": "fp32", "cuda_graphs": False}
+
+
 class ListenerPolicy:
     """A trained brain (EMA weights) ready to sample; see the module docstring."""
 
@@ -37,7 +45,7 @@ class ListenerPolicy:
 
     def __init__(self, denoiser: ListenerDenoiser, diffusion: ListenerDiffusion, normalizer: Normalizer,
                  cfg: BrainConfig, device: str | torch.device = "cpu", *, precision: str = "fp32",
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, compile: bool = False):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
@@ -47,6 +55,11 @@ class ListenerPolicy:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict = {}
         self.denoiser = denoiser.to(self.device).eval()
+        if compile:
+            # Only the per-DDIM-step part is compiled: fusing its small element-wise and norm ops cuts the
+            # kernel count, which is what bounds a graphed 15-step loop at this model size. The first call
+            # pays the compilation (tens of seconds); later calls (and graph captures) reuse it.
+            self.denoiser.denoise = torch.compile(self.denoiser.denoise, dynamic=False)
         self.diffusion = diffusion.to(self.device)
         self.normalizer = normalizer.to(self.device)
         self.cfg = cfg
@@ -55,18 +68,20 @@ class ListenerPolicy:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, use_ema: bool = True,
-                        precision: str = "fp32", cuda_graphs: bool = False) -> "ListenerPolicy":
+                        precision: str = "fp32", cuda_graphs: bool = False,
+                        compile: bool = False) -> "ListenerPolicy":
         """Rebuild the policy from a brain checkpoint alone; a body checkpoint raises ``CheckpointError``.
 
         ``precision="bf16"`` samples under bf16 autocast; ``cuda_graphs=True`` (CUDA only) replays each
-        streaming step's whole DDIM loop as one captured graph — see ``benchmarks/bench_brain.py``.
+        streaming step's whole DDIM loop as one captured graph; ``compile=True`` compiles the per-step
+        denoiser with ``torch.compile`` — see ``benchmarks/bench_brain.py`` for what each buys.
         """
         payload = load_checkpoint(path, kind="brain")
         cfg = config_from_dict(BrainConfig, payload["config"])
         denoiser, diffusion = build_denoiser_and_diffusion(cfg)
         denoiser.load_state_dict(payload["ema"] if use_ema and "ema" in payload else payload["model"])
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
-                   precision=precision, cuda_graphs=cuda_graphs)
+                   precision=precision, cuda_graphs=cuda_graphs, compile=compile)
 
     def _sampling_options(self, steps, eta, guidance_audio, guidance_visual) -> dict:
         defaults = self.cfg.sample

@@ -1,11 +1,11 @@
 """A live listener: speaker features in, chunk by chunk; listener frames out as soon as they are ready.
 
-    from brain.policy import ListenerPolicy
+    from brain.policy import ListenerPolicy, fast_sampling_options
     from scene.body import load_body
     from synthesis.session import ListenerSession
 
-    session = ListenerSession(ListenerPolicy.from_checkpoint(brain_path, device="cuda"),
-                              load_body(body_dir, device="cuda"), seed=0, steps=15)
+    policy = ListenerPolicy.from_checkpoint(brain_path, device="cuda", **fast_sampling_options("cuda"))
+    session = ListenerSession(policy, load_body(body_dir, device="cuda"), seed=0, steps=15)
     while speaker_is_talking:
         frames = session.push(audio_chunk, exp_chunk)   # [n,768], [n,50] -> uint8 [m,H,W,3]; m may be 0
         show(frames)
