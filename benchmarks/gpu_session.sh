@@ -4,9 +4,9 @@
 # then runs the stages in order, each logged to $LOG_DIR/<stage>.log.
 #
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
-#   LOG_DIR=logs bash benchmarks/gpu_session.sh train synth    # body + brain training, then synthesis bench
+#   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
 #
-# Stages: check | body | brain | synth | ddp (see the functions below).
+# Stages: check | train | ddp (see the functions below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${LOG_DIR:-gpu_logs}"
@@ -18,6 +18,10 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! command -v python >/dev/null; then  # some images ship only python3; the project's scripts call python
+    mkdir -p /tmp/python_shim && ln -sf "$(command -v python3)" /tmp/python_shim/python
+    export PATH="/tmp/python_shim:$PATH"
 fi
 
 run() {  # run <log name> <command...>: time it, keep its output, never stop the session on failure
@@ -40,6 +44,38 @@ stage_check() {
     run brain_speed_probe python3 train_diffusion.py --config configs/brain_config.yaml --data "$work/corpus_small" \
         --out "$work/brain_probe" train.max_steps=300
     run subject512 python3 -m data_utils.synthetic_subject --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
+}
+
+stage_train() {
+    # The three trainings share the GPU (none of them fills it), so they run side by side:
+    # body (synthetic 512x512 subject, body.yaml capped by BODY_MINUTES) and both brains of the eval report.
+    local eval_work="$work/eval" corpus="$work/eval/corpus_200x60s_seed0" steps="${BRAIN_STEPS:-4000}"
+    mkdir -p "$eval_work"
+    (
+        [ -f "$work/subject512/meta.json" ] || python3 -m data_utils.synthetic_subject --out "$work/subject512" \
+            --frames 4500 --size 512 --device cuda --workers 16
+        python3 train_body.py -s "$work/subject512" -m "$work/body512" --config configs/body.yaml \
+            "train.max_minutes=${BODY_MINUTES:-5}"
+        python3 benchmarks/bench_body.py --model "$work/body512"
+    ) > "$log_dir/body.log" 2>&1 &
+    local body_pid=$!
+    run corpus200 python3 -m data_utils.synthetic_dyadic --out "$corpus" --clips 200 --seconds 60 --seed 0
+    python3 train_diffusion.py --config configs/brain_config.yaml --data "$corpus" --out "$eval_work/diffusion" \
+        "train.max_steps=$steps" > "$log_dir/train_diffusion.log" 2>&1 &
+    local diffusion_pid=$!
+    run train_regression python3 train_diffusion.py --config configs/brain_config.yaml --data "$corpus" \
+        --out "$eval_work/regression" model.objective=regression "train.max_steps=$steps"
+    wait "$diffusion_pid"; echo "=== train_diffusion: exit $?"; tail -n 3 "$log_dir/train_diffusion.log"
+    # Both checkpoints are at max_steps, so the report's training phases only resume and stop.
+    WORK="$eval_work" TRAIN_STEPS="$steps" run eval_report bash benchmarks/eval_report.sh "$log_dir/eval"
+    wait "$body_pid"; echo "=== body: exit $?"; tail -n 30 "$log_dir/body.log"
+    run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$eval_work/diffusion/checkpoint.pth" \
+        --body_checkpoint "$work/body512" --work "$work/synth" --realtime_seconds 10
+}
+
+stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs
+    nvidia-smi --query-gpu=name --format=csv | tee "$log_dir/gpu.txt"
+    run ddp_check bash benchmarks/ddp_check.sh "${DDP_GPUS:-2}" "$work/ddp"
 }
 
 for stage in "$@"; do
