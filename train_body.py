@@ -7,6 +7,10 @@ Usage:
     python train_body.py -s data/synth -m output/body --config configs/body.yaml train.max_minutes=6
     python train_body.py -s data/synth -m output/body --resume train.max_steps=40000        # continue
 
+``--resume`` rebuilds the model from ``<model_dir>/body.pth`` (its saved model config wins over ``model.*``),
+restores the optimisers and densification state, and continues the step count; the other sections
+(``train``, ``lr``, ``loss``, ``densify``) come from the command line as usual.
+
 The model directory receives ``body.pth`` (kind "body": model + the training state to resume from, written
 atomically at every save, so it is always a usable model), ``config.yaml``, ``scalars.csv`` (loss, val
 PSNR/SSIM against wall time, Gaussian counts, memory), ``val_preview.png`` and, at the end, ``summary.json``.
@@ -34,6 +38,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from gaussian_renderer import resolve_backend
 from scene.body import CHECKPOINT_NAME, LAYERS, BodyModel, BodyModelConfig
 from scene.gaussians import GAUSSIAN_KEYS
 from scene.image_metrics import psnr, ssim
@@ -362,9 +367,7 @@ def train(cfg: BodyTrainConfig, *, resume: bool = False, progress: bool = True) 
     else:
         model = build_model(cfg, subject, device)
     scale = head_radius(model)
-    from gaussian_renderer import resolve_backend  # the renderer decides what "auto" means
-
-    backend = resolve_backend(cfg.train.backend, device)
+    backend = resolve_backend(cfg.train.backend, device)  # the renderer decides what "auto" means
     optimizers = build_optimizers(cfg, model, scale)
     strategy = build_strategy(cfg, scale, backend)
     strategy_states = {name: strategy.initialize_state(scene_scale=scale) if strategy else {} for name in LAYERS}
