@@ -4,6 +4,8 @@ All functions broadcast over leading dimensions and run on any device.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 _EPS = 1e-8
@@ -43,14 +45,34 @@ def axis_angle_to_quat(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cos(half), axis * torch.sin(half)], dim=-1)
 
 
-def quat_multiply(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of wxyz quaternions ``[...,4]`` (``left`` applied after ``right``)."""
-    lw, lx, ly, lz = left.unbind(-1)
-    rw, rx, ry, rz = right.unbind(-1)
-    return torch.stack([
-        lw * rw - lx * rx - ly * ry - lz * rz,
-        lw * rx + lx * rw + ly * rz - lz * ry,
-        lw * ry - lx * rz + ly * rw + lz * rx,
-        lw * rz + lx * ry - ly * rx + lz * rw,
-    ], dim=-1)
+def _hamilton_table() -> torch.Tensor:
+    """``[16,4]``: row ``4*j + k`` holds the sign pattern with which ``left_j * right_k`` enters the product."""
+    table = torch.zeros(4, 4, 4)
+    # (output component, left component, right component, sign) of the Hamilton product, wxyz order.
+    terms = [(0, 0, 0, 1), (0, 1, 1, -1), (0, 2, 2, -1), (0, 3, 3, -1),
+             (1, 0, 1, 1), (1, 1, 0, 1), (1, 2, 3, 1), (1, 3, 2, -1),
+             (2, 0, 2, 1), (2, 1, 3, -1), (2, 2, 0, 1), (2, 3, 1, 1),
+             (3, 0, 3, 1), (3, 1, 2, 1), (3, 2, 1, -1), (3, 3, 0, 1)]
+    for out, left, right, sign in terms:
+        table[left, right, out] = sign
+    return table.reshape(16, 4)
 
+
+HAMILTON = _hamilton_table()
+
+
+@functools.lru_cache(maxsize=None)
+def _hamilton_on(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Copied once per device: a host-to-GPU copy on every call would stall the launch queue.
+    return HAMILTON.to(device=device, dtype=dtype)
+
+
+def quat_multiply(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of wxyz quaternions ``[...,4]`` (``left`` applied after ``right``).
+
+    One outer product and one small matmul instead of sixteen elementwise products: fewer kernel launches
+    when posing tens of thousands of Gaussians per frame.
+    """
+    left, right = torch.broadcast_tensors(left, right)
+    outer = left.unsqueeze(-1) * right.unsqueeze(-2)  # [...,4,4]
+    return outer.flatten(-2) @ _hamilton_on(outer.device, outer.dtype)
