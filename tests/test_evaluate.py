@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from brain import evaluate
 from brain.metrics import METRIC_NAMES
@@ -10,6 +11,15 @@ from data_utils.synthetic_dyadic import write_synthetic_corpus
 from utils.config import load_config
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run several times faster on one thread than on two contending ones (docs/BRAIN.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
