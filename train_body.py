@@ -18,8 +18,8 @@ PSNR/SSIM against wall time, Gaussian counts, memory), ``val_preview.png`` and, 
 
 The schedule is a list of phases (``train.phases``): each runs for a fraction of ``train.max_steps`` and
 names the parameter groups it updates (``face``, ``mouth``, ``deform``). The presets first fit the
-canonical Gaussians with the deformation frozen, then train everything jointly. On CUDA, gsplat's
-``DefaultStrategy`` densifies and prunes each Gaussian set; on CPU the Gaussian count stays fixed.
+canonical Gaussians with the deformation frozen, then train everything jointly. gsplat's ``DefaultStrategy``
+densifies and prunes each Gaussian set (``densify.*``; on by default in body.yaml, off in body_tiny.yaml).
 """
 from __future__ import annotations
 
@@ -184,9 +184,10 @@ def build_optimizers(cfg: BodyTrainConfig, model: BodyModel, scale: float) -> di
     return optimizers
 
 
-def build_strategy(cfg: BodyTrainConfig, scale: float, backend: str):
-    """gsplat's DefaultStrategy when rendering with gsplat and densification is on; otherwise None."""
-    if not cfg.densify.enabled or backend != "gsplat":
+def build_strategy(cfg: BodyTrainConfig):
+    """gsplat's DefaultStrategy when densification is on, else None. It reads the per-layer ``info`` of either
+    backend (gsplat's packed meta on CUDA, the reference rasteriser's unpacked one on CPU)."""
+    if not cfg.densify.enabled:
         return None
     from gsplat.strategy import DefaultStrategy
 
@@ -369,7 +370,7 @@ def train(cfg: BodyTrainConfig, *, resume: bool = False, progress: bool = True) 
     scale = head_radius(model)
     backend = resolve_backend(cfg.train.backend, device)  # the renderer decides what "auto" means
     optimizers = build_optimizers(cfg, model, scale)
-    strategy = build_strategy(cfg, scale, backend)
+    strategy = build_strategy(cfg)
     strategy_states = {name: strategy.initialize_state(scene_scale=scale) if strategy else {} for name in LAYERS}
     if strategy is not None:
         for name in LAYERS:
