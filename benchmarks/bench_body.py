@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    elif args.model is None:
+    else:  # CPU: a smoke test of the script, not a measurement
         args.size, args.gaussians, args.iters, args.warmup = 64, min(args.gaussians, 2000), 3, 1
     body = load_body(args.model, device) if args.model else random_body(args.gaussians, args.size, device)
     counts = body.num_gaussians()
