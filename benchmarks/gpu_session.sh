@@ -55,7 +55,7 @@ stage_train() {
         [ -f "$work/subject512/meta.json" ] || python3 -m data_utils.synthetic_subject --out "$work/subject512" \
             --frames 4500 --size 512 --device cuda --workers 16
         python3 train_body.py -s "$work/subject512" -m "$work/body512" --config configs/body.yaml \
-            "train.max_minutes=${BODY_MINUTES:-5}"
+            "train.max_minutes=${BODY_MINUTES:-5}" "train.max_steps=${BODY_STEPS:-12000}" train.workers=12
         python3 benchmarks/bench_body.py --model "$work/body512"
     ) > "$log_dir/body.log" 2>&1 &
     local body_pid=$!
