@@ -66,8 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--tile_size", type=int, nargs="+", default=None,
-                        help="gsplat tile sides to compare (default: the body's own setting)")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
@@ -80,17 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {name} | torch {torch.__version__} | {body.width}x{body.height} | "
           f"Gaussians: {sum(counts.values())} ({counts['face']} face + {counts['mouth']} mouth) | "
           f"{'model ' + args.model if args.model else 'random init'}")
-    print(f"{'tile':>4} {'batch':>5} {'render ms':>10} {'fps':>8} {'uint8 ms':>9} {'uint8 fps':>10} {'deform ms':>10}")
+    print(f"{'batch':>5} {'render ms':>10} {'fps':>8} {'uint8 ms':>9} {'uint8 fps':>10} {'deform ms':>10}")
     with torch.no_grad():
-        for tile_size in args.tile_size or [body.cfg.gsplat_tile_size]:
-            body.cfg.gsplat_tile_size = tile_size
-            for batch in args.batch:
-                flame = motion(batch, device)
-                render_ms = time_call(lambda: body.render(flame), args.iters, args.warmup, device)
-                frames_ms = time_call(lambda: body.render_frames(flame), args.iters, args.warmup, device)
-                pose_ms = time_call(lambda: body.pose(flame), args.iters, args.warmup, device)
-                print(f"{tile_size:>4} {batch:>5} {render_ms:>10.3f} {batch * 1000 / render_ms:>8.1f} "
-                      f"{frames_ms:>9.3f} {batch * 1000 / frames_ms:>10.1f} {pose_ms:>10.3f}")
+        for batch in args.batch:
+            flame = motion(batch, device)
+            render_ms = time_call(lambda: body.render(flame), args.iters, args.warmup, device)
+            frames_ms = time_call(lambda: body.render_frames(flame), args.iters, args.warmup, device)
+            pose_ms = time_call(lambda: body.pose(flame), args.iters, args.warmup, device)
+            print(f"{batch:>5} {render_ms:>10.3f} {batch * 1000 / render_ms:>8.1f} {frames_ms:>9.3f} "
+                  f"{batch * 1000 / frames_ms:>10.1f} {pose_ms:>10.3f}")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 1024 ** 3:.2f} GB")
     return 0

@@ -6,7 +6,7 @@
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
 #
-# Stages: check | train | verify | ddp (see the functions below).
+# Stages: check | train | ddp (see the functions below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${LOG_DIR:-gpu_logs}"
@@ -71,23 +71,6 @@ stage_train() {
     wait "$body_pid"; echo "=== body: exit $?"; tail -n 30 "$log_dir/body.log"
     run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$eval_work/diffusion/checkpoint.pth" \
         --body_checkpoint "$work/body512" --work "$work/synth" --realtime_seconds 10
-}
-
-stage_verify() {
-    # GPU tests while a short body training runs beside them; then, on a quiet GPU, the trained body's render
-    # speed over tile sizes and the brain's chunk latency with every sampling option.
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
-    (
-        [ -f "$work/subject512/meta.json" ] || python3 -m data_utils.synthetic_subject --out "$work/subject512" \
-            --frames 4500 --size 512 --device cuda --workers 16
-        python3 train_body.py -s "$work/subject512" -m "$work/body_short" --config configs/body.yaml \
-            "train.max_minutes=${BODY_MINUTES:-2.5}" "train.max_steps=${BODY_STEPS:-6000}" train.workers=12
-    ) > "$log_dir/body_short.log" 2>&1 &
-    local body_pid=$!
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
-    wait "$body_pid"; echo "=== body_short: exit $?"; tr '\r' '\n' < "$log_dir/body_short.log" | grep -v "it/s" | tail -n 12
-    run bench_body_tiles python3 benchmarks/bench_body.py --model "$work/body_short" --tile_size 16 8 --batch 1 4 16
-    run bench_brain python3 benchmarks/bench_brain.py --offline_seconds 20
 }
 
 stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs

@@ -7,15 +7,13 @@ from gaussian_renderer.gaussians import Camera, GaussianLayer
 from gaussian_renderer.reference import LOW_PASS
 
 
-def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True, tile_size: int = 16) -> dict:
+def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True) -> dict:
     """Render one layer with ``gsplat.rasterization`` (CUDA tensors only), no background.
 
     Returns ``color [B,H,W,C]`` (premultiplied), ``alpha [B,H,W,1]``, ``depth [B,H,W,1]`` (gsplat's
     expected depth, "ED") and ``info``: gsplat's meta dict (``means2d``, ``radii``, ``gaussian_ids``,
     ``width``, ``height``, ``n_cameras``, ...) plus ``packed``; pass it to ``DefaultStrategy`` with
     ``packed=info["packed"]``. Packed mode keeps ``gaussian_ids`` local to each batch element's N.
-    ``tile_size`` (pixels per tile side; one CUDA block per tile) changes speed, never pixels: a dense head
-    rendered alone (batch 1) occupies few 16x16 tiles, so smaller tiles keep more of the GPU busy.
     """
     if not layer.means.is_cuda:
         raise RuntimeError("backend='gsplat' needs CUDA tensors; use backend='reference' (or 'auto') on CPU")
@@ -29,7 +27,7 @@ def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = Tru
         means=layer.means, quats=layer.quats, scales=layer.scales, opacities=layer.opacities,
         colors=layer.colors, viewmats=viewmats, Ks=intrinsics, width=camera.width, height=camera.height,
         near_plane=camera.near_plane, eps2d=LOW_PASS, packed=packed, render_mode="RGB+ED",
-        rasterize_mode="classic", tile_size=tile_size,
+        rasterize_mode="classic",
     )  # rendered [B,1,H,W,C+1], alphas [B,1,H,W,1]
     info = dict(info)
     info["packed"] = packed

@@ -21,7 +21,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def render(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
-           background: torch.Tensor | None = None, backend: str = "auto", *, gsplat_tile_size: int = 16) -> dict:
+           background: torch.Tensor | None = None, backend: str = "auto") -> dict:
     """Rasterise each layer, then composite them front to back (in the order given) over ``background``.
 
     Returns ``color [B,H,W,3]``, ``alpha [B,H,W,1]``, ``depth [B,H,W,1]`` (see :func:`composite`),
@@ -29,8 +29,6 @@ def render(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
     ``backend`` (the one used). ``background`` is ``[B,H,W,3]``, ``[H,W,3]``, ``[3]`` or ``None`` (black).
 
         out = render([face, mouth], camera, background=plate, backend="auto")
-
-    ``gsplat_tile_size`` is the fused backend's tile side in pixels (speed only; see ``rasterize_gsplat``).
     """
     if isinstance(layers, GaussianLayer):
         layers = [layers]
@@ -42,10 +40,8 @@ def render(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
             raise ValueError(f"layer {index} has batch {layer.batch_size} on {layer.means.device}; "
                              f"layer 0 has batch {batch} on {device}")
     chosen = resolve_backend(backend, device)
-    if chosen == "gsplat":
-        rendered = [rasterize_gsplat(layer, camera, tile_size=gsplat_tile_size) for layer in layers]
-    else:
-        rendered = [rasterize_reference(layer, camera) for layer in layers]
+    rasterize = rasterize_gsplat if chosen == "gsplat" else rasterize_reference
+    rendered = [rasterize(layer, camera) for layer in layers]
     out = composite(rendered, background)
     out["layers"] = rendered
     out["backend"] = chosen

@@ -54,9 +54,6 @@ class BodyModelConfig:
     init: GaussianInitConfig = field(default_factory=GaussianInitConfig)
     deform: DeformConfig = field(default_factory=DeformConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
-    # gsplat tile side in pixels: speed only, never pixels. Smaller tiles spread a batch-1 render of a dense
-    # trained head over more CUDA blocks (docs/BENCHMARKS.md has the measurement).
-    gsplat_tile_size: int = 16
 
 
 class BodyModel(nn.Module):
@@ -187,8 +184,7 @@ class BodyModel(nn.Module):
                backend: str = "auto") -> dict:
         """Float render: ``color [B,H,W,3]``, ``alpha``/``depth [B,H,W,1]``, ``layers``, ``offsets``."""
         layers, offsets = self.pose(flame, translation)
-        out = render(layers, self.camera, background=self.background, backend=backend,
-                     gsplat_tile_size=self.cfg.gsplat_tile_size)
+        out = render(layers, self.camera, background=self.background, backend=backend)
         out["offsets"] = offsets
         return out
 
