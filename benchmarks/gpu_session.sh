@@ -6,7 +6,7 @@
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
 #
-# Stages: check | train | ddp (see the functions below).
+# Stages: check | train | final | ddp (see the functions below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${LOG_DIR:-gpu_logs}"
@@ -71,6 +71,19 @@ stage_train() {
     wait "$body_pid"; echo "=== body: exit $?"; tail -n 30 "$log_dir/body.log"
     run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$eval_work/diffusion/checkpoint.pth" \
         --body_checkpoint "$work/body512" --work "$work/synth" --realtime_seconds 10
+}
+
+stage_final() {
+    # Parity diagnostics and the GPU tests, then (GPU otherwise idle) one longer body training to see where
+    # validation PSNR levels off, and the trained body's render speed.
+    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    run parity_diagnostics python3 benchmarks/parity_diagnostics.py
+    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
+    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
+        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
+    run body_long python3 train_body.py -s "$work/subject512" -m "$work/body_long" --config configs/body.yaml \
+        "train.max_minutes=${BODY_MINUTES:-6}" "train.max_steps=${BODY_STEPS:-22000}" train.workers=12
+    run bench_body python3 benchmarks/bench_body.py --model "$work/body_long" --batch 1 4 16
 }
 
 stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs
