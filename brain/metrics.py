@@ -72,15 +72,20 @@ class GaussianStats:
 
     def frechet_to(self, frames: np.ndarray) -> float:
         """Fréchet distance from these statistics to those of ``frames [M,D]``."""
+        return sum(self.frechet_terms_to(frames))
+
+    def frechet_terms_to(self, frames: np.ndarray) -> tuple[float, float]:
+        """The two terms of :meth:`frechet_to`, ``(mean term, covariance term)``: see :func:`frechet_terms`."""
         frames = np.asarray(frames, dtype=np.float64)
         if frames.ndim != 2 or frames.shape[1] != len(self.mean) or len(frames) < 2:
             raise ValueError(f"Fréchet distance needs [M,{len(self.mean)}] frames of equal D with M >= 2, "
                              f"got shape {frames.shape}")
-        return _frechet(self, frames.mean(0), np.atleast_2d(np.cov(frames, rowvar=False)))
+        return frechet_terms(self, frames.mean(0), np.atleast_2d(np.cov(frames, rowvar=False)))
 
 
-def _frechet(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -> float:
-    """``|mu_r - mu|^2 + tr(S_r + S - 2 (S_r S)^{1/2})``.
+def frechet_terms(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+    """``(|mu_r - mu|^2, tr(S_r + S - 2 (S_r S)^{1/2}))``: where a Fréchet distance comes from, the mean
+    (posture) offset and the covariance (motion) mismatch. Their sum is the distance.
 
     ``tr((S_r S)^{1/2})`` is the sum of square roots of the eigenvalues of ``S_r S``, which equal those of the
     symmetric PSD matrix ``S_r^{1/2} S S_r^{1/2}``: symmetric eigendecompositions give the value the FID/DIM
@@ -91,18 +96,23 @@ def _frechet(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -> flo
     middle = reference.cov_root @ cov @ reference.cov_root
     product_eigenvalues = np.linalg.eigvalsh(0.5 * (middle + middle.T))
     trace_sqrt = float(np.sqrt(np.clip(product_eigenvalues, 0.0, None)).sum())
-    distance = float(diff @ diff + np.trace(reference.cov) + np.trace(cov) - 2.0 * trace_sqrt)
-    return max(0.0, distance)  # >= 0 exactly; only round-off goes below
+    covariance_term = float(np.trace(reference.cov) + np.trace(cov) - 2.0 * trace_sqrt)
+    return float(diff @ diff), max(0.0, covariance_term)  # the covariance term is >= 0; only round-off goes below
 
 
 def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
     """Fréchet distance between two Gaussians given by their moments."""
-    return _frechet(GaussianStats.from_moments(mean_a, cov_a), np.asarray(mean_b, dtype=np.float64), cov_b)
+    return sum(frechet_terms(GaussianStats.from_moments(mean_a, cov_a), np.asarray(mean_b, dtype=np.float64), cov_b))
 
 
 def frechet_distance(frames_a: np.ndarray, frames_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two frame sets ``[N,D]`` and ``[M,D]`` (unbiased covariance)."""
     return GaussianStats.fit(frames_a).frechet_to(frames_b)
+
+
+def frechet_distance_terms(frames_a: np.ndarray, frames_b: np.ndarray) -> tuple[float, float]:
+    """``(mean term, covariance term)`` of :func:`frechet_distance`; they sum to it."""
+    return GaussianStats.fit(frames_a).frechet_terms_to(frames_b)
 
 
 # ---------------------------------------------------------------- diversity (SID) and correlation

@@ -40,6 +40,25 @@ def test_frechet_distance_matches_the_closed_form_for_known_gaussians():
     assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
 
 
+def test_frechet_terms_split_the_distance_into_mean_offset_and_covariance_mismatch():
+    # Diagonal covariances: mean term |mu_a - mu_b|^2, covariance term sum (s_a - s_b)^2 for std devs s.
+    mean_a, mean_b = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
+    std_a, std_b = np.array([1.0, 2.0, 0.5]), np.array([3.0, 1.0, 0.5])
+    reference = metrics.GaussianStats.from_moments(mean_a, np.diag(std_a ** 2))
+    mean_term, covariance_term = metrics.frechet_terms(reference, mean_b, np.diag(std_b ** 2))
+    assert mean_term == pytest.approx(np.sum((mean_a - mean_b) ** 2), rel=1e-12)
+    assert covariance_term == pytest.approx(np.sum((std_a - std_b) ** 2), rel=1e-9)
+    # A static set (zero covariance) pays the reference's whole trace; a shifted copy pays only the mean term.
+    frames = np.random.default_rng(3).standard_normal((400, 5)) @ np.diag([1.0, 2.0, 0.5, 0.1, 3.0])
+    shift = np.array([1.0, -2.0, 0.0, 0.5, 0.0])
+    static = np.broadcast_to(frames.mean(0) + shift, frames.shape)
+    terms = metrics.frechet_distance_terms(frames, static)
+    assert terms == pytest.approx((shift @ shift, np.trace(np.cov(frames, rowvar=False))), rel=1e-9)
+    shifted_terms = metrics.frechet_distance_terms(frames, frames + shift)
+    assert shifted_terms == pytest.approx((shift @ shift, 0.0), abs=1e-9)
+    assert sum(terms) == metrics.frechet_distance(frames, static)
+
+
 def test_frechet_distance_equals_the_sqrtm_formula_of_the_reference_code():
     from scipy.linalg import sqrtm
 
