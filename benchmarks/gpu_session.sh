@@ -6,7 +6,7 @@
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
 #
-# Stages: check | train | final | ddp (see the functions below).
+# Stages: check | train | final | tests | ddp (see the functions below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${LOG_DIR:-gpu_logs}"
@@ -84,6 +84,11 @@ stage_final() {
     run body_long python3 train_body.py -s "$work/subject512" -m "$work/body_long" --config configs/body.yaml \
         "train.max_minutes=${BODY_MINUTES:-6}" "train.max_steps=${BODY_STEPS:-22000}" train.workers=12
     run bench_body python3 benchmarks/bench_body.py --model "$work/body_long" --batch 1 4 16
+}
+
+stage_tests() {  # the gpu-marked tests alone
+    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
 }
 
 stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs
