@@ -6,7 +6,7 @@
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
 #   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
 #
-# Stages: check | train | final | tests | ddp (see the functions below).
+# Stages: check | train | final | tests | profile | ddp (see the functions below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir="${LOG_DIR:-gpu_logs}"
@@ -89,6 +89,15 @@ stage_final() {
 stage_tests() {  # the gpu-marked tests alone
     run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
     run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
+}
+
+stage_profile() {  # where a batch-1 render of a (briefly) trained body spends its time
+    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
+        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
+    run body_short python3 train_body.py -s "$work/subject512" -m "$work/body_profile" --config configs/body.yaml \
+        "train.max_minutes=${BODY_MINUTES:-2}" "train.max_steps=${BODY_STEPS:-8000}" train.workers=12
+    run profile_body python3 benchmarks/profile_body_render.py --model "$work/body_profile"
 }
 
 stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs
