@@ -179,6 +179,14 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def print_table(header: list[str], rows: dict[str, dict], keys: list[str]) -> None:
+    """A markdown table: one row per entry of ``rows`` (its name first), the values under ``keys``."""
+    print("\n| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * len(keys))
+    for name, values in rows.items():
+        print(f"| {name} | " + " | ".join(_fmt(values[key]) for key in keys) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="corpus folder (data_utils.synthetic_dyadic)")
@@ -200,27 +208,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(test_clips)} test clips x {len(truths[0])} frames, {len(train_clips)} train clips, "
           f"K={args.samples} for baselines\n")
-    print("| method | FD exp | = mean term | + cov term | FD pose | = mean term | + cov term "
-          "| pooled FD exp | pooled FD pose |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        print(f"| {name} | " + " | ".join(_fmt(r[k]) for k in (
-            "fd_exp", "mean_term_exp", "cov_term_exp", "fd_pose", "mean_term_pose", "cov_term_pose",
-            "pooled_fd_exp", "pooled_fd_pose")) + " |")
-    print("\n| part | within-clip trace | between-clip trace of clip means | ratio | "
-          "mean |clip mean - train mean|^2 | between-clip trace, full-length clips |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for part, s in spreads.items():
-        print(f"| {part} | " + " | ".join(_fmt(s[k]) for k in (
-            "within_clip_trace", "between_clip_means_trace", "between_over_within",
-            "mean_sq_distance_clip_mean_to_train_mean", "between_clip_means_trace_full_clips")) + " |")
-    print("\n| window, part | windows | within-window trace | next window: mean term | next window: cov term "
-          "| i.i.d. Gaussian: cov term |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for key, n in noise.items():
-        print(f"| {key} | {n['windows']} | " + " | ".join(_fmt(n[k]) for k in (
-            "within_window_trace", "next_window_mean_term", "next_window_cov_term", "iid_gaussian_cov_term"))
-              + " |")
+    print_table(["method", "FD exp", "= mean term", "+ cov term", "FD pose", "= mean term", "+ cov term",
+                 "pooled FD exp", "pooled FD pose"], results,
+                ["fd_exp", "mean_term_exp", "cov_term_exp", "fd_pose", "mean_term_pose", "cov_term_pose",
+                 "pooled_fd_exp", "pooled_fd_pose"])
+    print_table(["part", "within-clip trace", "between-clip trace of clip means", "ratio",
+                 "mean |clip mean - train mean|^2", "between-clip trace, full-length clips"], spreads,
+                ["within_clip_trace", "between_clip_means_trace", "between_over_within",
+                 "mean_sq_distance_clip_mean_to_train_mean", "between_clip_means_trace_full_clips"])
+    print_table(["window, part", "windows", "within-window trace", "next window: mean term",
+                 "next window: cov term", "i.i.d. Gaussian: cov term"], noise,
+                ["windows", "within_window_trace", "next_window_mean_term", "next_window_cov_term",
+                 "iid_gaussian_cov_term"])
     if args.json:
         Path(args.json).write_text(json.dumps({"config": vars(args), "fd_terms": results, "spread": spreads,
                                                "estimation_noise": noise}, indent=1) + "\n")
