@@ -21,6 +21,7 @@ class _Train:
 @dataclass
 class _Cfg:
     name: str = "x"
+    limit: int | None = None
     dims: list[int] = field(default_factory=lambda: [1, 2])
     train: _Train = field(default_factory=_Train)
 
@@ -33,6 +34,9 @@ def test_config_preset_and_overrides(tmp_path):
     assert cfg.train.lr == pytest.approx(3e-4) and cfg.train.use_ema is False
     assert cfg.dims == [4, 5, 6]
     assert config_to_dict(cfg)["train"]["max_steps"] == 50
+    assert cfg.limit is None
+    assert load_config(_Cfg, None, ["limit=7"]).limit == 7
+    assert load_config(_Cfg, None, ["limit=null"]).limit is None
 
 
 @pytest.mark.parametrize("override, message", [
@@ -40,6 +44,7 @@ def test_config_preset_and_overrides(tmp_path):
     ("train.max_steps=abc", "expects an integer"),
     ("train.use_ema=3", "true/false"),
     ("nokeyvalue", "key=value"),
+    ("limit=seven", "expects an integer"),
 ])
 def test_config_rejects_bad_overrides(override, message):
     with pytest.raises(ConfigError, match=message):

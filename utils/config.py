@@ -9,6 +9,7 @@ the wrong type is an error naming the key, never a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,7 +75,7 @@ def _coerce(annotation, value, key: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} is a section ({annotation.__name__}); got {value!r}")
         return config_from_dict(annotation, value, where=key + ".")
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]

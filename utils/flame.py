@@ -36,18 +36,19 @@ def split_flame(flame):
 
 def join_flame(exp, global_rot, jaw):
     """Inverse of :func:`split_flame` for numpy arrays or torch tensors with matching leading shapes."""
-    if isinstance(exp, np.ndarray):
-        return np.concatenate([exp, global_rot, jaw], axis=-1).astype(np.float32, copy=False)
-    import torch
-
-    return torch.cat([exp, global_rot, jaw], dim=-1)
+    return _concat_last([exp, global_rot, jaw])
 
 
 def deformation_code(flame):
     """``[..., 56]`` -> ``[..., 53]``: expression followed by jaw, the body's deformation input."""
     parts = split_flame(flame)
-    if isinstance(flame, np.ndarray):
-        return np.concatenate([parts["exp"], parts["jaw"]], axis=-1)
+    return _concat_last([parts["exp"], parts["jaw"]])
+
+
+def _concat_last(parts):
+    """Concatenate numpy arrays (as float32) or torch tensors along the last axis."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts, axis=-1).astype(np.float32, copy=False)
     import torch
 
-    return torch.cat([parts["exp"], parts["jaw"]], dim=-1)
+    return torch.cat(parts, dim=-1)
