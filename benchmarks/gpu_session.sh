@@ -32,18 +32,32 @@ run() {  # run <log name> <command...>: time it, keep its output, never stop the
     echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
 }
 
+build_gsplat() {  # JIT-builds gsplat's CUDA extension (~50 s) so no timed step pays for it
+    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+}
+
+ensure_subject512() {  # the 512x512, 4,500-frame synthetic subject every body stage trains on
+    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
+        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
+}
+
+train_body512() {  # train_body512 <model name> <minutes> <max steps>: configs/body.yaml on that subject
+    python3 train_body.py -s "$work/subject512" -m "$work/$1" --config configs/body.yaml \
+        "train.max_minutes=$2" "train.max_steps=$3" train.workers=12
+}
+
 stage_check() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log_dir/gpu.txt"
     python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())" | tee -a "$log_dir/gpu.txt"
-    run gsplat_build python3 -c "import time, torch; t=time.time(); from gsplat.cuda._backend import _C; print('gsplat CUDA extension ready in', round(time.time()-t,1), 's')"
+    build_gsplat
     run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
     run bench_rasterizer python3 benchmarks/bench_rasterizer.py --reference_counts 2000 --reference_batches 1
     run bench_brain python3 benchmarks/bench_brain.py
-    [ -f benchmarks/bench_body.py ] && run bench_body python3 benchmarks/bench_body.py
+    run bench_body python3 benchmarks/bench_body.py
     run brain_corpus_small python3 -m data_utils.synthetic_dyadic --out "$work/corpus_small" --clips 40 --seconds 30 --seed 0
     run brain_speed_probe python3 train_diffusion.py --config configs/brain_config.yaml --data "$work/corpus_small" \
         --out "$work/brain_probe" train.max_steps=300
-    run subject512 python3 -m data_utils.synthetic_subject --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
+    ensure_subject512
 }
 
 stage_train() {
@@ -52,10 +66,8 @@ stage_train() {
     local eval_work="$work/eval" corpus="$work/eval/corpus_200x60s_seed0" steps="${BRAIN_STEPS:-4000}"
     mkdir -p "$eval_work"
     (
-        [ -f "$work/subject512/meta.json" ] || python3 -m data_utils.synthetic_subject --out "$work/subject512" \
-            --frames 4500 --size 512 --device cuda --workers 16
-        python3 train_body.py -s "$work/subject512" -m "$work/body512" --config configs/body.yaml \
-            "train.max_minutes=${BODY_MINUTES:-5}" "train.max_steps=${BODY_STEPS:-12000}" train.workers=12
+        ensure_subject512
+        train_body512 body512 "${BODY_MINUTES:-5}" "${BODY_STEPS:-12000}"
         python3 benchmarks/bench_body.py --model "$work/body512"
     ) > "$log_dir/body.log" 2>&1 &
     local body_pid=$!
@@ -76,27 +88,23 @@ stage_train() {
 stage_final() {
     # Parity diagnostics and the GPU tests, then (GPU otherwise idle) one longer body training to see where
     # validation PSNR levels off, and the trained body's render speed.
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    build_gsplat
     run parity_diagnostics python3 benchmarks/parity_diagnostics.py
     run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
-    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
-        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
-    run body_long python3 train_body.py -s "$work/subject512" -m "$work/body_long" --config configs/body.yaml \
-        "train.max_minutes=${BODY_MINUTES:-6}" "train.max_steps=${BODY_STEPS:-22000}" train.workers=12
+    ensure_subject512
+    run body_long train_body512 body_long "${BODY_MINUTES:-6}" "${BODY_STEPS:-22000}"
     run bench_body python3 benchmarks/bench_body.py --model "$work/body_long" --batch 1 4 16
 }
 
 stage_tests() {  # the gpu-marked tests alone
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    build_gsplat
     run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
 }
 
 stage_profile() {  # where a batch-1 render of a (briefly) trained body spends its time
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
-    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
-        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
-    run body_short python3 train_body.py -s "$work/subject512" -m "$work/body_profile" --config configs/body.yaml \
-        "train.max_minutes=${BODY_MINUTES:-2}" "train.max_steps=${BODY_STEPS:-8000}" train.workers=12
+    build_gsplat
+    ensure_subject512
+    run body_short train_body512 body_profile "${BODY_MINUTES:-2}" "${BODY_STEPS:-8000}"
     run profile_body python3 benchmarks/profile_body_render.py --model "$work/body_profile"
 }
 
