@@ -114,8 +114,10 @@ def autocast_context(cfg: BrainConfig, device: torch.device):
 
 
 def train_step(model: torch.nn.Module, diffusion: ListenerDiffusion, batch, optimizer: torch.optim.Optimizer,
-               cfg: BrainConfig, step: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One optimiser step on ``batch = (Conditioning, target [B,W,56])``; returns the loss parts."""
+               cfg: BrainConfig, step: int, generator: torch.Generator,
+               device: torch.device) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``batch = (Conditioning, target [B,W,56])``; returns the loss parts (detached
+    scalar tensors: reading them syncs the device, so the loop does that only when it logs)."""
     cond, target = batch
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step)
@@ -158,10 +160,10 @@ class WindowBatches:
         self.sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=dist_info.world_size,
                                                            rank=dist_info.rank, shuffle=True,
                                                            seed=cfg.train.seed, drop_last=True)
-        self.steps_per_epoch = max(1, len(self.sampler) // self.batch_size)
         if len(self.sampler) < self.batch_size:
             raise CorpusError(f"{cfg.data}: the train split yields {len(dataset)} windows, fewer than one batch of "
                               f"{self.batch_size} per process; use a larger corpus or a smaller train.batch_size")
+        self.steps_per_epoch = len(self.sampler) // self.batch_size
         self._epoch, self._order = -1, None
 
     def __call__(self, step: int):

@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 from brain.data import CorpusError, check_speaker_inputs, load_npy
 from brain.policy import ListenerPolicy
 from utils.atomic import save_npy

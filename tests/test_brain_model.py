@@ -114,12 +114,22 @@ def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
     h, c = SMALL.history_frames, SMALL.chunk_frames
     with torch.no_grad():
         reference = denoiser(target, torch.tensor([10]), cond)
-        for frame, should_change in ((h + c - 1, True), (h - 2, True)):
+        for frame in (h + c - 1, h - 2):  # the chunk's last frame and a history frame are both seen
             audio = cond.speaker_audio.clone()
             audio[:, frame] += torch.randn(768)  # LayerNorm ignores a constant shift
             changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
                                                                         cond.speaker_exp, cond.speaker_valid))
-            assert should_change == (not torch.allclose(changed, reference))
+            assert not torch.allclose(changed, reference), f"speaker frame {frame} changed nothing"
+        # A speaker frame marked invalid (before the clip start) is ignored, whatever it holds.
+        invalid = cond.speaker_valid.clone()
+        invalid[:, 0] = False
+        audio = cond.speaker_audio.clone()
+        audio[:, 0] += torch.randn(768)
+        masked = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid,
+                                                                   cond.speaker_audio, cond.speaker_exp, invalid))
+        masked_changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+                                                                           cond.speaker_exp, invalid))
+        torch.testing.assert_close(masked_changed, masked)
         # The window's first frame (time 0) may only see speaker frames up to time 0.
         audio = cond.speaker_audio.clone()
         audio[:, h + 1:] += torch.randn(c - 1, 768)
