@@ -36,7 +36,8 @@ Listener, reacting stochastically and with lags
   * *idle sway*: slow smooth yaw (±0.08 rad), roll (±0.04) and pitch drift (±0.03); the jaw rests
     slightly open and opens a little more during nods ("mm-hm");
   * the other 47 expression dims and the two minor jaw axes are a fixed random mixing of smile, brow,
-    nodding, blink and three idle factors plus noise 0.02, so all 56 dims vary like real EMOCA codes.
+    nodding, blink and three idle factors (the expression dims also get noise 0.02), so all 56 dims vary
+    like real EMOCA codes.
 
 So one speaker input has many listener futures: whether and when a nod or smile comes is random, and the
 idle motion never repeats. ``clips/<id>/events.json`` records the latent event times (speaker pause and
