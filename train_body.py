@@ -251,7 +251,7 @@ def train_step(cfg: BodyTrainConfig, model: BodyModel, batch: dict, optimizers: 
         for name, layer_out in zip(LAYERS, out["layers"]):
             if model.gaussians[name]["means"].shape[0] <= cfg.densify.max_gaussians:
                 strategy.step_post_backward(model.gaussians[name], optimizers[name], strategy_states[name], step,
-                                            layer_out["info"], packed=layer_out["info"].get("packed", False))
+                                            layer_out["info"], packed=layer_out["info"]["packed"])
     return {key: float(value.detach()) for key, value in losses.items()}
 
 
@@ -379,9 +379,9 @@ def train(cfg: BodyTrainConfig, *, resume: bool = False, progress: bool = True) 
         for group, opts in payload["train_state"]["optimizers"].items():
             for key, state in opts.items():
                 optimizers[group][key].load_state_dict(state)
+    if payload is not None and strategy is not None:
         for name, saved in payload["train_state"]["strategy"].items():
-            if strategy is not None:
-                strategy_states[name].update({k: v.to(device) if torch.is_tensor(v) else v for k, v in saved.items()})
+            strategy_states[name].update({k: v.to(device) if torch.is_tensor(v) else v for k, v in saved.items()})
 
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(model_dir / "config.yaml") as tmp:

@@ -55,6 +55,7 @@ from data_utils import synthetic_semantics as sem
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
 from gaussian_renderer.gaussians import Camera
 from scene.rotation import axis_angle_to_matrix
+from scene.subject import frame_name
 from utils.atomic import atomic_output
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
 from utils.runtime import resolve_device
@@ -193,9 +194,13 @@ class _Scene:
         self.light = torch.nn.functional.normalize(torch.tensor(LIGHT, device=device), dim=0)
         self.pivot = torch.tensor(PIVOT, device=device)
         self.neck_t, neck_normal = self._neck()
-        neck_colour = self._shade(torch.tensor(SKIN, device=device).expand_as(neck_normal) * 0.9, neck_normal)
-        self.neck_colour = neck_colour  # [P,3]
+        self.neck_colour = self._shade(torch.tensor(SKIN, device=device).expand_as(neck_normal) * 0.9,
+                                       neck_normal)  # [P,3]
         self.plate = self._plate()  # [P,3]
+
+    def background(self) -> np.ndarray:
+        """The plate at image resolution: uint8 ``[H,W,3]``, what ``background.png`` holds."""
+        return _to_uint8(_downsample(self.plate[None], self.camera, self.supersample))[0]
 
     def _shade(self, albedo: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
         return albedo * (0.45 + 0.55 * (normal * self.light).sum(-1, keepdim=True).clamp(min=0))
@@ -205,8 +210,7 @@ class _Scene:
         centre = self.pivot + torch.tensor([0.0, 0.0, 0.015], device=self.device)
         radii = torch.tensor([NECK_RADII[0], 1.0, NECK_RADII[1]], device=self.device)
         flat = torch.tensor([1.0, 0.0, 1.0], device=self.device)
-        t, normal = _ellipsoid_hit(torch.zeros(3, device=self.device) * flat, self.directions * flat,
-                                   centre * flat, radii)
+        t, normal = _ellipsoid_hit(torch.zeros(3, device=self.device), self.directions * flat, centre * flat, radii)
         y = t * self.directions[:, 1]
         inside = (y > self.pivot[1] - 0.02) & (y < self.pivot[1] + 0.25)
         return torch.where(inside, t, torch.full_like(t, float("inf"))), normal
@@ -445,8 +449,7 @@ def render_subject(flame, translation=None, *, size: int = 64, camera: Camera | 
     for start, frame_chunk, mask_chunk in _render_chunks(scene, flame, translation, chunk_rays):
         frames[start:start + len(frame_chunk)] = frame_chunk
         masks[start:start + len(mask_chunk)] = mask_chunk
-    background = _to_uint8(_downsample(scene.plate[None], camera, supersample))[0]
-    return {"frames": frames, "masks": masks, "background": background}
+    return {"frames": frames, "masks": masks, "background": scene.background()}
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -489,11 +492,10 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
-        background = _to_uint8(_downsample(scene.plate[None], camera, supersample))[0]
-        pending = deque([pool.submit(_write_png, tmp / "background.png", background)])
+        pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])
         for start, frame_chunk, mask_chunk in chunks:
             for offset, (frame, mask) in enumerate(zip(frame_chunk, mask_chunk)):
-                name = f"{start + offset:06d}.png"
+                name = frame_name(start + offset)
                 pending.append(pool.submit(_write_png, tmp / "frames" / name, frame))
                 pending.append(pool.submit(_write_png, tmp / "masks" / name, mask))
                 # Keep every worker busy while rendering goes on, but bound the images held in memory.

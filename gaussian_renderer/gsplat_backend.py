@@ -1,10 +1,18 @@
 """gsplat's fused CUDA rasteriser behind the same per-layer contract as the reference backend."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from gaussian_renderer.gaussians import Camera, GaussianLayer
 from gaussian_renderer.reference import LOW_PASS
+
+
+@functools.lru_cache(maxsize=None)
+def _intrinsics_on(camera: Camera, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Built once per camera and device: a host-to-GPU copy (and sync) per layer per render would stall launches.
+    return camera.intrinsics(device, dtype)
 
 
 def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True) -> dict:
@@ -22,7 +30,7 @@ def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = Tru
     batch = layer.batch_size
     # Camera space is the world here: identity view matrices, one camera per batch element.
     viewmats = torch.eye(4, device=layer.means.device, dtype=layer.means.dtype).expand(batch, 1, 4, 4)
-    intrinsics = camera.intrinsics(layer.means.device, layer.means.dtype).expand(batch, 1, 3, 3)
+    intrinsics = _intrinsics_on(camera, layer.means.device, layer.means.dtype).expand(batch, 1, 3, 3)
     rendered, alphas, info = rasterization(
         means=layer.means, quats=layer.quats, scales=layer.scales, opacities=layer.opacities,
         colors=layer.colors, viewmats=viewmats, Ks=intrinsics, width=camera.width, height=camera.height,

@@ -31,7 +31,7 @@ from scene.deform import DeformConfig, FlameDeformNet
 from scene.gaussians import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
                              init_face_set, init_mouth_set)
 from scene.rotation import axis_angle_split, axis_angle_to_quat, quat_multiply, rotate_about_axis
-from scene.subject import Subject, SubjectError
+from scene.subject import Subject, SubjectError, frame_name
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import config_from_dict, config_to_dict
 from utils.flame import FLAME_DIM, GLOBAL_ROT, deformation_code
@@ -241,7 +241,7 @@ def _pivot_from_mask(subject: Subject, index: int, depth: float) -> np.ndarray:
     """Without translation.npy: the pivot sits under the mask's centre, 3/4 of the way down, at ``depth``."""
     rows, cols = np.nonzero(subject.mask(index) > 127)
     if len(rows) == 0:
-        raise SubjectError(f"{subject.root}/masks/{index:06d}.png: empty mask, cannot place the head")
+        raise SubjectError(f"{subject.root / 'masks' / frame_name(index)}: empty mask, cannot place the head")
     u = (cols.min() + cols.max() + 1) / 2
     v = rows.min() + 0.75 * (rows.max() + 1 - rows.min())
     return backproject(np.array([u]), np.array([v]), np.array([depth]), subject.intrinsics)[0].astype(np.float32)

@@ -107,11 +107,12 @@ def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, mask: np.ndarray, 
     np.minimum.at(left, rows, cols)
     np.maximum.at(right, rows, cols + 1)
     pick = rng.integers(0, len(rows), cfg.face_count)
-    u = cols[pick] + rng.random(cfg.face_count)  # jitter inside the pixel
-    v = rows[pick] + rng.random(cfg.face_count)
-    colors = torch.as_tensor(frame[rows[pick], cols[pick]] / 255.0, dtype=torch.float32)
-    centre = (left[rows[pick]] + right[rows[pick]]) / 2
-    half_width = np.maximum((right[rows[pick]] - left[rows[pick]]) / 2, 0.5)  # pixels
+    row, col = rows[pick], cols[pick]
+    u = col + rng.random(cfg.face_count)  # jitter inside the pixel
+    v = row + rng.random(cfg.face_count)
+    colors = torch.as_tensor(frame[row, col] / 255.0, dtype=torch.float32)
+    centre = (left[row] + right[row]) / 2
+    half_width = np.maximum((right[row] - left[row]) / 2, 0.5)  # pixels
     across = np.clip((u - centre) / half_width, -1, 1)
     pivot_depth = float(translation[2])
     radius = half_width / intrinsics["fx"] * pivot_depth  # metres

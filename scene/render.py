@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--frame needs --ply and --flame")
     try:
         body = load_body(args.model, resolve_device(args.device))
-        motion = read_motion(args.flame, args.translation) if args.flame else (None, None)
-        flame, translation = motion
+        flame, translation = read_motion(args.flame, args.translation) if args.flame else (None, None)
         if args.ply is not None:
             if args.frame is not None and not 0 <= args.frame < len(flame):
                 raise CorpusError(f"--frame {args.frame} is outside {args.flame} ({len(flame)} rows)")

@@ -311,7 +311,6 @@ def test_tile_culling_is_exact_per_pixel_centre():
     assert (~kept).sum() > 0.2 * count and (kept & ~reached).sum() < 0.05 * count  # and is tight
 
 
-
 def test_reference_info_drives_gsplats_densification_strategy():
     from gsplat.strategy import DefaultStrategy
 

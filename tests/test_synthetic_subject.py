@@ -6,7 +6,7 @@ import pytest
 from scipy.ndimage import maximum_filter
 
 from data_utils import synthetic_semantics as sem
-from data_utils.synthetic_subject import (EYES, MOUTH_HALF_WIDTH, MOUTH_Y, PIVOT, main, render_subject,
+from data_utils.synthetic_subject import (EYE_RADIUS, EYES, MOUTH_HALF_WIDTH, MOUTH_Y, PIVOT, main, render_subject,
                                           subject_camera, synthetic_listener_motion, write_synthetic_subject)
 from scene.subject import Subject
 from utils.flame import FLAME_DIM
@@ -57,7 +57,7 @@ def test_folder_passes_the_subject_reader(written):
     assert sorted(p.name for p in root.iterdir()) == ["a", "b"]  # no temporary folders left behind
 
 
-def test_same_seed_same_files_other_seed_other_motion(written, tmp_path):
+def test_same_seed_same_files_other_seed_other_motion(written):
     _, first, again = written
     for name in ["flame.npy", "translation.npy", "background.png", "frames/000007.png", "masks/000011.png"]:
         assert (first / name).read_bytes() == (again / name).read_bytes(), name
@@ -119,7 +119,7 @@ def test_expressions_move_their_own_regions(posed):
     eye_pixels = np.array([pixel_of(eye) for eye in EYES])  # [2, (col,row)]
     distance = np.min(np.hypot(eyes[1][:, None] + 0.5 - eye_pixels[None, :, 0],
                                eyes[0][:, None] + 0.5 - eye_pixels[None, :, 1]), axis=1)
-    eye_radius_pixels = subject_camera(SIZE).fx * 0.0125 / (PIVOT[2] + EYES[0][2])
+    eye_radius_pixels = subject_camera(SIZE).fx * EYE_RADIUS / (PIVOT[2] + EYES[0][2])
     assert distance.max() < 1.5 * eye_radius_pixels  # only the eyes change when they close
 
     smile = changed_pixels(rest_frame, out["frames"][2])
