@@ -39,7 +39,7 @@ import numpy as np
 
 from data_utils.resample import fill_missing, missing_runs
 from utils.atomic import save_npy
-from utils.flame import EXP_DIM, FLAME_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
+from utils.flame import EXP_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
 
 POSE_DIM = GLOBAL_ROT_DIM + JAW_DIM  # EMOCA posecode: global 3 | jaw 3
 CAM_DIM = 3  # weak perspective: scale, tx, ty
@@ -135,11 +135,12 @@ def read_emoca_sequence(path: str | Path, *, num_frames: int | None = None, max_
     numbers frames from 1).
     """
     path = Path(path)
+    layout = _layout(path) if path.is_dir() else None
     if path.is_file() and path.suffix == ".npz":
         codes = _read_stacked_npz(path)
-    elif path.is_dir() and _layout(path) == "stacked":
+    elif layout == "stacked":
         codes = _read_stacked_folder(path)
-    elif path.is_dir() and _layout(path) == "frames":
+    elif layout == "frames":
         codes = _read_frame_folders(path, face_index, first_frame_number)
     else:
         raise EmocaError(f"{path}: not an EMOCA output (expected frame folders with exp.npy/pose.npy, "
@@ -338,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     codes = sequence.listener if args.kind == "listener" else sequence.speaker
-    assert codes.shape[1] in (FLAME_DIM, EXP_DIM)
     save_npy(args.out, codes)
     for note in sequence.notes:
         print(f"note: {note}")

@@ -62,21 +62,32 @@ def _require_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def ffmpeg_header(path: str | os.PathLike) -> str:
+    """What ``ffmpeg -i`` prints about a file's container and streams (it exits 1 without an output file)."""
+    path = _require_file(path)
+    return _run_ffmpeg(["-i", str(path)], path).stderr.decode("utf-8", "replace")
+
+
+def header_duration(header: str) -> float | None:
+    """The container duration in seconds from :func:`ffmpeg_header`'s text; None when it names none."""
+    match = _DURATION.search(header)
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Frame rate, size, exact frame count and duration of a video file."""
     path = _require_file(path)
-    header = _run_ffmpeg(["-i", str(path)], path).stderr.decode("utf-8", "replace")
+    header = ffmpeg_header(path)
     video = _VIDEO.search(header)
     if video is None:
         raise MediaError(f"{path}: unreadable media or no video stream (ffmpeg: {_last_line(header)})")
     fps_match = _FPS.search(video.group(0)) or _TBR.search(video.group(0))
     if fps_match is None:
         raise MediaError(f"{path}: the video stream declares no frame rate")
-    duration_match = _DURATION.search(header)
-    duration = 0.0
-    if duration_match:
-        hours, minutes, seconds = duration_match.groups()
-        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    duration = header_duration(header) or 0.0
     audio = _AUDIO.search(header)
     counted = _run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], path)
     counts = _FRAME_COUNT.findall(counted.stderr.decode("utf-8", "replace"))

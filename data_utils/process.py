@@ -202,8 +202,8 @@ def mediapipe_head_masker():
 def masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Median over axis 0 of ``values`` ``[K,H,W,C]`` where ``valid`` ``[K,H,W]``; 0 where nothing is valid.
 
-    Sorting with the invalid entries pushed to the end and indexing by each pixel's valid count is ~10x
-    faster than ``np.nanmedian`` on frame stacks.
+    Sorting with the invalid entries pushed to the end and indexing by each pixel's valid count is ~8x
+    faster than ``np.nanmedian`` on frame stacks (200 frames of a 64x512 row block: 1.3 s vs 11 s, CPU).
     """
     values = values.astype(np.float32)
     values[~valid] = np.inf  # sorted last
@@ -223,10 +223,12 @@ def write_background(frames_dir: Path, masks_dir: Path, path: Path, num_frames: 
     picks = np.unique(np.linspace(0, num_frames - 1, min(max_frames, num_frames)).round().astype(int))
     frames = np.stack([np.asarray(Image.open(frames_dir / f"{i:06d}.png").convert("RGB")) for i in picks])
     structure = np.ones((2 * dilate + 1, 2 * dilate + 1), dtype=bool) if dilate > 0 else None
-    background_mask = np.stack([
-        ~(ndimage.binary_dilation(np.asarray(Image.open(masks_dir / f"{i:06d}.png")) > 127, structure)
-          if structure is not None else np.asarray(Image.open(masks_dir / f"{i:06d}.png")) > 127)
-        for i in picks])  # [K,H,W] True where the pixel shows background
+
+    def shows_background(index: int) -> np.ndarray:  # [H,W] True outside the (dilated) mask
+        foreground = np.asarray(Image.open(masks_dir / f"{index:06d}.png")) > 127
+        return ~(ndimage.binary_dilation(foreground, structure) if structure is not None else foreground)
+
+    background_mask = np.stack([shows_background(i) for i in picks])  # [K,H,W]
     height = frames.shape[1]
     plate = np.zeros(frames.shape[1:], dtype=np.float32)
     seen = background_mask.any(axis=0)

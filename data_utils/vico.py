@@ -175,14 +175,13 @@ def convert_clip(row: VicoRow, emoca_root: Path, extractor_factory, options: Vic
         raise ClipRefused(f"{row.audio}: audio lasts {audio_seconds:.3f} s but the speaker video {row.speaker_video.name} "
                           f"has {speaker_info.num_frames} frames ({speaker_seconds:.3f} s at {fps:g} fps); "
                           f"more than the {options.sync_tolerance_seconds:g} s sync tolerance")
-    gap_frames = int(round(options.max_gap_seconds * fps))
+    emoca_limits = {"max_missing_fraction": options.max_missing_fraction, "face_index": options.face_index,
+                    "max_gap_frames": int(round(options.max_gap_seconds * fps))}
     try:
         listener_codes = load_emoca_codes(emoca_root, row.listener_video.stem, num_frames=listener_info.num_frames,
-                                          max_missing_fraction=options.max_missing_fraction,
-                                          max_gap_frames=gap_frames, face_index=options.face_index)
+                                          **emoca_limits)
         speaker_codes = load_emoca_codes(emoca_root, row.speaker_video.stem, num_frames=speaker_info.num_frames,
-                                         max_missing_fraction=options.max_missing_fraction,
-                                         max_gap_frames=gap_frames, face_index=options.face_index)
+                                         **emoca_limits)
     except EmocaError as exc:
         raise ClipRefused(str(exc)) from exc
     listener = resample_codes(listener_codes.listener, fps, FPS, LISTENER_ROTATIONS)  # [Tl,56]

@@ -6,8 +6,9 @@
     info = probe_video("out.mp4")       # VideoInfo(num_frames=..., fps=25.0, duration_s=..., has_audio=True, ...)
 
 The ffmpeg binary is the one bundled with ``imageio-ffmpeg`` (it has libx264 and AAC), so no system
-ffmpeg is needed. Output is yuv420p at a constant 25 fps, which every common player reads. The writer
-writes exactly where it is told: callers make the file atomic with ``utils.atomic.atomic_output``.
+ffmpeg is needed; it is found, and files are probed, through ``data_utils.media`` as in data preparation.
+Output is yuv420p at a constant 25 fps, which every common player reads. The writer writes exactly where
+it is told: callers make the file atomic with ``utils.atomic.atomic_output``.
 """
 from __future__ import annotations
 
@@ -25,15 +26,12 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from data_utils.media import MediaError, ffmpeg_exe, ffmpeg_header, header_duration
 from utils.flame import FPS
 
 
 class VideoError(RuntimeError):
     """ffmpeg refused a file or failed while encoding; the message carries ffmpeg's own words."""
-
-
-def ffmpeg_exe() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def even_size(height: int, width: int) -> tuple[int, int]:
@@ -202,8 +200,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if not path.is_file():
         raise VideoError(f"{path}: no such video file")
     num_frames, duration_s = imageio_ffmpeg.count_frames_and_secs(str(path))
-    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                            text=True).stderr  # ffmpeg -i with no output exits 1 and prints the streams
+    header = _header(path)
     video = re.search(r"Stream #\S+.*?Video: (\w+)[^,]*, (\w+)[^,]*(?:\([^)]*\))?,.*?(\d+)x(\d+).*?([\d.]+) fps",
                       header)
     if video is None:
@@ -220,16 +217,22 @@ def probe_audio(path: str | os.PathLike) -> float:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such audio file")
-    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                            text=True).stderr
+    header = _header(path)
     if re.search(r"Stream #\S+.*?Audio:", header) is None:
         last_line = header.strip().splitlines()[-1] if header.strip() else "no output from ffmpeg"
         raise VideoError(f"{path}: no readable audio stream ({last_line})")
-    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header)
+    duration = header_duration(header)
     if duration is None:
         raise VideoError(f"{path}: ffmpeg reports no duration for this audio file")
-    hours, minutes, seconds = duration.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return duration
+
+
+def _header(path: Path) -> str:
+    """``data_utils.media.ffmpeg_header`` with its failures reported as :class:`VideoError`."""
+    try:
+        return ffmpeg_header(path)
+    except MediaError as exc:
+        raise VideoError(str(exc)) from exc
 
 
 def read_video_frames(path: str | os.PathLike) -> np.ndarray:

@@ -2,12 +2,11 @@
 latency bookkeeping, and the all-or-nothing output set — driven by small stand-ins for the brain and body
 that follow docs/ARCHITECTURE.md. The end-to-end runs with real tiny checkpoints are in test_synthesis_cli.py.
 """
-import wave
-
 import numpy as np
 import pytest
 import torch
 
+from data_utils.media import write_wav
 from synthesis.pipeline import OfflineReport, SynthesisOutputs, synthesize
 from synthesis.session import ListenerSession, replay, simulate_live_clock
 from synthesis.video import (VideoError, VideoWriter, grid_shape, probe_audio, probe_video, read_video_frames,
@@ -17,11 +16,7 @@ from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
 def write_sine_wav(path, seconds, rate=16000):
     t = np.arange(int(rate * seconds)) / rate
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes((3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).tobytes())
+    write_wav(path, 0.1 * np.sin(2 * np.pi * 440 * t), rate)
 
 
 class StandInStream:
