@@ -50,6 +50,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from brain.baselines import build_baselines  # noqa: E402
 from brain.data import DyadicCorpus  # noqa: E402
+from brain.evaluate import cut_to_seconds  # noqa: E402
 from brain.metrics import PARTS, GaussianStats, frechet_distance  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
@@ -62,10 +63,7 @@ def load(corpus_dir: str, seconds: float):
     corpus = DyadicCorpus(corpus_dir)
     test_clips = corpus.load_split("test", min_frames=3)
     full_listeners = [np.asarray(c.listener, dtype=np.float64) for c in test_clips]
-    frames = max(3, int(round(seconds * FPS)))  # brain.evaluate's --max_seconds cut: the first S seconds
-    for clip in test_clips:
-        clip.speaker_audio, clip.speaker_exp = clip.speaker_audio[:frames], clip.speaker_exp[:frames]
-        clip.listener = clip.listener[:frames]
+    cut_to_seconds(test_clips, seconds)  # brain.evaluate's --max_seconds cut
     return test_clips, full_listeners, corpus.load_split("train")
 
 

@@ -102,13 +102,18 @@ def load_clips(cfg: EvalConfig) -> tuple[list, list]:
     if cfg.max_clips:
         test_clips = test_clips[:cfg.max_clips]
     if cfg.max_seconds:
-        frames = max(3, int(round(cfg.max_seconds * FPS)))
-        for clip in test_clips:
-            clip.speaker_audio, clip.speaker_exp = clip.speaker_audio[:frames], clip.speaker_exp[:frames]
-            clip.listener = clip.listener[:frames]
+        cut_to_seconds(test_clips, cfg.max_seconds)
     needs_train = cfg.visual_only or (_baseline_names(cfg) not in ([], ["regression"]))
     train_clips = corpus.load_split("train") if needs_train else []
     return test_clips, train_clips
+
+
+def cut_to_seconds(clips, seconds: float) -> None:
+    """Cut every clip, in place, to its first ``seconds`` (at least 3 frames): what ``--max_seconds`` does."""
+    frames = max(3, int(round(seconds * FPS)))
+    for clip in clips:
+        clip.speaker_audio, clip.speaker_exp = clip.speaker_audio[:frames], clip.speaker_exp[:frames]
+        clip.listener = clip.listener[:frames]
 
 
 def _baseline_names(cfg: EvalConfig) -> list[str]:

@@ -89,7 +89,7 @@ def frechet_terms(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -
 
     ``tr((S_r S)^{1/2})`` is the sum of square roots of the eigenvalues of ``S_r S``, which equal those of the
     symmetric PSD matrix ``S_r^{1/2} S S_r^{1/2}``: symmetric eigendecompositions give the value the FID/DIM
-    code gets from ``scipy.linalg.sqrtm(S_r @ S)`` (tested), about twice as fast (100x100: 4.5 vs 9.8 ms) and
+    code gets from ``scipy.linalg.sqrtm(S_r @ S)`` (tested), about twice as fast (docs/METRICS.md) and
     without the complex round-off and ridge retries that near-singular covariances (a static motion) cause.
     """
     diff = reference.mean - mean
@@ -359,7 +359,7 @@ def evaluate_method(context: MetricContext, samples: Sequence[np.ndarray]) -> di
 
     per_clip: dict[str, list[float]] = {name: [] for name in
                                         ("fd_exp", "fd_pose", "pfd_exp", "pfd_pose", "mse_exp", "mse_pose",
-                                         "frcorr", "frdist", "frdiv", "frvar", "frsyn")}
+                                         "frcorr", "frdiv", "frvar", "frsyn")}
     for index, (motion, truth, speaker) in enumerate(zip(samples, context.listener, context.speaker_exp)):
         motion = np.asarray(motion, dtype=np.float64)
         for part, sl in PARTS.items():
