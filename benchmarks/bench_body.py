@@ -23,6 +23,7 @@ from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
 from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
 from scene.gaussians import make_gaussian_set  # noqa: E402
 from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW  # noqa: E402
+from utils.runtime import resolve_device  # noqa: E402
 
 
 def random_body(gaussians: int, size: int, device: torch.device, seed: int = 0) -> BodyModel:
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     else:  # CPU: a smoke test of the script, not a measurement
