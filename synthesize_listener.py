@@ -4,7 +4,7 @@ Usage:
     python synthesize_listener.py --audio A.npy --visual V.npy \\
         --body_checkpoint output/body --brain_checkpoint output/brain/checkpoint.pth --output out/listener.mp4 \\
         [--wav speaker.wav] [--seed 0] [--num_samples 3] [--steps 15] \\
-        [--guidance_audio G] [--guidance_visual G] [--device cuda|cpu] [--stream [--realtime]]
+        [--guidance_audio G] [--guidance_speaker_exp G] [--device cuda|cpu] [--stream [--realtime]]
 
     # audio features computed from the wav with a local wav2vec 2.0 model instead of --audio:
     python synthesize_listener.py --wav speaker.wav --wav2vec models/wav2vec2-base --visual V.npy ...
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_samples", type=int, default=1, help="K different listeners for the same speaker")
     parser.add_argument("--steps", type=int, default=15, help="DDIM sampling steps")
     parser.add_argument("--guidance_audio", type=float, default=None, help="default: the checkpoint's")
-    parser.add_argument("--guidance_visual", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument("--guidance_speaker_exp", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when available)")
     parser.add_argument("--stream", action="store_true", help="replay as a live session and report latencies")
     parser.add_argument("--realtime", action="store_true", help="with --stream: pace chunks by the 25 fps clock")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs, report = synthesize(
             policy, body, speaker_audio, speaker_exp, args.output, wav=wav, num_samples=args.num_samples,
             seed=args.seed, steps=args.steps, guidance_audio=args.guidance_audio,
-            guidance_visual=args.guidance_visual, stream=args.stream, realtime=args.realtime,
+            guidance_speaker_exp=args.guidance_speaker_exp, stream=args.stream, realtime=args.realtime,
             render_batch=args.render_batch, progress=not args.no_progress)
     except (ValueError, OSError, VideoError) as exc:  # CorpusError, CheckpointError, Wav2VecError: ValueErrors
         print(f"synthesize_listener: error: {exc}", file=sys.stderr)

@@ -63,7 +63,7 @@ def bench_chunk(policy: ListenerPolicy, args, timer: Timer) -> float:
     rng = np.random.default_rng(0)
     chunk = policy.chunk_frames
     stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps,
-                           guidance_audio=args.guidance, guidance_visual=args.guidance)
+                           guidance_audio=args.guidance, guidance_speaker_exp=args.guidance)
     audio = rng.standard_normal((chunk, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((chunk, SPEAKER_EXP_DIM)).astype(np.float32)
     for _ in range(args.warmup):
@@ -77,7 +77,7 @@ def bench_offline(policy: ListenerPolicy, args, timer: Timer) -> float:
     audio = rng.standard_normal((frames, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((frames, SPEAKER_EXP_DIM)).astype(np.float32)
     options = dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
-                   guidance_visual=args.guidance)
+                   guidance_speaker_exp=args.guidance)
     policy.generate(audio[:4 * policy.chunk_frames], exp[:4 * policy.chunk_frames], **options)  # warm-up
     return timer(lambda: policy.generate(audio, exp, **options)) / 1000
 

@@ -75,7 +75,7 @@ phase evaluate python -m brain.evaluate --data "$corpus" --split test \
     --samples "$SAMPLES" --baselines all --steps 15 --seed "$SEED" --out "$out/eval" \
     --device cuda --precision "$PRECISION" --cuda_graphs \
     --max_clips "$EVAL_CLIPS" --max_seconds "$EVAL_SECONDS" \
-    --shuffled_speaker --audio_only --visual_only --step_sweep $STEP_SWEEP --guidance_sweep $GUIDANCE_SWEEP
+    --shuffled_speaker --audio_only --speaker_exp_only --step_sweep $STEP_SWEEP --guidance_sweep $GUIDANCE_SWEEP
 
 echo "results: $out/eval/metrics.md; timings: $timings" >&2
 cat "$timings" >&2

@@ -34,7 +34,7 @@ class MotionGenerator(Protocol):
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_visual: float | None = None) -> np.ndarray: ...
+                 guidance_speaker_exp: float | None = None) -> np.ndarray: ...
 
 
 class Baseline:
@@ -42,7 +42,7 @@ class Baseline:
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_visual: float | None = None) -> np.ndarray:
+                 guidance_speaker_exp: float | None = None) -> np.ndarray:
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

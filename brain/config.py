@@ -29,7 +29,7 @@ class DiffusionConfig:
     acceleration_weight: float = 0.1
     # Classifier-free guidance dropout (per sample; audio / exp / both are exclusive, history independent).
     drop_audio: float = 0.1
-    drop_exp: float = 0.1
+    drop_speaker_exp: float = 0.1
     drop_both: float = 0.1
     drop_history: float = 0.1
     # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
@@ -43,7 +43,7 @@ class SampleConfig:
     steps: int = 15
     eta: float = 0.0
     guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
-    guidance_visual: float = 1.0
+    guidance_speaker_exp: float = 1.0
 
 
 @dataclass

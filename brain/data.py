@@ -56,7 +56,7 @@ def check_array(array: np.ndarray, width: int, source: str) -> np.ndarray:
 
 
 def check_speaker_inputs(speaker_audio: np.ndarray, speaker_exp: np.ndarray, *, audio_source: str = "audio",
-                         exp_source: str = "visual") -> tuple[np.ndarray, np.ndarray]:
+                         exp_source: str = "speaker_exp") -> tuple[np.ndarray, np.ndarray]:
     """Validate a speaker's ``[T,768]`` audio features and ``[T,50]`` expression: widths, finiteness, equal T."""
     speaker_audio = check_array(speaker_audio, AUDIO_DIM, audio_source)
     speaker_exp = check_array(speaker_exp, SPEAKER_EXP_DIM, exp_source)

@@ -139,9 +139,9 @@ class ListenerDenoiser(nn.Module):
         self.position = nn.Parameter(0.02 * torch.randn(history + window, width))  # shared time axis
         self.audio_norm = nn.LayerNorm(AUDIO_DIM)
         self.audio_in = nn.Linear(AUDIO_DIM, width)
-        self.exp_in = nn.Linear(SPEAKER_EXP_DIM, width)
+        self.speaker_exp_in = nn.Linear(SPEAKER_EXP_DIM, width)
         self.null_audio = nn.Parameter(torch.zeros(width))
-        self.null_exp = nn.Parameter(torch.zeros(width))
+        self.null_speaker_exp = nn.Parameter(torch.zeros(width))
         self.speaker_sink = nn.Parameter(0.02 * torch.randn(width))
         self.speaker_mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(approximate="tanh"),
                                          nn.Linear(width, width))
@@ -160,13 +160,13 @@ class ListenerDenoiser(nn.Module):
         self.register_buffer("causal_mask", causal, persistent=False)
 
     def forward(self, noisy_window: torch.Tensor, timestep: torch.Tensor, cond: Conditioning,
-                drop_audio: torch.Tensor | None = None, drop_exp: torch.Tensor | None = None,
+                drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
                 drop_history: torch.Tensor | None = None) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``timestep [B]`` long; ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
-        encoded = self.encode(cond, drop_audio=drop_audio, drop_exp=drop_exp, drop_history=drop_history)
+        encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history)
         return self.denoise(noisy_window, timestep, encoded)
 
-    def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_exp: torch.Tensor | None = None,
+    def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
                drop_history: torch.Tensor | None = None) -> EncodedCondition:
         """The part of the forward pass that does not depend on the noisy window or the timestep: computed
         once per window and reused by every DDIM step."""
@@ -183,15 +183,15 @@ class ListenerDenoiser(nn.Module):
         # never sees an unused parameter and one captured graph serves all guidance branches.
         keep = torch.zeros(batch, dtype=torch.bool, device=cond.history.device)
         drop_audio = keep if drop_audio is None else drop_audio
-        drop_exp = keep if drop_exp is None else drop_exp
+        drop_speaker_exp = keep if drop_speaker_exp is None else drop_speaker_exp
         drop_history = keep if drop_history is None else drop_history
         history_valid = cond.history_valid & ~drop_history[:, None]
         history_tokens = torch.where(history_valid[..., None], self.listener_in(cond.history), self.null_history)
 
         audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S,D]
-        exp = self.exp_in(cond.speaker_exp)  # [B,S,D]
+        exp = self.speaker_exp_in(cond.speaker_exp)  # [B,S,D]
         audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
-        exp = torch.where(drop_exp[:, None, None], self.null_exp, exp)
+        exp = torch.where(drop_speaker_exp[:, None, None], self.null_speaker_exp, exp)
         speaker = audio + exp + self.position[:speaker_frames]
         speaker = speaker + self.speaker_mlp(speaker)
         speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]

@@ -10,12 +10,12 @@
   · L2 of second differences. The differences include the step from the last history frame into the
   window, which is what teaches seamless chunk joins.
 * Classifier-free guidance per modality. Training drops audio, expression or both (exclusive, with
-  ``drop_audio``/``drop_exp``/``drop_both``) and, independently, the history (``drop_history``). Sampling
+  ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``). Sampling
   evaluates three branches in one batched forward — none, audio only, audio + expression — and combines
 
-      x0 = x0(∅) + g_audio · (x0(audio) − x0(∅)) + g_visual · (x0(audio, exp) − x0(audio))
+      x0 = x0(∅) + g_audio · (x0(audio) − x0(∅)) + g_exp · (x0(audio, exp) − x0(audio))
 
-  so ``g_audio = g_visual = 1`` is plain conditional sampling (then only one branch is run).
+  so ``g_audio = g_exp = 1`` is plain conditional sampling (then only one branch is run).
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   timestep 0, no condition dropout; sampling is one forward pass.
 """
@@ -98,10 +98,10 @@ class ListenerDiffusion(nn.Module):
         cfg = self.cfg
         draw = torch.rand(batch, generator=generator, device=device)
         drop_audio = draw < cfg.drop_audio
-        drop_exp = (draw >= cfg.drop_audio) & (draw < cfg.drop_audio + cfg.drop_exp)
-        both = (draw >= cfg.drop_audio + cfg.drop_exp) & (draw < cfg.drop_audio + cfg.drop_exp + cfg.drop_both)
+        drop_speaker_exp = (draw >= cfg.drop_audio) & (draw < cfg.drop_audio + cfg.drop_speaker_exp)
+        both = (draw >= cfg.drop_audio + cfg.drop_speaker_exp) & (draw < cfg.drop_audio + cfg.drop_speaker_exp + cfg.drop_both)
         drop_history = torch.rand(batch, generator=generator, device=device) < cfg.drop_history
-        return {"drop_audio": drop_audio | both, "drop_exp": drop_exp | both, "drop_history": drop_history}
+        return {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both, "drop_history": drop_history}
 
     def loss(self, denoiser: nn.Module, target: torch.Tensor, cond: Conditioning, *,
              generator: torch.Generator | None = None, drop_conditions: bool = True) -> dict[str, torch.Tensor]:
@@ -131,7 +131,7 @@ class ListenerDiffusion(nn.Module):
         return sorted({round(x) for x in torch.linspace(self.num_steps - 1, 0, steps).tolist()}, reverse=True)
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, timestep: int, encoded: EncodedCondition,
-                  guidance_audio: float, guidance_visual: float) -> torch.Tensor:
+                  guidance_audio: float, guidance_speaker_exp: float) -> torch.Tensor:
         """x0 for ``x [B,W,56]``; ``encoded`` from :meth:`encode_for_sampling` (3B rows when guided)."""
         batch = x.shape[0]
         branches = encoded.speaker.shape[0] // batch
@@ -141,7 +141,7 @@ class ListenerDiffusion(nn.Module):
         if branches == 1:
             return x0
         none, audio, both = x0.chunk(3)
-        return none + guidance_audio * (audio - none) + guidance_visual * (both - audio)
+        return none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
 
     @staticmethod
     def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, guided: bool) -> EncodedCondition:
@@ -151,11 +151,11 @@ class ListenerDiffusion(nn.Module):
             return denoiser.encode(cond)
         branch = torch.arange(3 * cond.batch_size, device=cond.history.device)
         return denoiser.encode(cond.repeat(3), drop_audio=branch < cond.batch_size,
-                               drop_exp=branch < 2 * cond.batch_size)
+                               drop_speaker_exp=branch < 2 * cond.batch_size)
 
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, eta: float = 0.0,
-               guidance_audio: float = 1.0, guidance_visual: float = 1.0, noise: torch.Tensor | None = None,
+               guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """DDIM from ``noise [B,W,56]`` (drawn from ``generator`` if None) -> clean window ``[B,W,56]``."""
         batch, device = cond.batch_size, cond.history.device
@@ -166,12 +166,12 @@ class ListenerDiffusion(nn.Module):
             return self.predict_x0(denoiser, zeros, timestep, cond)
         if noise is None:
             noise = torch.randn((batch, window, cond.history.shape[-1]), generator=generator, device=device)
-        guided = not (guidance_audio == 1.0 and guidance_visual == 1.0)
+        guided = not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0)
         encoded = self.encode_for_sampling(denoiser, cond, guided)
         x = noise
         timesteps = self.sampling_timesteps(steps)
         for index, timestep in enumerate(timesteps):
-            x0 = self.guided_x0(denoiser, x, timestep, encoded, guidance_audio, guidance_visual)
+            x0 = self.guided_x0(denoiser, x, timestep, encoded, guidance_audio, guidance_speaker_exp)
             alpha_bar = self.alpha_bar[timestep]
             last = index + 1 == len(timesteps)
             alpha_bar_prev = torch.ones_like(alpha_bar) if last else self.alpha_bar[timesteps[index + 1]]

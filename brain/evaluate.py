@@ -2,7 +2,7 @@
 
     python -m brain.evaluate --data <corpus> --split test --checkpoint <brain.pth> --samples 10 \
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
-        [--seed 0] [--shuffled_speaker] [--audio_only] [--visual_only] [--step_sweep [5 10 15 25 50]] \
+        [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
         [--cuda_graphs]
 
@@ -23,11 +23,11 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 
 * ``--shuffled_speaker``: clip i is generated from clip i+1's speaker (cut/tiled to its length) but scored
   against its own speaker and listener; P-FD and rPCC must get worse if the model listens.
-* ``--audio_only``: the model's own audio-only guidance branch (``guidance_visual=0``).
-* ``--visual_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
+* ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
+* ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
 * ``--step_sweep``: DDIM steps (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
-  guidance_visual = g`` (default 1.5 2 3).
+  guidance_speaker_exp = g`` (default 1.5 2 3).
 
 Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming loop, so ``seam`` (jumps at
 8-frame chunk boundaries) of ``diffusion`` is the streamed output's.
@@ -79,7 +79,7 @@ class EvalConfig:
     max_seconds: float = 0.0  # 0: whole clips; else each test clip is cut to its first max_seconds
     shuffled_speaker: bool = False
     audio_only: bool = False
-    visual_only: bool = False
+    speaker_exp_only: bool = False
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
     plot_clips: int = 2
@@ -103,7 +103,7 @@ def load_clips(cfg: EvalConfig) -> tuple[list, list]:
         test_clips = test_clips[:cfg.max_clips]
     if cfg.max_seconds:
         cut_to_seconds(test_clips, cfg.max_seconds)
-    needs_train = cfg.visual_only or (_baseline_names(cfg) not in ([], ["regression"]))
+    needs_train = cfg.speaker_exp_only or (_baseline_names(cfg) not in ([], ["regression"]))
     train_clips = corpus.load_split("train") if needs_train else []
     return test_clips, train_clips
 
@@ -142,18 +142,18 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
             methods.append(Method("diffusion[shuffled]", policy, base, shuffled))
         if cfg.audio_only:
             methods.append(Method("diffusion[audio_only]", policy, {**base, "guidance_audio": 1.0,
-                                                                     "guidance_visual": 0.0}))
-        if cfg.visual_only:
+                                                                     "guidance_speaker_exp": 0.0}))
+        if cfg.speaker_exp_only:
             mean_audio = np.concatenate([c.speaker_audio for c in train_clips]).mean(0)
             silent = [(np.broadcast_to(mean_audio, c.speaker_audio.shape).astype(np.float32), c.speaker_exp)
                       for c in test_clips]
-            methods.append(Method("diffusion[visual_only]", policy, base, silent))
+            methods.append(Method("diffusion[speaker_exp_only]", policy, base, silent))
         for steps in cfg.step_sweep:
             if steps != cfg.steps:
                 methods.append(Method(f"diffusion[steps={steps}]", policy, {**base, "steps": steps}))
         for scale in cfg.guidance_sweep:
             methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
-                                  {**base, "guidance_audio": scale, "guidance_visual": scale}))
+                                  {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -299,7 +299,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--max_seconds", type=float, default=0.0, help="cut clips to their first S seconds (0: all)")
     parser.add_argument("--shuffled_speaker", action="store_true", help="ablation: another clip's speaker")
     parser.add_argument("--audio_only", action="store_true", help="ablation: audio-only guidance branch")
-    parser.add_argument("--visual_only", action="store_true", help="ablation: audio replaced by its train mean")
+    parser.add_argument("--speaker_exp_only", action="store_true", help="ablation: audio replaced by its train mean")
     parser.add_argument("--step_sweep", type=int, nargs="*", default=None,
                         help=f"ablation: DDIM steps (no values: {' '.join(map(str, DEFAULT_STEP_SWEEP))})")
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,

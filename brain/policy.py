@@ -83,28 +83,28 @@ class ListenerPolicy:
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_visual) -> dict:
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp) -> dict:
         defaults = self.cfg.sample
         return {"steps": defaults.steps if steps is None else int(steps),
                 "eta": defaults.eta if eta is None else float(eta),
                 "guidance_audio": defaults.guidance_audio if guidance_audio is None else float(guidance_audio),
-                "guidance_visual": defaults.guidance_visual if guidance_visual is None else float(guidance_visual)}
+                "guidance_speaker_exp": defaults.guidance_speaker_exp if guidance_speaker_exp is None else float(guidance_speaker_exp)}
 
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
-               guidance_audio: float | None = None, guidance_visual: float | None = None) -> "ListenerStream":
+               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None) -> "ListenerStream":
         """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_visual)
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp)
         self.diffusion.sampling_timesteps(options["steps"])  # refuse a bad step count before any input
         return ListenerStream(self, num_samples, seed, options)
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_visual: float | None = None) -> np.ndarray:
+                 guidance_speaker_exp: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
-        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_visual)
+        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """Sample listener motion from a trained brain.
 
     python -m brain.sample --checkpoint output/brain/checkpoint.pth --audio A.npy --visual V.npy --out motion.npy \
-        [--seed 0] [--steps 15] [--num_samples K] [--eta 0] [--guidance_audio g] [--guidance_visual g] \
+        [--seed 0] [--steps 15] [--num_samples K] [--eta 0] [--guidance_audio g] [--guidance_speaker_exp g] \
         [--plot motion.png] [--device cpu|cuda]
 
 ``A.npy`` is float32 ``[T,768]`` speaker audio features, ``V.npy`` float32 ``[T,50]`` speaker expression
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_samples", type=int, default=1, help="K listeners for the same speaker")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic given the noise)")
     parser.add_argument("--guidance_audio", type=float, default=None, help="audio guidance scale (1: none)")
-    parser.add_argument("--guidance_visual", type=float, default=None, help="speaker-expression guidance scale")
+    parser.add_argument("--guidance_speaker_exp", type=float, default=None, help="speaker-expression guidance scale")
     parser.add_argument("--plot", help="also write a PNG of the main motion curves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = ListenerPolicy.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
         motion = policy.generate(speaker_audio, speaker_exp, num_samples=args.num_samples, seed=args.seed,
                                  steps=args.steps, eta=args.eta, guidance_audio=args.guidance_audio,
-                                 guidance_visual=args.guidance_visual)  # [K,T,56]
+                                 guidance_speaker_exp=args.guidance_speaker_exp)  # [K,T,56]
     except (CorpusError, CheckpointError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -84,7 +84,7 @@ class OfflineReport:
 
 def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray, output: str | os.PathLike, *,
                wav: str | os.PathLike | None = None, num_samples: int = 1, seed: int = 0, steps: int = 15,
-               guidance_audio: float | None = None, guidance_visual: float | None = None,
+               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
                stream: bool = False, realtime: bool = False, render_batch: int = 32,
                progress: bool = True) -> tuple[SynthesisOutputs, OfflineReport | StreamReport]:
     """Write the listener video(s), motion and plot for one speaker clip (see the module docstring).
@@ -97,7 +97,7 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray,
     if stream and num_samples != 1:
         raise ValueError("--stream drives one live listener; use num_samples=1")
     outputs = SynthesisOutputs.for_output(output, num_samples)
-    guidance = {"guidance_audio": guidance_audio, "guidance_visual": guidance_visual}
+    guidance = {"guidance_audio": guidance_audio, "guidance_speaker_exp": guidance_speaker_exp}
     num_frames = len(speaker_audio)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:

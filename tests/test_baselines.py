@@ -71,5 +71,5 @@ def test_bad_names_inputs_and_missing_checkpoints_are_refused(train_clips):
         build_baselines(["nearest"], [])
     assert set(build_baselines(["all"], train_clips)) == set(DATA_BASELINES)
     query = _clip("query", 30, 5)
-    with pytest.raises(CorpusError, match="audio has 30 frames but visual has 29"):
+    with pytest.raises(CorpusError, match="audio has 30 frames but speaker_exp has 29"):
         build_baselines(["mean"], train_clips)["mean"].generate(query.speaker_audio, query.speaker_exp[:29])

@@ -87,7 +87,7 @@ def _batch(dataset, n=2):
     return windows.gather(torch.arange(n) * 7 + 20)  # windows with some history
 
 
-@pytest.mark.parametrize("drop", [None, "drop_audio", "drop_exp", "drop_history"])
+@pytest.mark.parametrize("drop", [None, "drop_audio", "drop_speaker_exp", "drop_history"])
 def test_denoiser_shapes_and_each_condition_matters(dataset, drop):
     denoiser, _ = _modules()
     cond, target = _batch(dataset)
@@ -147,7 +147,7 @@ def test_ddim_is_seeded_and_finite(dataset, guidance):
     for seed in (0, 0, 1):
         generator = torch.Generator().manual_seed(seed)
         samples.append(diffusion.sample(denoiser, cond, steps=6, eta=0.5, guidance_audio=guidance[0],
-                                        guidance_visual=guidance[1], generator=generator))
+                                        guidance_speaker_exp=guidance[1], generator=generator))
     assert samples[0].shape == (2, SMALL.window_frames, 56) and torch.isfinite(samples[0]).all()
     torch.testing.assert_close(samples[0], samples[1], rtol=0, atol=0)
     assert (samples[0] - samples[2]).abs().mean() > 1e-3
@@ -160,8 +160,8 @@ def test_guidance_branches_combine_as_documented(dataset):
     t = torch.full((2,), 20)
     with torch.no_grad():
         none = diffusion.predict_x0(denoiser, x, t, cond, drop_audio=torch.ones(2, dtype=torch.bool),
-                                    drop_exp=torch.ones(2, dtype=torch.bool))
-        audio = diffusion.predict_x0(denoiser, x, t, cond, drop_exp=torch.ones(2, dtype=torch.bool))
+                                    drop_speaker_exp=torch.ones(2, dtype=torch.bool))
+        audio = diffusion.predict_x0(denoiser, x, t, cond, drop_speaker_exp=torch.ones(2, dtype=torch.bool))
         both = diffusion.predict_x0(denoiser, x, t, cond)
         guided = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, True), 2.0, 3.0)
         plain = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, False), 1.0, 1.0)
@@ -197,7 +197,7 @@ def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset):
     rng = np.random.default_rng(0)
     audio = rng.standard_normal((50, 768)).astype(np.float32)
     exp = rng.standard_normal((50, 50)).astype(np.float32)
-    options = dict(num_samples=2, seed=0, steps=10, guidance_audio=2.0, guidance_visual=1.5)
+    options = dict(num_samples=2, seed=0, steps=10, guidance_audio=2.0, guidance_speaker_exp=1.5)
     eager = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda").generate(audio, exp, **options)
     graphed = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda", cuda_graphs=True).generate(audio, exp, **options)
     np.testing.assert_allclose(graphed, eager, atol=1e-4, rtol=1e-4)

@@ -65,5 +65,5 @@ def test_meta_and_splits_are_checked(corpus_root):
 
 def test_speaker_inputs_must_agree():
     audio = np.zeros((20, 768), np.float32)
-    with pytest.raises(CorpusError, match="audio has 20 frames but visual has 19"):
+    with pytest.raises(CorpusError, match="audio has 20 frames but speaker_exp has 19"):
         check_speaker_inputs(audio, np.zeros((19, 50), np.float32))

@@ -56,12 +56,12 @@ def _run(corpus, checkpoints, out, *extra):
 def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys):
     corpus, checkpoints = trained
     out = tmp_path / "eval"
-    code = _run(corpus, checkpoints, out, "--save_samples", "--shuffled_speaker", "--audio_only", "--visual_only",
+    code = _run(corpus, checkpoints, out, "--save_samples", "--shuffled_speaker", "--audio_only", "--speaker_exp_only",
                 "--step_sweep", "1", "--guidance_sweep", "2", "--max_seconds", "2", "--plot_clips", "1",
                 "--device", "cpu")
     assert code == 0
     results = json.loads((out / "metrics.json").read_text())
-    methods = ["diffusion", "diffusion[shuffled]", "diffusion[audio_only]", "diffusion[visual_only]",
+    methods = ["diffusion", "diffusion[shuffled]", "diffusion[audio_only]", "diffusion[speaker_exp_only]",
                "diffusion[steps=1]", "diffusion[guidance=2]", "random", "mirror", "nearest", "mean", "regression"]
     assert list(results) == ["ground_truth"] + methods
     for method, scores in results.items():

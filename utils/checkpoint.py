@@ -3,7 +3,7 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts — what
 ``torch.load(..., weights_only=True)`` accepts, so loading a file someone sent never unpickles code:
 
-    {"kind": "brain" | "body", "format_version": 1, "config": {...}, "step": int, ...weights...}
+    {"kind": "brain" | "body", "format_version": 2, "config": {...}, "step": int, ...weights...}
 
 ``kind`` lets every entry point refuse the wrong file with a clear message (a body checkpoint passed as
 the brain, or the reverse).
@@ -18,7 +18,7 @@ import torch
 
 from utils.atomic import atomic_output
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the speaker-expression parameters and options are named speaker_exp (was visual/exp)
 
 
 class CheckpointError(ValueError):
