@@ -10,6 +10,7 @@ import train_body
 from scene import training
 from data_utils.synthetic_subject import write_synthetic_subject
 from scene.body import load_body
+from scene.frames import SubjectFrames
 from scene.subject import Subject
 from utils.checkpoint import load_checkpoint
 from utils.config import load_config
@@ -47,18 +48,18 @@ def test_one_training_step_is_finite_and_moves_every_active_group(subject_dir):
     model = training.build_model(cfg, subject, torch.device("cpu"))
     scale = training.head_radius(model)
     optimizers = training.build_optimizers(cfg, model, scale)
-    dataset = training.FrameDataset(subject, subject.train_ids, model.mean_translation.numpy())
-    batch = training.to_device(torch.utils.data.default_collate([dataset[3]]), torch.device("cpu"))
+    frames = SubjectFrames(subject, subject.train_ids, torch.device("cpu"), mean_translation=model.mean_translation.numpy())
+    batch = frames.batch([3])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     joint_step = int(cfg.train.max_steps * 0.5)  # inside the joint phase: everything trains
-    scalars = training.train_step(cfg, model, batch, optimizers, None, {}, joint_step, "reference", scale)
+    scalars = training.train_step(cfg, model, batch, optimizers, None, {}, joint_step, 0.5, "reference", scale)
     assert all(np.isfinite(v) for v in scalars.values()) and scalars["loss"] > 0
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"gaussians.face.means", "gaussians.face.colors", "gaussians.face.opacities",
             "deform.head.weight"} <= changed
     canonical_step = 0  # the first phase keeps the deformation frozen
     frozen = {name: p.detach().clone() for name, p in model.deform.named_parameters()}
-    training.train_step(cfg, model, batch, optimizers, None, {}, canonical_step, "reference", scale)
+    training.train_step(cfg, model, batch, optimizers, None, {}, canonical_step, 0.0, "reference", scale)
     assert all(torch.equal(p, frozen[name]) for name, p in model.deform.named_parameters())
 
 
