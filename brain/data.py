@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
 SPLITS = ("train", "val", "test")
 CLIP_FILES = {"speaker_audio": AUDIO_DIM, "speaker_exp": SPEAKER_EXP_DIM, "listener": FLAME_DIM}
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """Corpus data that breaks the §3.1 contract."""
 
 

@@ -46,10 +46,12 @@ import numpy as np
 from tqdm import tqdm
 
 from brain.baselines import build_baselines, fit_to_length
-from brain.data import CorpusError, DyadicCorpus
+from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
 from utils.atomic import atomic_output
+from utils.cli import cli_main
 from utils.config import config_to_dict
+from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
 from utils.plots import plot_motion_curves, plot_std_bars
 from utils.runtime import resolve_device
@@ -133,7 +135,7 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
         methods.append(Method("diffusion", policy, base))
         if cfg.shuffled_speaker:
             if len(test_clips) < 2:
-                raise ValueError("--shuffled_speaker needs at least 2 test clips")
+                raise UsageError("--shuffled_speaker needs at least 2 test clips")
             shuffled = []
             for index, clip in enumerate(test_clips):
                 other = test_clips[(index + 1) % len(test_clips)]
@@ -158,7 +160,7 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
     if not methods:
-        raise ValueError("nothing to evaluate: give --checkpoint and/or --baselines")
+        raise UsageError("nothing to evaluate: give --checkpoint and/or --baselines")
     return methods
 
 
@@ -180,10 +182,10 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
 def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
+        raise UsageError(f"--samples must be >= 1, got {cfg.samples}")
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not (out / "metrics.json").is_file():
-        raise ValueError(f"{out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
+        raise UsageError(f"--out {out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
     device = resolve_device(cfg.device)
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
@@ -276,7 +278,7 @@ def format_tables(results: dict[str, dict[str, float]], num_clips: int, num_samp
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="brain.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     defaults = EvalConfig()
     parser.add_argument("--data", required=True, help="dyadic corpus folder (DESIGN.md §3.1)")
@@ -314,13 +316,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     return EvalConfig(**args)
 
 
+@cli_main("brain.evaluate")
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    try:
-        evaluate(cfg)
-    except (CorpusError, ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    evaluate(cfg)
     print(Path(cfg.out, "metrics.md").read_text())
     return 0
 

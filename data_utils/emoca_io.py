@@ -39,6 +39,8 @@ import numpy as np
 
 from data_utils.resample import fill_missing, missing_runs
 from utils.atomic import save_npy
+from utils.cli import cli_main
+from utils.errors import InputError
 from utils.flame import EXP_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
 
 POSE_DIM = GLOBAL_ROT_DIM + JAW_DIM  # EMOCA posecode: global 3 | jaw 3
@@ -51,7 +53,7 @@ LISTENER_ROTATIONS = (GLOBAL_ROT, JAW)  # the same rotations inside the [T,56] l
 FRAME_FOLDER = re.compile(r"^(\d+)(?:_(\d+))?$")  # "000001_000" (EMOCA) or "000001"
 
 
-class EmocaError(ValueError):
+class EmocaError(InputError):
     """EMOCA output that is missing, malformed, or has too many frames without a face."""
 
 
@@ -317,8 +319,9 @@ def _read_stacked_npz(path: Path):
     return _read_stacked(arrays, path)
 
 
+@cli_main("data_utils.emoca_io")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.emoca_io", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="EMOCA results folder (frame folders or stacked arrays) or .npz")
     parser.add_argument("--out", required=True, help="output .npy")
@@ -330,14 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face_index", type=int, default=0)
     parser.add_argument("--first_frame_number", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        sequence = read_emoca_sequence(args.source, num_frames=args.num_frames,
-                                       max_missing_fraction=args.max_missing_fraction,
-                                       max_gap_frames=args.max_gap_frames, face_index=args.face_index,
-                                       first_frame_number=args.first_frame_number)
-    except EmocaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    sequence = read_emoca_sequence(args.source, num_frames=args.num_frames,
+                                   max_missing_fraction=args.max_missing_fraction,
+                                   max_gap_frames=args.max_gap_frames, face_index=args.face_index,
+                                   first_frame_number=args.first_frame_number)
     codes = sequence.listener if args.kind == "listener" else sequence.speaker
     save_npy(args.out, codes)
     for note in sequence.notes:

@@ -17,9 +17,10 @@ from typing import Iterator
 import numpy as np
 
 from utils.atomic import atomic_output
+from utils.errors import InputError
 
 
-class MediaError(ValueError):
+class MediaError(InputError):
     """A media file that is missing, unreadable, or not what the caller needs."""
 
 

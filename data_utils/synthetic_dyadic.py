@@ -58,6 +58,8 @@ from scipy.ndimage import gaussian_filter1d
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from utils.atomic import atomic_output
+from utils.cli import check_output_path, cli_main
+from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
 WORLD_SEED = 20240607  # the fixed projections and mixings; corpora of every seed share this world
@@ -254,10 +256,10 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
                            wav: bool = False, progress: bool = False) -> Path:
     """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically)."""
     if clips < 3:
-        raise ValueError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
+        raise UsageError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
     frames = int(round(seconds * FPS))
     if frames < 2 * FPS:
-        raise ValueError(f"--seconds must be at least 2, got {seconds}")
+        raise UsageError(f"--seconds must be at least 2, got {seconds}")
     world = SyntheticWorld()
     clip_ids = [f"clip_{index:04d}" for index in range(clips)]
     indices = range(clips)
@@ -282,8 +284,9 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     return Path(out)
 
 
+@cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.synthetic_dyadic", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="corpus folder to write (replaced when complete)")
     parser.add_argument("--clips", type=int, default=200, help="number of clips (80/10/10 train/val/test)")
@@ -291,11 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--wav", action="store_true", help="also write a synthetic speaker.wav per clip")
     args = parser.parse_args(argv)
-    try:
-        path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, wav=args.wav, progress=True)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_output_path("--out", args.out, directory=True)
+    path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, wav=args.wav, progress=True)
     print(f"wrote {args.clips} clips of {args.seconds:g} s to {path}")
     return 0
 

@@ -48,17 +48,19 @@ from data_utils.media import MediaError, probe_video, read_audio, write_wav
 from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
 from utils.atomic import atomic_output
+from utils.cli import cli_main
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
 
 
-class VicoError(ValueError):
+class VicoError(InputError):
     """Input that makes the whole conversion impossible (no CSV, missing columns, duplicate ids...)."""
 
 
-class ClipRefused(ValueError):
+class ClipRefused(InputError):
     """One clip that cannot be converted; the reason names the file and the numbers."""
 
 
@@ -375,8 +377,9 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
     }
 
 
+@cli_main("data_utils.vico")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.vico", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="ViCo release: *.csv, videos/, audios/")
     parser.add_argument("--emoca", required=True, help="EMOCA outputs for the release's videos")
@@ -388,12 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     add_options(parser, VicoOptions)
     args = parser.parse_args(argv)
     options = options_from_args(VicoOptions, args)
-    try:
-        manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
-                                device=args.device, overwrite=args.overwrite)
-    except (VicoError, CorpusError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
+                            device=args.device, overwrite=args.overwrite)
     counts = manifest["counts"]
     print(f"{args.out}: written {counts['written']}, skipped (already done) {counts['skipped']}, "
           f"refused {counts['refused']}; splits " + ", ".join(f"{k} {v}" for k, v in manifest["splits"].items()))
@@ -404,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         if count == 0:
             print(f"  warning: the {split} split is empty")
     if counts["written"] + counts["skipped"] == 0:
-        print("error: every clip was refused", file=sys.stderr)
-        return 1
+        raise VicoError(f"{args.root}: every clip was refused")
     return 0
 
 

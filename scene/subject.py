@@ -28,13 +28,14 @@ import numpy as np
 from PIL import Image
 
 from brain.data import CorpusError, check_array, load_npy
+from utils.errors import InputError
 from utils.flame import FLAME_DIM, FPS
 
 META_KEYS = ("fps", "width", "height", "fx", "fy", "cx", "cy")
 VAL_FRACTION = 1 / 11  # default split: the last 1/11 of the frames is validation
 
 
-class SubjectError(ValueError):
+class SubjectError(InputError):
     """Subject data that breaks the §3.2 contract."""
 
 

@@ -27,10 +27,11 @@ import imageio_ffmpeg
 import numpy as np
 
 from data_utils.media import MediaError, ffmpeg_exe, ffmpeg_header, header_duration
+from utils.errors import InputError
 from utils.flame import FPS
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError):
     """ffmpeg refused a file or failed while encoding; the message carries ffmpeg's own words."""
 
 

@@ -82,7 +82,7 @@ def test_cli_writes_features_or_fails_without_output(model_dir, stereo_wav, tmp_
                  "--num_frames", "80"]) == 0
     assert np.load(out).shape == (80, AUDIO_DIM)
     missing = tmp_path / "never.npy"
-    assert main(["--wav", str(tmp_path / "absent.wav"), "--model", str(model_dir), "--out", str(missing)]) == 1
+    assert main(["--wav", str(tmp_path / "absent.wav"), "--model", str(model_dir), "--out", str(missing)]) == 2
     assert "absent.wav" in capsys.readouterr().err and not missing.exists()
 
 
