@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from brain.data import check_speaker_inputs, load_npy
+from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, synthesize
-from synthesis.video import probe_audio
+from utils.arrays import load_npy
 from utils.cli import cli_main
 from utils.errors import UsageError
 from utils.flame import FPS
+from utils.media import probe_audio
 from utils.runtime import resolve_device, seed_everything
 
 

@@ -14,8 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from brain.data import check_speaker_inputs, load_npy
+from brain.data import check_speaker_inputs
 from brain.policy import ListenerPolicy
+from utils.arrays import load_npy
 from utils.atomic import save_npy
 from utils.cli import cli_main
 from utils.errors import UsageError

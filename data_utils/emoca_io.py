@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from data_utils.resample import fill_missing, missing_runs
+from utils.arrays import check_array, load_npy
 from utils.atomic import save_npy
 from utils.cli import cli_main
 from utils.errors import InputError
@@ -216,10 +217,7 @@ def _pad(array: np.ndarray, count: int) -> np.ndarray:
 
 
 def _load_vector(path: Path, width: int) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise EmocaError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    array = load_npy(path, error=EmocaError)
     if array.size != width:
         raise EmocaError(f"{path}: expected {width} values, got shape {list(array.shape)}")
     if not np.isfinite(array).all():
@@ -228,14 +226,8 @@ def _load_vector(path: Path, width: int) -> np.ndarray:
 
 
 def _check_codes(array: np.ndarray, width: int, source: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != width:
-        raise EmocaError(f"{source}: expected shape [T,{width}], got {list(array.shape)}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise EmocaError(f"{source}: NaN/Inf codes in {len(rows)} frame(s), first at frame {int(rows[0])}")
-    return array.astype(np.float32)
+    """Stacked ``[T,width]`` codes as float32; integers are accepted (a face crop in whole pixels)."""
+    return check_array(array, width, source, error=EmocaError, integers=True)
 
 
 def _read_frame_folders(folder: Path, face_index: int, first_frame_number: int):
@@ -303,10 +295,7 @@ def _read_stacked_folder(folder: Path):
     for name in ("exp", "pose", "present", "cam", "crop"):
         path = folder / f"{name}.npy"
         if path.is_file():
-            try:
-                arrays[name] = np.load(path, allow_pickle=False)
-            except Exception as exc:
-                raise EmocaError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+            arrays[name] = load_npy(path, error=EmocaError)
     return _read_stacked(arrays, folder)
 
 

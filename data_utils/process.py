@@ -49,12 +49,13 @@ from tqdm import tqdm  # noqa: E402
 from data_utils.cli import add_options, changed_settings, options_from_args, write_json  # noqa: E402
 from data_utils.emoca_io import (LISTENER_ROTATIONS, EmocaError, load_emoca_codes,  # noqa: E402
                                  weak_perspective_to_translation)
-from data_utils.media import CropBox, MediaError, iter_video_frames, probe_video  # noqa: E402
+from data_utils.media import CropBox, iter_video_frames  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
 from utils.atomic import atomic_output, save_npy  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.flame import FPS  # noqa: E402
+from utils.media import MediaError, probe_video  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MEDIAPIPE_CHIN, MEDIAPIPE_FOREHEAD = 152, 10  # face-mesh landmark indices

@@ -21,27 +21,27 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from brain.data import CorpusError, check_array, load_npy
 from scene.body import load_body
 from scene.ply import write_gaussians_ply
 from scene.subject import frame_name
+from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output
 from utils.cli import cli_main
-from utils.errors import UsageError
+from utils.errors import InputError, UsageError
 from utils.flame import FLAME_DIM
 from utils.runtime import resolve_device
 
 
 def read_motion(flame_path: str, translation_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``[N,56]`` FLAME and optional ``[N,3]`` translation, validated (widths, NaN, equal lengths)."""
-    flame = check_array(load_npy(Path(flame_path), flame_path), FLAME_DIM, flame_path)
+    flame = check_array(load_npy(flame_path), FLAME_DIM, flame_path)
     if len(flame) == 0:
-        raise CorpusError(f"{flame_path}: no frames")
+        raise InputError(f"{flame_path}: no frames")
     if translation_path is None:
         return flame, None
-    translation = check_array(load_npy(Path(translation_path), translation_path), 3, translation_path)
+    translation = check_array(load_npy(translation_path), 3, translation_path)
     if len(translation) != len(flame):
-        raise CorpusError(f"{translation_path} has {len(translation)} rows but {flame_path} has {len(flame)}")
+        raise InputError(f"{translation_path} has {len(translation)} rows but {flame_path} has {len(flame)}")
     return flame, translation
 
 

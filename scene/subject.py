@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain.data import CorpusError, check_array, load_npy
+from utils.arrays import check_array, load_npy
 from utils.errors import InputError
 from utils.flame import FLAME_DIM, FPS
 
@@ -134,10 +134,7 @@ class Subject:
 
     def _read_array(self, name: str, width: int) -> np.ndarray:
         path = self.root / name
-        try:
-            return check_array(load_npy(path, str(path)), width, str(path))
-        except CorpusError as exc:  # same checks as the corpus reader, reported as a subject problem
-            raise SubjectError(str(exc)) from exc
+        return check_array(load_npy(path, error=SubjectError), width, str(path), error=SubjectError)
 
     def _check_frame_files(self) -> None:
         for folder in ("frames", "masks"):
