@@ -42,9 +42,10 @@ from gaussian_renderer import resolve_backend
 from scene.body import CHECKPOINT_NAME, LAYERS, BodyModel, BodyModelConfig
 from scene.gaussians import GAUSSIAN_KEYS
 from scene.image_metrics import psnr, ssim
-from scene.subject import Subject, SubjectError
+from scene.subject import Subject
 from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import cli_main
 from utils.config import ConfigError, config_to_dict, load_config
 from utils.logger import ScalarLogger
 from utils.runtime import resolve_device, seed_everything
@@ -458,8 +459,9 @@ def print_summary(summary: dict) -> None:
     print(f"mean-training-frame baseline on the same val frames: PSNR {base['psnr']:.2f}, SSIM {base['ssim']:.4f}")
 
 
+@cli_main("train_body.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="train_body.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-s", "--subject", required=True, help="subject folder (DESIGN.md §3.2)")
     parser.add_argument("-m", "--model_dir", required=True, help="output model directory")
@@ -467,13 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <model_dir>/body.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(BodyTrainConfig, args.config, args.overrides)
-        cfg.subject, cfg.model_dir = args.subject, args.model_dir
-        train(cfg, resume=args.resume)
-    except (ConfigError, SubjectError, CheckpointError, FileExistsError) as exc:
-        print(f"train_body: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(BodyTrainConfig, args.config, args.overrides)
+    cfg.subject, cfg.model_dir = args.subject, args.model_dir
+    train(cfg, resume=args.resume)
     return 0
 
 

@@ -52,6 +52,7 @@ from brain.baselines import build_baselines  # noqa: E402
 from brain.data import DyadicCorpus  # noqa: E402
 from brain.evaluate import cut_to_seconds  # noqa: E402
 from brain.metrics import PARTS, GaussianStats, frechet_distance  # noqa: E402
+from utils.cli import cli_main  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
 SHRINK_FACTORS = (0.25, 0.5, 0.75)
@@ -185,8 +186,9 @@ def print_table(header: list[str], rows: dict[str, dict], keys: list[str]) -> No
         print(f"| {name} | " + " | ".join(_fmt(values[key]) for key in keys) + " |")
 
 
+@cli_main("benchmarks/fd_analysis.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/fd_analysis.py", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="corpus folder (data_utils.synthetic_dyadic)")
     parser.add_argument("--seconds", type=float, default=12.0, help="cut test clips to their first S seconds")
     parser.add_argument("--samples", type=int, default=10, help="K samples per clip for the baselines")

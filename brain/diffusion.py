@@ -47,6 +47,8 @@ from torch import nn
 
 from brain.config import DiffusionConfig
 from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
+from utils.config import ConfigError
+from utils.errors import UsageError
 
 SAMPLERS = ("dpmpp_2m", "ddim")
 
@@ -100,9 +102,9 @@ class ListenerDiffusion(nn.Module):
     def __init__(self, cfg: DiffusionConfig, objective: str = "diffusion"):
         super().__init__()
         if objective not in ("diffusion", "regression"):
-            raise ValueError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
+            raise ConfigError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
         if not 0 < cfg.sigma_min < cfg.sigma_max:
-            raise ValueError(f"diffusion.sigma_min ({cfg.sigma_min}) must be > 0 and below diffusion.sigma_max "
+            raise ConfigError(f"diffusion.sigma_min ({cfg.sigma_min}) must be > 0 and below diffusion.sigma_max "
                              f"({cfg.sigma_max})")
         self.cfg = cfg
         self.objective = objective
@@ -169,15 +171,15 @@ class ListenerDiffusion(nn.Module):
 
     @staticmethod
     def check_sampling_options(steps: int, sampler: str, eta: float) -> None:
-        """Refuse a step count, sampler or eta that :meth:`sample` cannot run (ValueError)."""
+        """Refuse a step count, sampler or eta that :meth:`sample` cannot run (UsageError)."""
         if not 1 <= steps <= 1000:
-            raise ValueError(f"steps (network evaluations per window) must be in 1..1000, got {steps}")
+            raise UsageError(f"steps (network evaluations per window) must be in 1..1000, got {steps}")
         if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+            raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
+            raise UsageError(f"eta must be in [0, 1], got {eta}")
         if eta and sampler != "ddim":
-            raise ValueError(f"eta > 0 needs sampler 'ddim' (got sampler {sampler!r}, eta {eta})")
+            raise UsageError(f"eta > 0 needs sampler 'ddim' (got sampler {sampler!r}, eta {eta})")
 
     def sampling_sigmas(self, steps: int) -> list[float]:
         """The noise levels of a ``steps``-evaluation sampling run, ``sigma_max`` → 0 (``steps + 1`` values)."""

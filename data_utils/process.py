@@ -49,17 +49,20 @@ from tqdm import tqdm  # noqa: E402
 from data_utils.cli import add_options, changed_settings, options_from_args, write_json  # noqa: E402
 from data_utils.emoca_io import (LISTENER_ROTATIONS, EmocaError, load_emoca_codes,  # noqa: E402
                                  weak_perspective_to_translation)
-from data_utils.media import CropBox, MediaError, iter_video_frames, probe_video  # noqa: E402
+from data_utils.media import CropBox, iter_video_frames  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
 from utils.atomic import atomic_output, save_npy  # noqa: E402
+from utils.cli import cli_main  # noqa: E402
+from utils.errors import InputError  # noqa: E402
 from utils.flame import FPS  # noqa: E402
+from utils.media import MediaError, probe_video  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MEDIAPIPE_CHIN, MEDIAPIPE_FOREHEAD = 152, 10  # face-mesh landmark indices
 NECK_BELOW_CHIN = 0.5  # mediapipe masks keep the body down to chin + this x face height
 
 
-class ProcessError(ValueError):
+class ProcessError(InputError):
     """Input that cannot become a subject folder; the message names the file."""
 
 
@@ -249,6 +252,8 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
     options = options or ProcessOptions()
     video = Path(video)
     out = Path(out) if out is not None else video.parent
+    if not video.is_file():
+        raise ProcessError(f"{video}: no such video file")
     if options.emoca_input not in ("source", "frames"):
         raise ProcessError(f"emoca_input must be 'source' or 'frames', got {options.emoca_input!r}")
     if masks is None and mask_method is None:
@@ -357,8 +362,9 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     write_json(path, settings)
 
 
+@cli_main("data_utils.process")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.process", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="the subject video, e.g. data/<ID>/<ID>.mp4")
     parser.add_argument("--emoca", required=True, help="EMOCA output folder for this video")
@@ -370,12 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     add_options(parser, ProcessOptions)
     args = parser.parse_args(argv)
     options = options_from_args(ProcessOptions, args)
-    try:
-        provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
-                                     mask_method=args.mask_method, overwrite=args.overwrite)
-    except (ProcessError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
+                                 mask_method=args.mask_method, overwrite=args.overwrite)
     out = args.out or str(Path(args.video).parent)
     print(f"{out}: {provenance['num_frames']} frames at {FPS} fps, {options.size}x{options.size}; "
           f"{provenance['translation']}")

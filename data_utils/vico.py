@@ -41,24 +41,28 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from brain.data import SPLITS, CorpusError, DyadicCorpus, check_array, write_corpus_meta
+from brain.data import SPLITS, DyadicCorpus, write_corpus_meta
 from data_utils.cli import add_options, changed_settings, options_from_args, write_json
 from data_utils.emoca_io import LISTENER_ROTATIONS, EmocaError, load_emoca_codes
-from data_utils.media import MediaError, probe_video, read_audio, write_wav
+from data_utils.media import read_audio, write_wav
 from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
+from utils.arrays import check_array
 from utils.atomic import atomic_output
+from utils.cli import cli_main
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.media import MediaError, probe_video
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
 
 
-class VicoError(ValueError):
+class VicoError(InputError):
     """Input that makes the whole conversion impossible (no CSV, missing columns, duplicate ids...)."""
 
 
-class ClipRefused(ValueError):
+class ClipRefused(InputError):
     """One clip that cannot be converted; the reason names the file and the numbers."""
 
 
@@ -204,11 +208,8 @@ def convert_clip(row: VicoRow, emoca_root: Path, extractor_factory, options: Vic
                           f"min_seconds={options.min_seconds:g}")
     arrays = {"speaker_audio": speaker_audio[:num_frames], "speaker_exp": speaker_exp[:num_frames],
               "listener": listener[:num_frames]}
-    try:
-        for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
-            arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}")
-    except CorpusError as exc:
-        raise ClipRefused(str(exc)) from exc
+    for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
+        arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}", error=ClipRefused)
     arrays["speaker_wav"] = audio[:int(round(num_frames * SAMPLE_RATE / FPS))]
     provenance = {
         "clip_id": row.clip_id, "csv": row.csv_file, "official_split": row.official_split,
@@ -375,8 +376,9 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
     }
 
 
+@cli_main("data_utils.vico")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.vico", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="ViCo release: *.csv, videos/, audios/")
     parser.add_argument("--emoca", required=True, help="EMOCA outputs for the release's videos")
@@ -388,12 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     add_options(parser, VicoOptions)
     args = parser.parse_args(argv)
     options = options_from_args(VicoOptions, args)
-    try:
-        manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
-                                device=args.device, overwrite=args.overwrite)
-    except (VicoError, CorpusError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
+                            device=args.device, overwrite=args.overwrite)
     counts = manifest["counts"]
     print(f"{args.out}: written {counts['written']}, skipped (already done) {counts['skipped']}, "
           f"refused {counts['refused']}; splits " + ", ".join(f"{k} {v}" for k, v in manifest["splits"].items()))
@@ -404,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         if count == 0:
             print(f"  warning: the {split} split is empty")
     if counts["written"] + counts["skipped"] == 0:
-        print("error: every clip was refused", file=sys.stderr)
-        return 1
+        raise VicoError(f"{args.root}: every clip was refused")
     return 0
 
 

@@ -14,13 +14,14 @@ import os
 import numpy as np
 
 from utils.atomic import atomic_output
+from utils.errors import InputError
 
 SH_C0 = 0.28209479177387814  # the constant degree-0 spherical harmonic
 PROPERTIES = ("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
               "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
 
-class PlyError(ValueError):
+class PlyError(InputError):
     """A PLY file that is not a Gaussian splat in the layout above."""
 
 

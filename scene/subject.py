@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain.data import CorpusError, check_array, load_npy
+from utils.arrays import check_array, load_npy
+from utils.errors import InputError
 from utils.flame import FLAME_DIM, FPS
 
 META_KEYS = ("fps", "width", "height", "fx", "fy", "cx", "cy")
 VAL_FRACTION = 1 / 11  # default split: the last 1/11 of the frames is validation
 
 
-class SubjectError(ValueError):
+class SubjectError(InputError):
     """Subject data that breaks the §3.2 contract."""
 
 
@@ -133,10 +134,7 @@ class Subject:
 
     def _read_array(self, name: str, width: int) -> np.ndarray:
         path = self.root / name
-        try:
-            return check_array(load_npy(path, str(path)), width, str(path))
-        except CorpusError as exc:  # same checks as the corpus reader, reported as a subject problem
-            raise SubjectError(str(exc)) from exc
+        return check_array(load_npy(path, error=SubjectError), width, str(path), error=SubjectError)
 
     def _check_frame_files(self) -> None:
         for folder in ("frames", "masks"):

@@ -15,9 +15,9 @@ import torch
 import synthesize_listener
 from brain.config import BrainConfig
 from data_utils.synthetic_dyadic import write_synthetic_corpus
-from synthesis.video import probe_video
 from utils.config import load_config
 from utils.flame import FLAME_DIM, FPS
+from utils.media import probe_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from utils.errors import InputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A preset or override that does not fit the config's fields."""
 
 
