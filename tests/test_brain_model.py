@@ -130,12 +130,26 @@ def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
         masked_changed = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid, audio,
                                                                            cond.speaker_exp, invalid))
         torch.testing.assert_close(masked_changed, masked)
-        # The window's first frame (time 0) may only see speaker frames up to time 0.
-        audio = cond.speaker_audio.clone()
-        audio[:, h + 1:] += torch.randn(c - 1, 768)
+
+
+def test_cross_attention_mask_is_causal_per_frame(dataset):
+    """In one block (self-attention before cross-attention) the window's first frame (time 0) sees speaker
+    frames up to time 0 only. Deeper stacks mix frames through self-attention, which is allowed: causality
+    is owed per emitted chunk (the speaker input ends with the chunk)."""
+    one_block = ModelConfig(**{**SMALL.__dict__, "layers": 1})
+    torch.manual_seed(0)
+    denoiser, _ = build_denoiser_and_diffusion(BrainConfig(model=one_block))
+    for layer in (denoiser.out, denoiser.out_modulation, denoiser.blocks[0].modulation):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    cond, target = _batch(dataset, 1)
+    h, c = SMALL.history_frames, SMALL.chunk_frames
+    audio = cond.speaker_audio.clone()
+    audio[:, h + 1:] += torch.randn(c - 1, 768)
+    with torch.no_grad():
+        reference = denoiser(target, torch.tensor([0.5]), cond)
         changed = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid, audio,
                                                                     cond.speaker_exp, cond.speaker_valid))
-    torch.testing.assert_close(changed[:, 0], reference[:, 0])
+    torch.testing.assert_close(changed[:, 0], reference[:, 0], rtol=0, atol=1e-6)
     assert not torch.allclose(changed[:, 2:], reference[:, 2:])
 
 
