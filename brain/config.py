@@ -31,6 +31,9 @@ class DiffusionConfig:
     rho: float = 7.0  # Karras spacing of the sampling noise levels (larger: more steps at small σ)
     p_mean: float = -1.2  # training noise levels: ln σ ~ N(p_mean, p_std²)
     p_std: float = 1.6
+    # Loss weight per noise level: "edm" = 1 / c_out² (a unit-weighted loss on the network's output F,
+    # EDM's choice); "x0" = 1 (plain x0 L2, as MDM-style motion models train).
+    loss_weighting: Literal["edm", "x0"] = "edm"
     velocity_weight: float = 1.0
     acceleration_weight: float = 0.1
     # Classifier-free guidance dropout (per sample; audio / exp / both are exclusive, history independent).

@@ -7,8 +7,9 @@ Continuous noise levels σ in EDM's formulation (Karras et al. 2022), all in nor
 * it predicts x0 through a skip: ``D(x, σ) = c_skip·x + c_out·F(c_in·x, ln σ)``, ``c_skip = σ_data² / (σ² +
   σ_data²)``, ``c_out = σ·σ_data / sqrt(σ² + σ_data²)``. ``c_skip·x`` is the best linear guess of x0, so the
   network only supplies a unit-scale correction;
-* training draws ``ln σ ~ N(p_mean, p_std²)`` and weights the loss by ``1 / c_out²`` (a unit-weighted loss on
-  ``F``): every noise level, down to the small ones that shape a window's fine detail, is learned equally.
+* training draws ``ln σ ~ N(p_mean, p_std²)`` and weights the loss by ``1 / c_out²`` (``loss_weighting="edm"``:
+  a unit-weighted loss on ``F``, every noise level down to the small ones that shape a window's fine detail
+  learned equally) or by 1 (``"x0"``: plain x0 L2).
 
 Why not the discrete VP schedule (cosine, T = 50) with DDIM that this module used before: with the *exact*
 x0 predictor of Gaussian data, that sampler's output std is 0.72 × the data's at 15 steps for a direction of
@@ -165,7 +166,7 @@ class ListenerDiffusion(nn.Module):
             model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
         predicted = self.predict_x0(denoiser, target + sigma[:, None, None] * noise, sigma, model_cond, **drops)
         sigma_data = self.cfg.sigma_data
-        weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2  # 1 / c_out²
+        weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2 if self.cfg.loss_weighting == "edm" else None
         return motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
                            self.cfg.acceleration_weight, sample_weight=weight)
 

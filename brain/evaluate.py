@@ -4,7 +4,7 @@
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
-        [--cuda_graphs] [--oracle R1 R2 ...]
+        [--cuda_graphs] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
@@ -26,7 +26,10 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
 * ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
-* ``--step_sweep``: DDIM steps (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
+* ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
+  (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
+  on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
+* ``--step_sweep``: network evaluations (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
   guidance_speaker_exp = g`` (default 1.5 2 3).
 
 ``--oracle R1 R2 ...``: resamples of ``--data`` (``data_utils.synthetic_dyadic --resample_seed``) score the
@@ -76,8 +79,9 @@ class EvalConfig:
     regression_checkpoint: str = ""
     baselines: str = "all"  # "all", "none" or a comma list of brain.baselines names
     samples: int = 10  # K per clip
-    steps: int = 15
-    eta: float = 0.0
+    steps: int | None = None  # None: the checkpoint's sampling defaults
+    sampler: str = ""  # "": the checkpoint's
+    eta: float | None = None
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"  # "bf16": diffusion sampling under bf16 autocast (ListenerPolicy)
@@ -90,6 +94,7 @@ class EvalConfig:
     speaker_exp_only: bool = False
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
+    sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
 
@@ -126,6 +131,26 @@ def cut_to_seconds(clips, seconds: float) -> None:
         clip.listener = clip.listener[:frames]
 
 
+SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float}
+
+
+def parse_sweep_entry(entry: str) -> dict:
+    """``"sampler=ddim,steps=15,guidance=2"`` -> policy sampling options (``guidance`` sets both scales)."""
+    options = {}
+    for item in entry.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        names = ("guidance_audio", "guidance_speaker_exp") if key == "guidance" else (key,)
+        if not value or any(name not in SWEEP_OPTIONS for name in names):
+            raise UsageError(f"--sweep {entry!r}: expected key=value items with keys "
+                             f"{', '.join(['guidance', *SWEEP_OPTIONS])}")
+        try:
+            options.update({name: SWEEP_OPTIONS[name](value) for name in names})
+        except ValueError:
+            raise UsageError(f"--sweep {entry!r}: {key}={value!r} is not a valid value") from None
+    return options
+
+
 def _baseline_names(cfg: EvalConfig) -> list[str]:
     names = [n.strip() for n in cfg.baselines.split(",") if n.strip()]
     return [] if names == ["none"] else names
@@ -139,7 +164,8 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
 
         policy = ListenerPolicy.from_checkpoint(cfg.checkpoint, device=device, precision=cfg.precision,
                                                 cuda_graphs=cfg.cuda_graphs)
-        base = {"steps": cfg.steps, "eta": cfg.eta}
+        base = {name: value for name, value in (("steps", cfg.steps), ("sampler", cfg.sampler or None),
+                                                  ("eta", cfg.eta)) if value is not None}
         methods.append(Method("diffusion", policy, base))
         if cfg.shuffled_speaker:
             if len(test_clips) < 2:
@@ -159,11 +185,13 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                       for c in test_clips]
             methods.append(Method("diffusion[speaker_exp_only]", policy, base, silent))
         for steps in cfg.step_sweep:
-            if steps != cfg.steps:
+            if steps != base.get("steps", policy.cfg.sample.steps):
                 methods.append(Method(f"diffusion[steps={steps}]", policy, {**base, "steps": steps}))
         for scale in cfg.guidance_sweep:
             methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
                                   {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
+        for entry in cfg.sweep:
+            methods.append(Method(f"diffusion[{entry}]", policy, {**base, **parse_sweep_entry(entry)}))
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -309,8 +337,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--baselines", default=defaults.baselines,
                         help="'all', 'none' or a comma list of random,mirror,nearest,mean,regression")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="samples K per clip")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps")
-    parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta")
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations per window (default: the "
+                        "checkpoint's)")
+    parser.add_argument("--sampler", default=None, help="dpmpp_2m or ddim (default: the checkpoint's)")
+    parser.add_argument("--eta", type=float, default=None, help="ddim's fresh-noise share (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "bf16"),
@@ -327,6 +357,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
+                        help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",
                         help="resamples of --data (synthetic_dyadic --resample_seed): the oracle rows and ratios")
     args = vars(parser.parse_args(argv))
