@@ -39,7 +39,6 @@ and for checking what a generated listener looks like on this head).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import os
 from collections import deque
@@ -56,7 +55,7 @@ from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
 from gaussian_renderer.gaussians import Camera
 from scene.rotation import axis_angle_to_matrix
 from scene.subject import frame_name
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
@@ -491,7 +490,7 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
                 "cx": camera.cx, "cy": camera.cy, "generator": "data_utils.synthetic_subject", "seed": seed,
                 "supersample": supersample}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_json(tmp / "meta.json", meta)
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])

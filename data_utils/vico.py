@@ -42,14 +42,14 @@ import numpy as np
 from tqdm import tqdm
 
 from brain.data import SPLITS, DyadicCorpus, write_corpus_meta
-from data_utils.cli import add_options, changed_settings, options_from_args, write_json
 from data_utils.emoca_io import LISTENER_ROTATIONS, EmocaError, load_emoca_codes
 from data_utils.media import read_audio, write_wav
 from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
 from utils.arrays import check_array
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.cli import cli_main
+from utils.config import add_config_flags, changed_settings, config_from_flags
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import MediaError, probe_video
@@ -236,7 +236,7 @@ def write_clip(clip_dir: Path, arrays: dict, provenance: dict) -> None:
         for name in ("speaker_audio", "speaker_exp", "listener"):
             np.save(tmp / f"{name}.npy", arrays[name])
         write_wav(tmp / "speaker.wav", arrays["speaker_wav"], SAMPLE_RATE)
-        (tmp / "clip.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        save_json(tmp / "clip.json", provenance)
 
 
 # --- splits -------------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     available = [row for row in rows if status[row.clip_id] != "refused"]
     if not available:  # nothing to train on: only the reasons are written, no corpus that looks usable
         manifest = _manifest(out, rows, status, refused, {name: [] for name in SPLITS}, options, wav2vec_model)
-        write_json(out / "manifest.json", manifest)
+        save_json(out / "manifest.json", manifest)
         return manifest
     if options.split == "official":
         splits = official_splits(available, options.val_fraction, options.seed)
@@ -338,7 +338,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     for row in available:
         corpus.load_clip(row.clip_id)
     manifest = _manifest(out, rows, status, refused, splits, options, wav2vec_model)
-    write_json(out / "manifest.json", manifest)
+    save_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -350,7 +350,7 @@ def _check_settings(out: Path, options: VicoOptions, overwrite: bool) -> None:
     if changed and not overwrite:
         raise VicoError(f"{out}: built before with different settings ({', '.join(changed)}); "
                         f"pass --overwrite to rebuild every clip, or choose a new --out")
-    write_json(path, current)
+    save_json(path, current)
 
 
 def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) -> dict:
@@ -387,9 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="the annotation CSV when the root holds several")
     parser.add_argument("--device", default="auto", help="wav2vec2 device: auto, cpu, cuda")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
-    add_options(parser, VicoOptions)
+    add_config_flags(parser, VicoOptions)
     args = parser.parse_args(argv)
-    options = options_from_args(VicoOptions, args)
+    options = config_from_flags(VicoOptions, args)
     manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
                             device=args.device, overwrite=args.overwrite)
     counts = manifest["counts"]
