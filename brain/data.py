@@ -109,7 +109,10 @@ class DyadicCorpus:
         return [self.load_clip(clip_id, min_frames=min_frames) for clip_id in self.split_ids(split)]
 
 
-def write_corpus_meta(root: str | Path) -> None:
-    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``)."""
+def write_corpus_meta(root: str | Path, attitudes: list[str] | None = None) -> None:
+    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``: the
+    names a clip's ``labels.json`` may use, written as ``meta["attitudes"]``."""
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
+    if attitudes is not None:
+        meta["attitudes"] = list(attitudes)
     save_json(Path(root) / "meta.json", meta)

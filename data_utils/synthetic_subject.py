@@ -43,14 +43,15 @@ import sys
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import gaussian_filter1d
 
 from data_utils import synthetic_semantics as sem
+from data_utils.signals import smooth_noise
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
 from gaussian_renderer.gaussians import Camera
 from scene.rotation import axis_angle_to_matrix
@@ -120,14 +121,10 @@ def synthetic_listener_motion(frames: int, seed: int) -> dict[str, np.ndarray]:
         raise ValueError(f"frames must be at least 1, got {frames}")
     rng = np.random.default_rng([seed, 1])
     # The dyadic world scales its idle motion per clip, so it is drawn over at least a minute and cut.
-    listener = synthesize_clip(rng, SyntheticWorld(), max(frames, 60 * FPS))["listener"][:frames]
+    listener = synthesize_clip(SyntheticWorld(), max(frames, 60 * FPS), seed, clip_index=1)["listener"][:frames]
     listener = listener.astype(np.float64)
 
-    def smooth(sigma_s: float) -> np.ndarray:  # low-pass noise [frames], unit std in expectation
-        sigma = sigma_s * FPS
-        pad = int(4 * sigma) + 1
-        noise = gaussian_filter1d(rng.standard_normal(frames + 2 * pad), sigma)[pad:pad + frames]
-        return noise * np.sqrt(2 * np.sqrt(np.pi) * sigma)  # white noise filtered by a Gaussian of std sigma
+    smooth = partial(smooth_noise, rng, frames)  # smooth(sigma_s): low-pass noise [frames], unit std
 
     # Talking-like jaw bursts: a slow envelope gating a faster syllable rhythm.
     envelope = np.clip(smooth(1.5) - 0.4, 0, None)
