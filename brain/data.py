@@ -130,9 +130,12 @@ class DyadicCorpus:
         return [self.load_clip(clip_id, min_frames=min_frames) for clip_id in self.split_ids(split)]
 
 
-def write_corpus_meta(root: str | Path) -> None:
-    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``)."""
+def write_corpus_meta(root: str | Path, attitudes=None) -> None:
+    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``: the label
+    names of ``clips/<id>/labels.json``, listed as ``"attitudes"`` (left out for an unlabelled corpus)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
+    if attitudes:
+        meta["attitudes"] = list(attitudes)
     (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
