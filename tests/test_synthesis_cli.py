@@ -175,7 +175,7 @@ def test_command_line_exits_non_zero_and_writes_nothing(tiny_models, tmp_path):
 
 
 def test_audio_features_computed_from_the_wav_with_a_local_wav2vec(tiny_models, tmp_path):
-    from data_utils.fixtures import save_tiny_wav2vec
+    from fixtures import save_tiny_wav2vec
 
     model_dir = save_tiny_wav2vec(tmp_path / "wav2vec")
     clip = tiny_models["clip"]
