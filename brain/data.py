@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.arrays import check_array, load_npy
+from utils.atomic import save_json
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
@@ -111,9 +112,7 @@ class DyadicCorpus:
 def write_corpus_meta(root: str | Path, attitudes: list[str] | None = None) -> None:
     """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``: the
     names a clip's ``labels.json`` may use, written as ``meta["attitudes"]``."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
     if attitudes is not None:
         meta["attitudes"] = list(attitudes)
-    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    save_json(Path(root) / "meta.json", meta)

@@ -43,7 +43,6 @@ Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming lo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -57,7 +56,7 @@ from brain import oracle
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.cli import cli_main
 from utils.config import config_to_dict
 from utils.errors import UsageError
@@ -256,11 +255,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
             for method, values in ratios.items():
                 results[method]["ratio_to_oracle"] = values
             tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
-        _write_json(staging / "metrics.json", results)
+        save_json(staging / "metrics.json", results)
         (staging / "metrics.md").write_text(tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
                "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
-        _write_json(staging / "run.json", run)
+        save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results
 
@@ -278,20 +277,6 @@ def _write_plots(folder: Path, clips, plotted: dict, stds: dict) -> None:
                            title=f"{clip.clip_id}: first sample of every method")
     plot_std_bars(folder / "std_bars.png", {k: v for k, v in stds.items() if "[" not in k},
                   title="per-dimension std over all test frames")
-
-
-def _write_json(path: Path, data) -> None:
-    """JSON with NaN written as null (undefined metrics: e.g. FRDiv of one sample)."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        if isinstance(value, (float, np.floating)):
-            return None if math.isnan(value) else float(value)
-        return value
-
-    path.write_text(json.dumps(clean(data), indent=2) + "\n")
 
 
 # (metric, header) per table; arrows: "↓" lower is better, "↑" higher, "→1" / "≈GT" closer to 1 / ground truth.

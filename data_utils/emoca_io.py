@@ -3,14 +3,18 @@
     python -m data_utils.emoca_io <emoca folder or file> --out listener.npy [--kind listener|speaker]
         [--num_frames N] [--max_missing_fraction 0.1] [--max_gap_frames 15]
 
-What EMOCA writes (``demos/test_emoca_on_video.py --save_codes True``)::
+What EMOCA writes (``gdl_apps/EMOCA/demos/test_emoca_on_video.py --save_codes True``; the demo appends the
+model name to ``--output_folder``)::
 
-    <output>/processed_<date>/<video stem>/results/<model name>/<frame>_<detection>/exp.npy    [50]
-                                                                                  /pose.npy   [6]  global 3 | jaw 3
-                                                                                  /shape.npy  [100] (unused)
-                                                                                  /cam.npy    [3]  optional, see below
-                                                                                  /crop.npy   [3]  optional, see below
+    <output>/<model>/processed_<date>/<video stem>/results/<model>/<frame>_<detection>/exp.npy   [50]
+                                                                                     /pose.npy  [6] global 3 | jaw 3
+                                                                                     /shape.npy, tex.npy, detail.npy
+                                                                                     /cam.npy   [3] optional, see below
+                                                                                     /crop.npy  [3] optional, see below
 
+That is for a relative ``--output_folder``; with an absolute one the demo writes the frame folders straight
+into ``<output>/<model>/``, so one output folder per video, ``<root>/<video stem>/<model>/<frame>_<detection>/``,
+is the other layout found under a root (DIM's preprocessing reads ViCo's EMOCA codes that way).
 ``<frame>`` is ffmpeg's 1-based frame number (``%06d``) and ``<detection>`` the face's index in that frame
 (``%03d``); a frame in which the detector found no face has no folder. Also read: variants that save
 ``globalpose.npy`` + ``jawpose.npy`` instead of ``pose.npy``, and *stacked* codes — a ``.npz`` file or a folder
@@ -96,7 +100,9 @@ def find_emoca_sequence(emoca_root: str | Path, video_stem: str) -> Path:
     """Locate the EMOCA output for the video named ``video_stem`` under ``emoca_root``.
 
     Looked for, in order: ``<root>/<stem>.npz``; ``<root>/<stem>/`` holding frame folders or stacked arrays;
-    EMOCA's demo layout ``<root>[/processed_*]/<stem>/results/<model>/``.
+    one folder holding codes in EMOCA's demo layouts: ``<root>/<stem>/<model>/`` (an absolute output folder per
+    video) or ``<root>[/<model>][/processed_*]/<stem>/results/<model>/`` (a relative one, ``<root>`` being the
+    ``--output_folder`` given to the demo or a folder below it).
     """
     root = Path(emoca_root)
     if not root.is_dir():
@@ -107,15 +113,17 @@ def find_emoca_sequence(emoca_root: str | Path, video_stem: str) -> Path:
     direct = root / video_stem
     if direct.is_dir() and _layout(direct) is not None:
         return direct
-    candidates = sorted({p for pattern in (f"{video_stem}/results/*", f"*/{video_stem}/results/*")
-                         for p in root.glob(pattern) if p.is_dir() and _layout(p) is not None})
+    patterns = (f"{video_stem}/*", f"{video_stem}/results/*", f"*/{video_stem}/results/*",
+                f"*/*/{video_stem}/results/*")
+    candidates = sorted({path for pattern in patterns for path in root.glob(pattern)
+                         if path.is_dir() and _layout(path) is not None})
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
         listing = ", ".join(str(c) for c in candidates)
         raise EmocaError(f"{root}: several EMOCA outputs for {video_stem!r} ({listing}); keep one or pass it directly")
     raise EmocaError(f"{root}: no EMOCA output for video {video_stem!r} (looked for {video_stem}.npz, "
-                     f"{video_stem}/ and [processed_*/]{video_stem}/results/<model>/)")
+                     f"{video_stem}/, {video_stem}/<model>/ and [<model>/][processed_*/]{video_stem}/results/<model>/)")
 
 
 def _layout(folder: Path) -> str | None:

@@ -83,7 +83,6 @@ buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into vid
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import wave
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ from scipy.ndimage import gaussian_filter1d
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
@@ -398,8 +397,8 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
             clip_dir.mkdir(parents=True)
             for name in ("speaker_audio", "speaker_exp", "listener"):
                 np.save(clip_dir / f"{name}.npy", clip[name])
-            (clip_dir / "events.json").write_text(json.dumps(clip["events"], indent=1) + "\n")
-            (clip_dir / "labels.json").write_text(json.dumps({"attitude": clip["attitude"]}) + "\n")
+            save_json(clip_dir / "events.json", clip["events"])
+            save_json(clip_dir / "labels.json", {"attitude": clip["attitude"]})
             if wav:
                 _write_wav(clip_dir / "speaker.wav", clip["voice"]["energy"], clip["voice"]["pitch"])
         (tmp / "splits").mkdir()

@@ -39,7 +39,6 @@ and for checking what a generated listener looks like on this head).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import os
 from collections import deque
@@ -54,10 +53,10 @@ from PIL import Image
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import smooth_noise
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
-from gaussian_renderer.gaussians import Camera
+from gaussian_renderer import Camera
 from scene.rotation import axis_angle_to_matrix
 from scene.subject import frame_name
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
@@ -228,7 +227,7 @@ class _Scene:
         shirt = self._shade(torch.tensor(SHIRT, device=self.device) * stripes[:, None], normal)
         return torch.where(torch.isfinite(t)[:, None], shirt, wall).clamp(0, 1)
 
-    def render(self, flame: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def ray_cast(self, flame: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``flame [F,56]``, ``translation [F,3]`` -> colour ``[F,P,3]`` and foreground ``[F,P]`` (bool)."""
         frames = len(flame)
         rotation = axis_angle_to_matrix(flame[:, GLOBAL_ROT])  # [F,3,3] canonical -> camera
@@ -423,7 +422,7 @@ def _render_chunks(scene: _Scene, flame: torch.Tensor, translation: torch.Tensor
     frames_per_chunk = max(1, chunk_rays // scene.directions.shape[0])
     for start in range(0, len(flame), frames_per_chunk):
         stop = start + frames_per_chunk
-        colour, foreground = scene.render(flame[start:stop], translation[start:stop])
+        colour, foreground = scene.ray_cast(flame[start:stop], translation[start:stop])
         coverage = _downsample(foreground[..., None].float(), camera, supersample)[..., 0]
         masks = np.where((coverage >= 0.5).cpu().numpy(), 255, 0).astype(np.uint8)
         yield start, _to_uint8(_downsample(colour, camera, supersample)), masks
@@ -488,7 +487,7 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
                 "cx": camera.cx, "cy": camera.cy, "generator": "data_utils.synthetic_subject", "seed": seed,
                 "supersample": supersample}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_json(tmp / "meta.json", meta)
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])

@@ -43,6 +43,15 @@ def frame_name(index: int) -> str:
     return f"{index:06d}.png"
 
 
+def default_split(num_frames: int, val_fraction: float = VAL_FRACTION) -> tuple[list[int], list[int]]:
+    """Frame indices ``(train, val)`` of a subject without ``splits.json``: the last ``val_fraction`` is
+    validation (at least one frame when there are two or more), so validation never sits between training
+    frames it could be interpolated from."""
+    num_val = max(1, int(round(num_frames * val_fraction))) if num_frames > 1 else 0
+    cut = num_frames - num_val
+    return list(range(cut)), list(range(cut, num_frames))
+
+
 class Subject:
     """A §3.2 subject folder: metadata and per-frame arrays eagerly, images lazily."""
 
@@ -157,9 +166,7 @@ class Subject:
     def _read_splits(self) -> tuple[list[int], list[int]]:
         path = self.root / "splits.json"
         if not path.is_file():
-            num_val = max(1, int(round(self.num_frames * VAL_FRACTION))) if self.num_frames > 1 else 0
-            cut = self.num_frames - num_val
-            return list(range(cut)), list(range(cut, self.num_frames))
+            return default_split(self.num_frames)
         try:
             splits = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_utils.emoca_io import weak_perspective_to_translation
-from data_utils.fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
+from fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
     write_frames_video
 from data_utils.process import (ProcessError, ProcessOptions, main, masked_median, mediapipe_head_masker,
                                 process_subject)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_utils.fixtures import save_tiny_wav2vec, speech_like_audio, write_stereo_wav
+from fixtures import save_tiny_wav2vec, speech_like_audio, write_stereo_wav
 from data_utils.media import write_wav
 from utils.media import MediaError
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor, extract_wav2vec_features, main
