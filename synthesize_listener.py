@@ -32,7 +32,7 @@ import numpy as np
 from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, synthesize
 from utils.arrays import load_npy
-from utils.cli import cli_main
+from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import FPS
 from utils.media import probe_audio
@@ -66,8 +66,7 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
     """Refuse combinations that cannot work before anything is loaded; return the wav to mux (or None)."""
     outputs = SynthesisOutputs.for_output(args.output, max(args.num_samples, 1))  # refuses a non-.mp4 output
     for path in outputs.all_paths():
-        if path.is_dir():
-            raise UsageError(f"--output: {path} is a directory and cannot be replaced by a file")
+        check_output_path("--output", path)
     if args.num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {args.num_samples}")
     if args.steps < 1:

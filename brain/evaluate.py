@@ -11,7 +11,7 @@ refused):
 
     <dir>/metrics.json        {method: {metric: value}}, ground truth's own statistics under "ground_truth"
     <dir>/metrics.md          the same as two Markdown tables (L2L/DIM metrics; REACT + motion quality)
-    <dir>/run.json            what was evaluated: config, clip ids, seconds per method
+    <dir>/run.json            what was evaluated: config, clip ids, seconds per method, notes on what was left out
     <dir>/motion_<clip>.png   ground truth vs diffusion samples (and speaker), per plotted clip
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
@@ -57,7 +57,7 @@ from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
 from utils.atomic import atomic_output, save_json
-from utils.cli import cli_main
+from utils.cli import check_output_path, cli_main
 from utils.config import config_to_dict
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
@@ -155,6 +155,14 @@ def _baseline_names(cfg: EvalConfig) -> list[str]:
     return [] if names == ["none"] else names
 
 
+def left_out_notes(cfg: EvalConfig) -> list[str]:
+    """What the requested evaluation leaves out, and why: printed, and kept in ``run.json`` and ``metrics.md``."""
+    if "all" in _baseline_names(cfg) and not cfg.regression_checkpoint:
+        return ["--baselines all without --regression_checkpoint: the regression baseline is left out "
+                "(train one with model.objective=regression and pass it as --regression_checkpoint)"]
+    return []
+
+
 def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Method]:
     """The diffusion model with its ablations, then the baselines, in table order."""
     methods = []
@@ -220,10 +228,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {cfg.samples}")
-    out = Path(cfg.out)
+    out = check_output_path("--out", cfg.out, directory=True)
     if out.exists() and any(out.iterdir()) and not (out / "metrics.json").is_file():
         raise UsageError(f"--out {out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
     device = resolve_device(cfg.device)
+    notes = left_out_notes(cfg)
+    for note in notes:
+        print(f"note: {note}")
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
     if cfg.oracle:
@@ -255,10 +266,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
             for method, values in ratios.items():
                 results[method]["ratio_to_oracle"] = values
             tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
+        tables += "".join(f"\nNote: {note}\n" for note in notes)
         save_json(staging / "metrics.json", results)
         (staging / "metrics.md").write_text(tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
-               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
+               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes}
         save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from data_utils.media import write_wav
+from data_utils.media import iter_video_frames, write_wav
 from synthesis.pipeline import OfflineReport, SynthesisOutputs, synthesize
 from synthesis.session import ListenerSession, replay, simulate_live_clock
-from synthesis.video import VideoError, VideoWriter, grid_shape, read_video_frames, tile_grid
+from synthesis.video import VideoError, VideoWriter, grid_shape, tile_grid
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import MediaError, probe_audio, probe_video
+
+
+def read_video_frames(path):
+    """All frames of a video, uint8 [T,H,W,3]."""
+    return np.stack(list(iter_video_frames(path)))
 
 
 def write_sine_wav(path, seconds, rate=16000):
