@@ -33,7 +33,7 @@ from brain.data import check_speaker_inputs, load_npy
 from synthesis.pipeline import SynthesisOutputs, synthesize
 from synthesis.video import VideoError, probe_audio
 from utils.flame import FPS
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 
 class UsageError(ValueError):
@@ -119,6 +119,7 @@ def load_speaker(args: argparse.Namespace, device) -> tuple[np.ndarray, np.ndarr
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads()
     try:
         wav = check_arguments(args)
         try:

@@ -47,7 +47,7 @@ from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError, config_to_dict, load_config
 from utils.logger import ScalarLogger
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 PARAMETER_GROUPS = ("face", "mouth", "deform")
 
@@ -467,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <model_dir>/body.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
+    configure_threads()
     try:
         cfg = load_config(BodyTrainConfig, args.config, args.overrides)
         cfg.subject, cfg.model_dir = args.subject, args.model_dir

@@ -52,7 +52,7 @@ from utils.atomic import atomic_output
 from utils.config import config_to_dict
 from utils.flame import FLAME_DIM, FPS
 from utils.plots import plot_motion_curves, plot_std_bars
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 DEFAULT_STEP_SWEEP = (5, 10, 15, 25, 50)
 DEFAULT_GUIDANCE_SWEEP = (1.5, 2.0, 3.0)
@@ -316,6 +316,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    configure_threads()
     try:
         evaluate(cfg)
     except (CorpusError, ValueError, RuntimeError, OSError) as exc:

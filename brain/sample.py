@@ -19,7 +19,7 @@ from brain.policy import ListenerPolicy
 from utils.atomic import save_npy
 from utils.checkpoint import CheckpointError
 from utils.plots import plot_motion_curves
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="also write a PNG of the main motion curves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
+    configure_threads()
     try:
         if args.num_samples < 1:
             raise ValueError(f"--num_samples must be >= 1, got {args.num_samples}")

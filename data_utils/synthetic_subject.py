@@ -58,7 +58,7 @@ from scene.rotation import axis_angle_to_matrix
 from scene.subject import frame_name
 from utils.atomic import atomic_output
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SHAPE_SEED = 7031  # the fixed projection of the subtle expression dims; every subject shares it
 PIVOT = (0.0, 0.035, 0.55)  # mean head pivot in camera space (metres)
@@ -522,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="threads writing PNG files")
     args = parser.parse_args(argv)
+    configure_threads()
     try:
         path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
                                        supersample=args.supersample, workers=args.workers, progress=True)

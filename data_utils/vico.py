@@ -55,6 +55,7 @@ from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
 from utils.atomic import atomic_output
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.runtime import configure_threads
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
@@ -439,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
     add_options(parser, VicoOptions)
     args = parser.parse_args(argv)
+    configure_threads()
     options = options_from_args(VicoOptions, args)
     try:
         manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,

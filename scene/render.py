@@ -28,7 +28,7 @@ from scene.subject import frame_name
 from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError
 from utils.flame import FLAME_DIM
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 
 def read_motion(flame_path: str, translation_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--batch_size", type=int, default=16, help="frames rendered per batch")
     args = parser.parse_args(argv)
+    configure_threads()
     if args.ply is None and (args.flame is None or args.out is None):
         parser.error("rendering needs --flame and --out (or use --ply to export Gaussians)")
     if args.frame is not None and (args.ply is None or args.flame is None):
