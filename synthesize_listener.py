@@ -29,19 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from brain.data import check_speaker_inputs, load_npy
+from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, synthesize
-from synthesis.video import VideoError, probe_audio
+from utils.arrays import load_npy
+from utils.cli import cli_main
+from utils.errors import UsageError
 from utils.flame import FPS
+from utils.media import probe_audio
 from utils.runtime import configure_threads, resolve_device, seed_everything
 
 
-class UsageError(ValueError):
-    """Arguments that do not fit together."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="synthesize_listener.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--audio", type=Path, help="speaker wav2vec 2.0 features, float32 [T,768] .npy")
     parser.add_argument("--visual", type=Path, required=True, help="speaker expression, float32 [T,50] .npy")
@@ -117,31 +116,24 @@ def load_speaker(args: argparse.Namespace, device) -> tuple[np.ndarray, np.ndarr
                                 exp_source=f"--visual {args.visual}")
 
 
+@cli_main("synthesize_listener.py")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_threads()
-    try:
-        wav = check_arguments(args)
-        try:
-            device = resolve_device(args.device)
-        except RuntimeError as exc:
-            raise UsageError(str(exc)) from exc
-        speaker_audio, speaker_exp = load_speaker(args, device)
-        from brain.policy import ListenerPolicy, fast_sampling_options
-        from scene.body import load_body
+    wav = check_arguments(args)
+    device = resolve_device(args.device)
+    speaker_audio, speaker_exp = load_speaker(args, device)
+    from brain.policy import ListenerPolicy, fast_sampling_options
+    from scene.body import load_body
 
-        policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device,
-                                                **fast_sampling_options(device))
-        body = load_body(args.body_checkpoint, device=device)
-        seed_everything(args.seed)
-        outputs, report = synthesize(
-            policy, body, speaker_audio, speaker_exp, args.output, wav=wav, num_samples=args.num_samples,
-            seed=args.seed, steps=args.steps, guidance_audio=args.guidance_audio,
-            guidance_speaker_exp=args.guidance_speaker_exp, stream=args.stream, realtime=args.realtime,
-            render_batch=args.render_batch, progress=not args.no_progress)
-    except (ValueError, OSError, VideoError) as exc:  # CorpusError, CheckpointError, Wav2VecError: ValueErrors
-        print(f"synthesize_listener: error: {exc}", file=sys.stderr)
-        return 2
+    policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device, **fast_sampling_options(device))
+    body = load_body(args.body_checkpoint, device=device)
+    seed_everything(args.seed)
+    outputs, report = synthesize(
+        policy, body, speaker_audio, speaker_exp, args.output, wav=wav, num_samples=args.num_samples,
+        seed=args.seed, steps=args.steps, guidance_audio=args.guidance_audio,
+        guidance_speaker_exp=args.guidance_speaker_exp, stream=args.stream, realtime=args.realtime,
+        render_batch=args.render_batch, progress=not args.no_progress)
     print(report.format())
     duration = len(speaker_audio) / FPS
     audio_note = f"with the speaker's audio from {wav}" if wav else "without audio (no --wav, no speaker.wav beside --audio)"

@@ -35,8 +35,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import glob
+import hashlib
 import json
 import shutil
 import sys
@@ -47,14 +47,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from brain.data import SPLITS, CorpusError, DyadicCorpus, check_array, write_corpus_meta
-from data_utils.cli import add_options, changed_settings, options_from_args, write_json
+from brain.data import SPLITS, DyadicCorpus, write_corpus_meta
 from data_utils.emoca_io import LISTENER_ROTATIONS, EmocaError, load_emoca_codes
-from data_utils.media import MediaError, probe_video, read_audio, write_wav
+from data_utils.media import read_audio, write_wav
 from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
-from utils.atomic import atomic_output
+from utils.arrays import check_array
+from utils.atomic import atomic_output, save_json
+from utils.cli import cli_main
+from utils.config import add_config_flags, changed_settings, config_from_flags
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.media import MediaError, probe_video
 from utils.runtime import configure_threads
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -62,11 +66,11 @@ OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validat
 ATTITUDES = ("positive", "neutral", "negative")  # the listener attitudes of the release's ``attitude`` column
 
 
-class VicoError(ValueError):
+class VicoError(InputError):
     """Input that makes the whole conversion impossible (no CSV, missing columns, duplicate ids...)."""
 
 
-class ClipRefused(ValueError):
+class ClipRefused(InputError):
     """One clip that cannot be converted; the reason names the file and the numbers."""
 
 
@@ -222,11 +226,8 @@ def convert_clip(row: VicoRow, emoca_root: Path, extractor_factory, options: Vic
                           f"min_seconds={options.min_seconds:g}")
     arrays = {"speaker_audio": speaker_audio[:num_frames], "speaker_exp": speaker_exp[:num_frames],
               "listener": listener[:num_frames]}
-    try:
-        for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
-            arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}")
-    except CorpusError as exc:
-        raise ClipRefused(str(exc)) from exc
+    for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
+        arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}", error=ClipRefused)
     arrays["speaker_wav"] = audio[:int(round(num_frames * SAMPLE_RATE / FPS))]
     provenance = {
         "clip_id": row.clip_id, "csv": row.csv_file, "official_split": row.official_split,
@@ -261,25 +262,24 @@ def write_clip(clip_dir: Path, arrays: dict, provenance: dict) -> None:
             np.save(tmp / f"{name}.npy", arrays[name])
         write_wav(tmp / "speaker.wav", arrays["speaker_wav"], SAMPLE_RATE)
         if provenance["attitude"] is not None:
-            (tmp / LABELS_FILE).write_text(_labels_json(provenance["attitude"]))
-        (tmp / "clip.json").write_text(json.dumps(provenance, indent=2) + "\n")
+            save_json(tmp / LABELS_FILE, {"attitude": provenance["attitude"]})
+        save_json(tmp / "clip.json", provenance)
 
 
 LABELS_FILE = "labels.json"
 
 
-def _labels_json(attitude: str) -> str:
-    return json.dumps({"attitude": attitude}) + "\n"
-
-
 def _sync_labels(clip_dir: Path, row: VicoRow) -> None:
     """A finished clip's ``labels.json`` follows the CSV (written by an older run, or the CSV was corrected)."""
-    path = clip_dir / LABELS_FILE
     if row.attitude is None:
         return
-    if not path.is_file() or path.read_text() != _labels_json(row.attitude):
-        with atomic_output(path) as tmp:
-            tmp.write_text(_labels_json(row.attitude))
+    path = clip_dir / LABELS_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or unreadable
+        current = None
+    if current != {"attitude": row.attitude}:
+        save_json(path, {"attitude": row.attitude})
 
 
 def _remove_unfinished(clips_dir: Path, clip_id: str) -> None:
@@ -376,7 +376,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     available = [row for row in rows if status[row.clip_id] != "refused"]
     if not available:  # nothing to train on: only the reasons are written, no corpus that looks usable
         manifest = _manifest(out, rows, status, refused, {name: [] for name in SPLITS}, options, wav2vec_model)
-        write_json(out / "manifest.json", manifest)
+        save_json(out / "manifest.json", manifest)
         return manifest
     if options.split == "official":
         splits = official_splits(available, options.val_fraction, options.seed)
@@ -390,7 +390,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     for row in available:
         corpus.load_clip(row.clip_id)
     manifest = _manifest(out, rows, status, refused, splits, options, wav2vec_model)
-    write_json(out / "manifest.json", manifest)
+    save_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -402,7 +402,7 @@ def _check_settings(out: Path, options: VicoOptions, overwrite: bool) -> None:
     if changed and not overwrite:
         raise VicoError(f"{out}: built before with different settings ({', '.join(changed)}); "
                         f"pass --overwrite to rebuild every clip, or choose a new --out")
-    write_json(path, current)
+    save_json(path, current)
 
 
 def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) -> dict:
@@ -428,8 +428,9 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
     }
 
 
+@cli_main("data_utils.vico")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.vico", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="ViCo release: *.csv, videos/, audios/")
     parser.add_argument("--emoca", required=True, help="EMOCA outputs for the release's videos")
@@ -438,16 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="the annotation CSV when the root holds several")
     parser.add_argument("--device", default="auto", help="wav2vec2 device: auto, cpu, cuda")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
-    add_options(parser, VicoOptions)
+    add_config_flags(parser, VicoOptions)
     args = parser.parse_args(argv)
     configure_threads()
-    options = options_from_args(VicoOptions, args)
-    try:
-        manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
-                                device=args.device, overwrite=args.overwrite)
-    except (VicoError, CorpusError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    options = config_from_flags(VicoOptions, args)
+    manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
+                            device=args.device, overwrite=args.overwrite)
     counts = manifest["counts"]
     print(f"{args.out}: written {counts['written']}, skipped (already done) {counts['skipped']}, "
           f"refused {counts['refused']}; splits " + ", ".join(f"{k} {v}" for k, v in manifest["splits"].items()))
@@ -458,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if count == 0:
             print(f"  warning: the {split} split is empty")
     if counts["written"] + counts["skipped"] == 0:
-        print("error: every clip was refused", file=sys.stderr)
-        return 1
+        raise VicoError(f"{args.root}: every clip was refused")
     return 0
 
 

@@ -32,6 +32,7 @@ from synthesis.render import render_motion
 from synthesis.session import ListenerSession, StreamReport, replay
 from synthesis.video import VideoWriter, grid_shape, tile_grid
 from utils.atomic import atomic_output
+from utils.errors import UsageError
 from utils.plots import plot_motion_curves
 
 
@@ -46,7 +47,7 @@ class SynthesisOutputs:
     def for_output(cls, output: str | os.PathLike, num_samples: int) -> "SynthesisOutputs":
         output = Path(output)
         if output.suffix.lower() != ".mp4":
-            raise ValueError(f"{output}: the output must be an .mp4 file")
+            raise UsageError(f"--output {output}: the output must be an .mp4 file")
         stem = output.with_suffix("")
         if num_samples == 1:
             videos, grid = [output], None

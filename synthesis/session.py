@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from brain.data import check_array
 from synthesis.render import render_motion
+from utils.arrays import check_array
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils.media import ffmpeg_exe, write_wav
+from data_utils.media import write_wav
+from utils.media import ffmpeg_exe
 from utils.flame import AUDIO_DIM
 
 EMOCA_MODEL_NAME = "EMOCA_v2_lr_mse_20"

@@ -144,5 +144,5 @@ def test_cli_writes_codes_or_exits_nonzero(tmp_path, capsys):
     assert np.load(tmp_path / "listener.npy").shape == (12, FLAME_DIM)
     assert main([str(folder), "--kind", "speaker", "--out", str(tmp_path / "speaker.npy")]) == 0
     assert np.load(tmp_path / "speaker.npy").shape == (12, 50)
-    assert main([str(folder), "--max_missing_fraction", "0.01", "--out", str(tmp_path / "no.npy")]) == 1
+    assert main([str(folder), "--max_missing_fraction", "0.01", "--out", str(tmp_path / "no.npy")]) == 2
     assert "max_missing_fraction" in capsys.readouterr().err and not (tmp_path / "no.npy").exists()

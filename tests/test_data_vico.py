@@ -159,7 +159,7 @@ def test_rerun_restores_labels_a_finished_clip_lacks(release, corpus, tmp_path):
 def test_unusable_input_exits_nonzero(release, tmp_path, capsys):
     root, emoca, model = release
     assert main(["--root", str(tmp_path), "--emoca", str(emoca), "--wav2vec", str(model),
-                 "--out", str(tmp_path / "out")]) == 1
+                 "--out", str(tmp_path / "out")]) == 2
     assert "no CSV" in capsys.readouterr().err
     only_bad = tmp_path / "only_bad"
     shutil.copytree(root / "videos", only_bad / "videos")
@@ -167,7 +167,7 @@ def test_unusable_input_exits_nonzero(release, tmp_path, capsys):
     lines = (root / CSV).read_text().splitlines()
     (only_bad / CSV).write_text("\n".join([lines[0]] + [line for line in lines if "late_audio_listener" in line]) + "\n")
     assert main(["--root", str(only_bad), "--emoca", str(emoca), "--wav2vec", str(model),
-                 "--out", str(tmp_path / "bad_out"), "--device", "cpu"]) == 1
+                 "--out", str(tmp_path / "bad_out"), "--device", "cpu"]) == 2
     assert "every clip was refused" in capsys.readouterr().err
     assert not (tmp_path / "bad_out" / "meta.json").exists() and (tmp_path / "bad_out" / "manifest.json").is_file()
     (only_bad / CSV).write_text("listener,speaker\nx,y\n")

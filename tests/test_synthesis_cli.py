@@ -15,9 +15,9 @@ import torch
 import synthesize_listener
 from brain.config import BrainConfig
 from data_utils.synthetic_dyadic import write_synthetic_corpus
-from synthesis.video import probe_video
 from utils.config import load_config
 from utils.flame import FLAME_DIM, FPS
+from utils.media import probe_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def tiny_models(tmp_path_factory):
     """A corpus clip with speaker.wav, a tiny brain checkpoint and a tiny body model directory."""
     root = tmp_path_factory.mktemp("synthesis_models")
-    import train_body
     import train_diffusion
     from data_utils.synthetic_subject import write_synthetic_subject
+    from scene.training import BodyTrainingConfig, train as train_body
 
     write_synthetic_corpus(root / "corpus", clips=5, seconds=4, seed=0, wav=True)
     brain_cfg = load_config(BrainConfig, REPO_ROOT / "configs" / "brain_tiny.yaml",
@@ -37,11 +37,11 @@ def tiny_models(tmp_path_factory):
                              "train.val_windows=8", "train.device=cpu"])
     train_diffusion.train(brain_cfg, progress=False)
     write_synthetic_subject(root / "subject", size=32, frames=12, seed=0)
-    body_cfg = load_config(train_body.BodyTrainConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
+    body_cfg = load_config(BodyTrainingConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
                            [f"subject={root / 'subject'}", f"model_dir={root / 'body'}", "train.max_steps=2",
                             "train.val_every=2", "train.val_frames=2", "train.device=cpu",
                             "model.init.face_count=200", "model.init.mouth_count=20"])
-    train_body.train(body_cfg, progress=False)
+    train_body(body_cfg, progress=False)
     clip = root / "corpus" / "clips" / "clip_0000"
     return {"brain": root / "brain" / "checkpoint.pth", "body": root / "body", "clip": clip,
             "frames": len(np.load(clip / "speaker_exp.npy"))}

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import torch
 
+from utils.errors import UsageError
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a user's own choice, read by torch at start-up
 
 
@@ -22,9 +24,12 @@ def resolve_device(name: str | None = None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available, else CPU; an explicit ``cuda`` without a GPU is an error."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:  # torch's message for a malformed name
+        raise UsageError(f"--device {name}: not a device name (cpu, cuda, cuda:1, auto)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} was asked for, but CUDA is not available on this machine")
+        raise UsageError(f"--device {name} was asked for, but CUDA is not available on this machine")
     return device
 
 
