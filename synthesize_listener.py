@@ -36,7 +36,7 @@ from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import FPS
 from utils.media import probe_audio
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +118,7 @@ def load_speaker(args: argparse.Namespace, device) -> tuple[np.ndarray, np.ndarr
 @cli_main("synthesize_listener.py")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads()
     wav = check_arguments(args)
     device = resolve_device(args.device)
     speaker_audio, speaker_exp = load_speaker(args, device)

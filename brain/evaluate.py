@@ -62,7 +62,7 @@ from utils.config import config_to_dict
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
 from utils.plots import plot_motion_curves, plot_std_bars
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 DEFAULT_STEP_SWEEP = (5, 10, 15, 25, 50)
 DEFAULT_GUIDANCE_SWEEP = (1.5, 2.0, 3.0)
@@ -370,6 +370,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 @cli_main("brain.evaluate")
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    configure_threads()
     evaluate(cfg)
     print(Path(cfg.out, "metrics.md").read_text())
     return 0

@@ -38,7 +38,7 @@ from utils.atomic import save_npy
 from utils.cli import cli_main
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SAMPLE_RATE = 16000  # wav2vec 2.0 is trained on 16 kHz audio
 
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk_seconds", type=float, default=30.0)
     parser.add_argument("--context_seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
+    configure_threads()
     features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
                                         layer=args.layer, chunk_seconds=args.chunk_seconds,
                                         context_seconds=args.context_seconds)
