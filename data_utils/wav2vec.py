@@ -27,13 +27,14 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data_utils.media import MediaError, read_audio
+from data_utils.media import MediaError, ffmpeg_header, read_audio
 from utils.atomic import save_npy
 from utils.flame import AUDIO_DIM, FPS
 from utils.runtime import resolve_device
@@ -50,16 +51,29 @@ class Wav2VecExtractor:
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", *, layer: int = -1,
                  chunk_seconds: float = 30.0, context_seconds: float = 5.0):
-        from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+        from transformers import AutoConfig, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
         self.model_dir = str(model_dir)
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         try:
-            self.model = Wav2Vec2Model.from_pretrained(self.model_dir).to(self.device).eval()
+            # transformers loads any model's weights into a Wav2Vec2Model with only a warning (a BERT folder
+            # gives a randomly initialised wav2vec2), so the folder's model type and weights are checked.
+            model_type = AutoConfig.from_pretrained(self.model_dir).model_type
+            if model_type == "wav2vec2":
+                model, loading = Wav2Vec2Model.from_pretrained(self.model_dir, output_loading_info=True)
         except Exception as exc:  # transformers raises OSError/ValueError/HF errors for missing or offline ids
             where = "local directory" if Path(self.model_dir).is_dir() else "hub id (needs internet) or directory"
             raise Wav2VecError(f"{self.model_dir}: cannot load a Wav2Vec2Model from this {where} "
                                f"({type(exc).__name__}: {exc})") from exc
+        if model_type != "wav2vec2":
+            raise Wav2VecError(f"{self.model_dir}: holds a {model_type!r} model, not a Wav2Vec2 "
+                               f"(config.json model_type must be 'wav2vec2')")
+        # masked_spec_embed is used only for masking during pre-training; some releases leave it out.
+        missing = [key for key in loading["missing_keys"] if key != "masked_spec_embed"]
+        if missing:
+            raise Wav2VecError(f"{self.model_dir}: the weights lack {len(missing)} of the model's tensors "
+                               f"(e.g. {missing[0]}); not a complete Wav2Vec2 checkpoint")
+        self.model = model.to(self.device).eval()
         try:
             self.feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(self.model_dir)
         except Exception:  # a bare model directory has no preprocessor_config.json: use the defaults
@@ -98,7 +112,8 @@ class Wav2VecExtractor:
         return max(0, (num_samples - self.receptive_field) // self.stride + 1)
 
     @torch.no_grad()
-    def _forward(self, audio: np.ndarray) -> np.ndarray:
+    def run_model(self, audio: np.ndarray) -> np.ndarray:
+        """One forward pass over the waveform as given (no normalisation) -> hidden states ``[F,768]`` at 50 Hz."""
         inputs = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(self.device)
         if self.layer == -1:
             hidden = self.model(inputs).last_hidden_state
@@ -116,7 +131,7 @@ class Wav2VecExtractor:
         if self.feature_extractor.do_normalize:
             audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
         if len(audio) <= self.chunk_samples + 2 * self.context_samples:
-            return self._forward(audio)
+            return self.run_model(audio)
         pieces = []
         for core_start in range(0, len(audio), self.chunk_samples):
             first = core_start // self.stride  # global index of the first frame this chunk contributes
@@ -125,7 +140,7 @@ class Wav2VecExtractor:
                 break
             start = max(0, core_start - self.context_samples)  # a multiple of the stride: frames stay on the grid
             stop = min(len(audio), core_start + self.chunk_samples + self.context_samples)
-            hidden = self._forward(audio[start:stop])
+            hidden = self.run_model(audio[start:stop])
             offset = start // self.stride
             pieces.append(hidden[first - offset:last - offset])
         features = np.concatenate(pieces)
@@ -150,6 +165,28 @@ class Wav2VecExtractor:
         if num_frames <= 0:
             raise Wav2VecError(f"audio of {len(audio) / SAMPLE_RATE:.3f} s holds no whole frame at {fps} fps")
         return self.to_video_frames(self.features_50hz(audio), num_frames, fps)
+
+
+_AUDIO_STREAM = re.compile(r"Stream #[^\n]*?Audio:[^\n]*?(\d+) Hz, ([^,\n]+)")
+
+
+def read_speaker_audio(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Any audio file -> mono float32 ``[N]`` at 16 kHz, and what was converted to get there (for the log:
+    e.g. ``["resampled from 44100 Hz to 16000 Hz", "mixed stereo down to mono"]``).
+
+    An unreadable file, one without audio, or NaN/Inf samples raise :class:`~data_utils.media.MediaError`.
+    """
+    stream = _AUDIO_STREAM.search(ffmpeg_header(path))
+    if stream is None:
+        raise MediaError(f"{path}: no readable audio stream")
+    audio = read_audio(path, SAMPLE_RATE)
+    rate, layout = int(stream.group(1)), stream.group(2).strip()
+    conversions = []
+    if rate != SAMPLE_RATE:
+        conversions.append(f"resampled from {rate} Hz to {SAMPLE_RATE} Hz")
+    if layout != "mono":
+        conversions.append(f"mixed {layout} down to mono")
+    return audio, conversions
 
 
 def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device: str = "cpu", *,
