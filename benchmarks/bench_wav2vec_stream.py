@@ -32,20 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from data_utils.fixtures import speech_like_audio  # noqa: E402
-from data_utils.wav2vec import SAMPLE_RATE, Wav2VecExtractor  # noqa: E402
+from data_utils.wav2vec import SAMPLE_RATE, Wav2VecExtractor, save_random_wav2vec  # noqa: E402
 from data_utils.wav2vec_stream import CausalWav2Vec  # noqa: E402
 from synthesis.session import AUDIO_BLOCK_SECONDS, percentiles_ms  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
-
-
-def save_base_wav2vec(directory: Path, seed: int = 0) -> Path:
-    """A base-size Wav2Vec2 with random weights, saved like a release (model + feature extractor config)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    torch.manual_seed(seed)
-    Wav2Vec2Model(Wav2Vec2Config()).eval().save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(directory)
-    return directory
 
 
 def deviation_rows(extractor: Wav2VecExtractor, audio: np.ndarray, contexts: list[float]) -> list[dict]:
@@ -85,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as temporary:
-        model_dir = args.model or save_base_wav2vec(Path(temporary) / "wav2vec2_base_random")
+        model_dir = args.model or save_random_wav2vec(Path(temporary) / "wav2vec2_base_random")
         extractor = Wav2VecExtractor(model_dir, device)
         name = "random-weight base" if args.model is None else str(args.model)
         layers, width = extractor.model.config.num_hidden_layers, extractor.model.config.hidden_size

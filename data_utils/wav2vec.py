@@ -167,6 +167,19 @@ class Wav2VecExtractor:
         return self.to_video_frames(self.features_50hz(audio), num_frames, fps)
 
 
+def save_random_wav2vec(directory: str | Path, seed: int = 0) -> Path:
+    """A base-size Wav2Vec2 (``Wav2Vec2Config()`` defaults: 12 layers, 768 wide) with random weights, saved
+    like a release. For benchmarks: no weights can be downloaded here, and random weights cost exactly
+    what trained ones do (their features, of course, mean nothing)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    directory = Path(directory)
+    Wav2Vec2Model(Wav2Vec2Config()).eval().save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(directory)
+    return directory
+
+
 _AUDIO_STREAM = re.compile(r"Stream #[^\n]*?Audio:[^\n]*?(\d+) Hz, ([^,\n]+)")
 
 
