@@ -35,22 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-from brain.data import check_array, check_speaker_inputs, load_npy
+from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, brain_options, synthesize
-from synthesis.video import VideoError, probe_audio
+from utils.arrays import check_array, load_npy
 from utils.atomic import Terminated, sigterm_as_interrupt
+from utils.cli import cli_main
+from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, FPS, SPEAKER_EXP_DIM
+from utils.media import probe_audio
 from utils.runtime import resolve_device, seed_everything
 
-PROGRAM = "synthesize_listener"
-
-
-class UsageError(ValueError):
-    """Arguments that do not fit together."""
+PROGRAM = "synthesize_listener.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="synthesize_listener.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--audio", type=Path, help="speaker wav2vec 2.0 features, float32 [T,768] .npy")
     parser.add_argument("--visual", type=Path, help="speaker expression, float32 [T,50] .npy (default: audio only)")
@@ -159,14 +158,12 @@ def load_speaker(args: argparse.Namespace, device) -> Speaker:
     return Speaker(samples, speaker_exp, num_frames, audio_features, notes)
 
 
+@cli_main(PROGRAM)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():
             return run(args)
-    except (ValueError, OSError, VideoError) as exc:  # CorpusError, CheckpointError, Wav2VecError: ValueErrors
-        print(f"{PROGRAM}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every temporary output was removed on the way out
         print(f"{PROGRAM}: interrupted ({exc or 'Ctrl-C'}); no output written", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
@@ -174,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     wav = check_arguments(args)
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as exc:
-        raise UsageError(str(exc)) from exc
+    device = resolve_device(args.device)
     speaker = load_speaker(args, device)
     from brain.policy import ListenerPolicy, fast_sampling_options
     from scene.body import load_body

@@ -8,7 +8,8 @@ The model is a base-size Wav2Vec2 (``transformers.Wav2Vec2Config()`` defaults: 1
 norm conv stack) with **random weights**, saved to a temporary folder, unless ``--model`` names a local
 one: no weights can be downloaded here, and a random model costs exactly what a trained one does. Its
 deviation is indicative only: a trained model's attention and positional convolution may lean on right
-context more or less than random ones do. The audio is the synthetic speech of ``data_utils.fixtures``.
+context more or less than random ones do. The audio is a synthetic corpus speaker's ``speaker.wav``
+(``data_utils.synthetic_dyadic --wav``: voiced from the speaker's energy and pitch, with pauses).
 
 Prints two tables: per left context, the relative error (``|streamed - whole| / |whole|``) and per-frame
 cosine (mean, min) against whole-file extraction, and the relative error by position in the 8-frame
@@ -31,8 +32,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from data_utils.fixtures import speech_like_audio  # noqa: E402
-from data_utils.wav2vec import SAMPLE_RATE, Wav2VecExtractor, save_random_wav2vec  # noqa: E402
+from data_utils.synthetic_dyadic import write_synthetic_corpus  # noqa: E402
+from data_utils.wav2vec import SAMPLE_RATE, Wav2VecExtractor, read_speaker_audio, save_random_wav2vec  # noqa: E402
 from data_utils.wav2vec_stream import CausalWav2Vec  # noqa: E402
 from synthesis.session import AUDIO_BLOCK_SECONDS, percentiles_ms  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
@@ -79,14 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         extractor = Wav2VecExtractor(model_dir, device)
         name = "random-weight base" if args.model is None else str(args.model)
         layers, width = extractor.model.config.num_hidden_layers, extractor.model.config.hidden_size
-        deviation = deviation_rows(extractor, speech_like_audio(args.deviation_seconds, SAMPLE_RATE, seed=0),
-                                   args.contexts)
-        cost = chunk_cost_ms(extractor, speech_like_audio(args.seconds, SAMPLE_RATE, seed=1), args.cost_context,
-                             device)
+        corpus = write_synthetic_corpus(Path(temporary) / "corpus", clips=3, seed=1, wav=True,
+                                        seconds=max(args.seconds, args.deviation_seconds))
+        audio, _ = read_speaker_audio(corpus / "clips" / "clip_0000" / "speaker.wav")
+        deviation = deviation_rows(extractor, audio[:round(args.deviation_seconds * SAMPLE_RATE)], args.contexts)
+        cost = chunk_cost_ms(extractor, audio[:round(args.seconds * SAMPLE_RATE)], args.cost_context, device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; model: {name} "
           f"wav2vec2 ({layers} layers, {width} wide)")
-    print(f"\ndeviation from whole-file extraction ({args.deviation_seconds:g} s of synthetic speech)")
+    print(f"\ndeviation from whole-file extraction ({args.deviation_seconds:g} s of a synthetic speaker)")
     print("| left context s | relative error | cosine mean | cosine min | relative error by frame in chunk 0..7 |")
     print("|---|---|---|---|---|")
     for row in deviation:

@@ -21,6 +21,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from brain.data import Clip, check_speaker_inputs
+from utils.errors import UsageError
 from utils.flame import EXP, FLAME_DIM
 
 MIRROR_DELAY_FRAMES = 10  # 0.4 s at 25 fps: a plausible listener reaction lag
@@ -156,13 +157,13 @@ def build_baselines(names: Sequence[str], train_clips: Sequence[Clip], *, regres
     }
     unknown = [n for n in names if n not in builders]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: all, {', '.join(builders)}")
+        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}; known: all, {', '.join(builders)}")
     return {name: builders[name]() for name in names}
 
 
 def _load_regression(checkpoint, device: str) -> MotionGenerator:
     if not checkpoint:
-        raise ValueError("the regression baseline needs --regression_checkpoint (a brain trained with "
+        raise UsageError("the regression baseline needs --regression_checkpoint (a brain trained with "
                          "model.objective=regression)")
     from brain.policy import ListenerPolicy
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brain.config import ModelConfig
+from utils.config import ConfigError
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
 
@@ -130,9 +131,9 @@ class ListenerDenoiser(nn.Module):
         self.cfg = cfg
         width, history, window, chunk = cfg.width, cfg.history_frames, cfg.window_frames, cfg.chunk_frames
         if chunk > window:
-            raise ValueError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
+            raise ConfigError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
         if width % cfg.heads:
-            raise ValueError(f"model.width ({width}) must be divisible by model.heads ({cfg.heads})")
+            raise ConfigError(f"model.width ({width}) must be divisible by model.heads ({cfg.heads})")
         self.listener_in = nn.Linear(FLAME_DIM, width)
         self.null_history = nn.Parameter(torch.zeros(width))
         self.token_type = nn.Parameter(torch.zeros(2, width))  # 0: history, 1: window

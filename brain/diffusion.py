@@ -30,6 +30,8 @@ from torch import nn
 
 from brain.config import DiffusionConfig
 from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
+from utils.config import ConfigError
+from utils.errors import UsageError
 
 
 def cosine_alpha_bar(steps: int, offset: float = 0.008) -> torch.Tensor:
@@ -69,7 +71,7 @@ class ListenerDiffusion(nn.Module):
     def __init__(self, cfg: DiffusionConfig, objective: str = "diffusion"):
         super().__init__()
         if objective not in ("diffusion", "regression"):
-            raise ValueError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
+            raise ConfigError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
         self.cfg = cfg
         self.objective = objective
         self.register_buffer("alpha_bar", cosine_alpha_bar(cfg.train_steps))  # [T], t=0 is the least noisy
@@ -127,7 +129,7 @@ class ListenerDiffusion(nn.Module):
     def sampling_timesteps(self, steps: int) -> list[int]:
         """``steps`` timesteps from ``T-1`` down to 0, evenly spaced (DDIM respacing)."""
         if not 1 <= steps <= self.num_steps:
-            raise ValueError(f"steps must be in 1..{self.num_steps} (the schedule's length), got {steps}")
+            raise UsageError(f"steps must be in 1..{self.num_steps} (the schedule's length), got {steps}")
         return sorted({round(x) for x in torch.linspace(self.num_steps - 1, 0, steps).tolist()}, reverse=True)
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, timestep: int, encoded: EncodedCondition,

@@ -34,15 +34,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_utils.media import MediaError, ffmpeg_header, read_audio
+from data_utils.media import read_audio
 from utils.atomic import save_npy
+from utils.cli import cli_main
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
+from utils.media import MediaError, ffmpeg_header
 from utils.runtime import resolve_device
 
 SAMPLE_RATE = 16000  # wav2vec 2.0 is trained on 16 kHz audio
 
 
-class Wav2VecError(ValueError):
+class Wav2VecError(InputError):
     """A wav2vec2 model that cannot be loaded or does not fit the contract."""
 
 
@@ -187,7 +190,7 @@ def read_speaker_audio(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Any audio file -> mono float32 ``[N]`` at 16 kHz, and what was converted to get there (for the log:
     e.g. ``["resampled from 44100 Hz to 16000 Hz", "mixed stereo down to mono"]``).
 
-    An unreadable file, one without audio, or NaN/Inf samples raise :class:`~data_utils.media.MediaError`.
+    An unreadable file, one without audio, or NaN/Inf samples raise :class:`~utils.media.MediaError`.
     """
     stream = _AUDIO_STREAM.search(ffmpeg_header(path))
     if stream is None:
@@ -209,13 +212,15 @@ def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device
 
     ``num_frames`` fixes ``T`` (the video's frame count); by default ``T = floor(duration * 25)``.
     """
+    audio = read_audio(wav_path, SAMPLE_RATE)  # before the model: a bad file is refused at once
     extractor = Wav2VecExtractor(model_dir, device, layer=layer, chunk_seconds=chunk_seconds,
                                  context_seconds=context_seconds)
-    return extractor(read_audio(wav_path, SAMPLE_RATE), num_frames)
+    return extractor(audio, num_frames)
 
 
+@cli_main("data_utils.wav2vec")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.wav2vec", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wav", required=True, help="speaker audio: wav or any file with an audio stream")
     parser.add_argument("--model", required=True, help="wav2vec2 directory (save_pretrained) or hub id when online")
@@ -226,13 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk_seconds", type=float, default=30.0)
     parser.add_argument("--context_seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
-    try:
-        features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
-                                            layer=args.layer, chunk_seconds=args.chunk_seconds,
-                                            context_seconds=args.context_seconds)
-    except (MediaError, Wav2VecError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
+                                        layer=args.layer, chunk_seconds=args.chunk_seconds,
+                                        context_seconds=args.context_seconds)
     save_npy(args.out, features)
     print(f"wrote {args.out}: float32 {list(features.shape)} at {FPS} fps")
     return 0

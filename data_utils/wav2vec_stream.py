@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
 
 
@@ -42,14 +43,14 @@ def check_samples(samples, source: str = "audio samples") -> np.ndarray:
     """A mono waveform block ``[n]`` as float32; NaN/Inf or a wrong shape is refused naming ``source``."""
     samples = np.asarray(samples)
     if samples.ndim != 1:
-        raise ValueError(f"{source}: expected mono samples [n], got shape {list(samples.shape)} "
+        raise InputError(f"{source}: expected mono samples [n], got shape {list(samples.shape)} "
                          f"(mix channels down first)")
     if not np.issubdtype(samples.dtype, np.floating):
-        raise ValueError(f"{source}: expected float samples in [-1, 1], got {samples.dtype}")
+        raise InputError(f"{source}: expected float samples in [-1, 1], got {samples.dtype}")
     samples = samples.astype(np.float32, copy=False)
     bad = int((~np.isfinite(samples)).sum())
     if bad:
-        raise ValueError(f"{source}: {bad} NaN/Inf sample(s)")
+        raise InputError(f"{source}: {bad} NaN/Inf sample(s)")
     return samples
 
 
@@ -65,9 +66,9 @@ class CausalWav2Vec:
 
     def __init__(self, model: Wav2VecExtractor, *, chunk_frames: int = 8, context_seconds: float = 2.0):
         if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+            raise InputError(f"chunk_frames must be at least 1, got {chunk_frames}")
         if context_seconds < 0:
-            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
+            raise InputError(f"context_seconds must be >= 0, got {context_seconds}")
         self.model = model
         self.chunk_frames = chunk_frames
         self.context_seconds = context_seconds

@@ -21,26 +21,27 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from brain.data import CorpusError, check_array, load_npy
 from scene.body import load_body
 from scene.ply import write_gaussians_ply
 from scene.subject import frame_name
+from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output
-from utils.checkpoint import CheckpointError
+from utils.cli import cli_main
+from utils.errors import InputError, UsageError
 from utils.flame import FLAME_DIM
 from utils.runtime import resolve_device
 
 
 def read_motion(flame_path: str, translation_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``[N,56]`` FLAME and optional ``[N,3]`` translation, validated (widths, NaN, equal lengths)."""
-    flame = check_array(load_npy(Path(flame_path), flame_path), FLAME_DIM, flame_path)
+    flame = check_array(load_npy(flame_path), FLAME_DIM, flame_path)
     if len(flame) == 0:
-        raise CorpusError(f"{flame_path}: no frames")
+        raise InputError(f"{flame_path}: no frames")
     if translation_path is None:
         return flame, None
-    translation = check_array(load_npy(Path(translation_path), translation_path), 3, translation_path)
+    translation = check_array(load_npy(translation_path), 3, translation_path)
     if len(translation) != len(flame):
-        raise CorpusError(f"{translation_path} has {len(translation)} rows but {flame_path} has {len(flame)}")
+        raise InputError(f"{translation_path} has {len(translation)} rows but {flame_path} has {len(flame)}")
     return flame, translation
 
 
@@ -59,8 +60,9 @@ def render_to_folder(body, flame: np.ndarray, translation: np.ndarray | None, ou
     return Path(out)
 
 
+@cli_main("scene.render")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="scene.render", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", required=True, help="body model directory or body.pth")
     parser.add_argument("--flame", help="float32 [N,56] .npy of FLAME vectors")
@@ -75,24 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("rendering needs --flame and --out (or use --ply to export Gaussians)")
     if args.frame is not None and (args.ply is None or args.flame is None):
         parser.error("--frame needs --ply and --flame")
-    try:
-        body = load_body(args.model, resolve_device(args.device))
-        flame, translation = read_motion(args.flame, args.translation) if args.flame else (None, None)
-        if args.ply is not None:
-            if args.frame is not None and not 0 <= args.frame < len(flame):
-                raise CorpusError(f"--frame {args.frame} is outside {args.flame} ({len(flame)} rows)")
-            pose = None if args.frame is None else torch.from_numpy(flame[args.frame]).to(body.device)
-            shift = (None if args.frame is None or translation is None
-                     else torch.from_numpy(translation[args.frame]).to(body.device))
-            gaussians = body.export_gaussians(pose, shift)
-            write_gaussians_ply(args.ply, **{key: value.cpu().numpy() for key, value in gaussians.items()})
-            print(f"wrote {len(gaussians['means'])} Gaussians to {args.ply}")
-        else:
-            render_to_folder(body, flame, translation, args.out, batch_size=args.batch_size)
-            print(f"wrote {len(flame)} frames of {body.width}x{body.height} to {args.out}")
-    except (CheckpointError, CorpusError, RuntimeError) as exc:
-        print(f"scene.render: error: {exc}", file=sys.stderr)
-        return 2
+    body = load_body(args.model, resolve_device(args.device))
+    flame, translation = read_motion(args.flame, args.translation) if args.flame else (None, None)
+    if args.ply is not None:
+        if args.frame is not None and not 0 <= args.frame < len(flame):
+            raise UsageError(f"--frame {args.frame} is outside {args.flame} ({len(flame)} rows)")
+        pose = None if args.frame is None else torch.from_numpy(flame[args.frame]).to(body.device)
+        shift = (None if args.frame is None or translation is None
+                 else torch.from_numpy(translation[args.frame]).to(body.device))
+        gaussians = body.export_gaussians(pose, shift)
+        write_gaussians_ply(args.ply, **{key: value.cpu().numpy() for key, value in gaussians.items()})
+        print(f"wrote {len(gaussians['means'])} Gaussians to {args.ply}")
+    else:
+        render_to_folder(body, flame, translation, args.out, batch_size=args.batch_size)
+        print(f"wrote {len(flame)} frames of {body.width}x{body.height} to {args.out}")
     return 0
 
 

@@ -38,6 +38,7 @@ from synthesis.render import render_motion
 from synthesis.session import ListenerSession, StreamReport, audio_only_guidance, replay, replay_audio
 from synthesis.video import VideoWriter, grid_shape, tile_grid
 from utils.atomic import atomic_output
+from utils.errors import InputError, UsageError
 from utils.flame import SPEAKER_EXP_DIM
 from utils.plots import plot_motion_curves
 
@@ -53,7 +54,7 @@ class SynthesisOutputs:
     def for_output(cls, output: str | os.PathLike, num_samples: int) -> "SynthesisOutputs":
         output = Path(output)
         if output.suffix.lower() != ".mp4":
-            raise ValueError(f"{output}: the output must be an .mp4 file")
+            raise UsageError(f"--output {output}: the output must be an .mp4 file")
         stem = output.with_suffix("")
         if num_samples == 1:
             videos, grid = [output], None
@@ -124,9 +125,9 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray 
     ``wav`` is muxed into every video.
     """
     if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        raise InputError(f"num_samples must be at least 1, got {num_samples}")
     if stream and num_samples != 1:
-        raise ValueError("--stream drives one live listener; use num_samples=1")
+        raise InputError("--stream drives one live listener; use num_samples=1")
     outputs = SynthesisOutputs.for_output(output, num_samples)
     options = brain_options(policy, with_speaker_exp=speaker_exp is not None, guidance_audio=guidance_audio,
                             guidance_speaker_exp=guidance_speaker_exp, attitude=attitude, intensity=intensity)

@@ -35,8 +35,9 @@ from typing import Callable
 
 import numpy as np
 
-from brain.data import check_array
 from synthesis.render import render_motion
+from utils.arrays import check_array
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
 AUDIO_BLOCK_SECONDS = 0.01  # what a live audio source delivers per callback (WebRTC's 10 ms frames)
@@ -62,13 +63,13 @@ def audio_only_guidance(policy, guidance_speaker_exp: float | None) -> float:
     """The expression guidance an audio-only session samples with (0: the audio-only branch); refuses a
     brain that has no such branch and a non-zero weight asked for an expression that is not there."""
     if guidance_speaker_exp not in (None, 0.0):
-        raise ValueError(f"without the speaker's expression the expression guidance must be 0 "
+        raise InputError(f"without the speaker's expression the expression guidance must be 0 "
                          f"(the audio-only branch), got {guidance_speaker_exp}")
     if policy.cfg.model.objective == "regression":
-        raise ValueError("this brain is a regression model, which has no audio-only branch: give the "
+        raise InputError("this brain is a regression model, which has no audio-only branch: give the "
                          "speaker's expression")
     if policy.cfg.diffusion.drop_speaker_exp + policy.cfg.diffusion.drop_both == 0:
-        raise ValueError("this brain was trained with drop_speaker_exp = drop_both = 0, so it never learned "
+        raise InputError("this brain was trained with drop_speaker_exp = drop_both = 0, so it never learned "
                          "an audio-only branch: give the speaker's expression")
     return 0.0
 
@@ -128,7 +129,7 @@ class ListenerSession:
         speaker_audio = check_array(speaker_audio, AUDIO_DIM, "audio chunk")
         speaker_exp = self._check_exp(speaker_exp, len(speaker_audio))
         if len(speaker_audio) != len(speaker_exp):
-            raise ValueError(f"audio chunk has {len(speaker_audio)} frames but expression chunk has "
+            raise InputError(f"audio chunk has {len(speaker_audio)} frames but expression chunk has "
                              f"{len(speaker_exp)}: push the same frames of both")
         return self._brain_and_body(speaker_audio, speaker_exp, start, features_done=start)
 
@@ -172,13 +173,13 @@ class ListenerSession:
     def _check_exp(self, speaker_exp: np.ndarray | None, frames: int) -> np.ndarray:
         if not self.with_speaker_exp:
             if speaker_exp is not None:
-                raise ValueError("this session was started without the speaker's expression "
+                raise InputError("this session was started without the speaker's expression "
                                  "(with_speaker_exp=False); start one with it to use it")
             return np.zeros((frames, SPEAKER_EXP_DIM), np.float32)
         if speaker_exp is None:
             if frames == 0:
                 return np.zeros((0, SPEAKER_EXP_DIM), np.float32)
-            raise ValueError("this session expects the speaker's expression with every chunk "
+            raise InputError("this session expects the speaker's expression with every chunk "
                              "(or start it with with_speaker_exp=False)")
         return check_array(speaker_exp, SPEAKER_EXP_DIM, "expression chunk")
 

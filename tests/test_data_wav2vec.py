@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from data_utils.fixtures import save_tiny_wav2vec, speech_like_audio, write_stereo_wav
-from data_utils.media import MediaError, write_wav
+from data_utils.media import write_wav
 from data_utils.wav2vec import (SAMPLE_RATE, Wav2VecError, Wav2VecExtractor, extract_wav2vec_features, main,
                                 read_speaker_audio)
 from data_utils.wav2vec_stream import CausalWav2Vec
+from fixtures import save_tiny_wav2vec, speech_like_audio, write_stereo_wav
+from utils.media import MediaError
 from utils.flame import AUDIO_DIM
 
 
@@ -84,7 +85,7 @@ def test_cli_writes_features_or_fails_without_output(model_dir, stereo_wav, tmp_
                  "--num_frames", "80"]) == 0
     assert np.load(out).shape == (80, AUDIO_DIM)
     missing = tmp_path / "never.npy"
-    assert main(["--wav", str(tmp_path / "absent.wav"), "--model", str(model_dir), "--out", str(missing)]) == 1
+    assert main(["--wav", str(tmp_path / "absent.wav"), "--model", str(model_dir), "--out", str(missing)]) == 2
     assert "absent.wav" in capsys.readouterr().err and not missing.exists()
 
 

@@ -101,15 +101,15 @@ def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert _run(corpus, checkpoints, foreign) == 1
+    assert _run(corpus, checkpoints, foreign) == 2
     assert "holds no earlier evaluation" in capsys.readouterr().err and (foreign / "notes.txt").is_file()
 
     out = tmp_path / "eval"
     code = evaluate.main(["--data", str(tmp_path / "missing"), "--baselines", "mean", "--out", str(out)])
-    assert code == 1 and "missing meta.json" in capsys.readouterr().err
+    assert code == 2 and "missing meta.json" in capsys.readouterr().err
     code = evaluate.main(["--data", str(corpus), "--checkpoint", checkpoints["diffusion"], "--baselines", "median",
                           "--out", str(out)])
-    assert code == 1 and "unknown baseline(s) median" in capsys.readouterr().err
+    assert code == 2 and "unknown baseline(s) median" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -13,9 +13,9 @@ import torch
 from data_utils.media import write_wav
 from synthesis.pipeline import OfflineReport, SynthesisOutputs, synthesize
 from synthesis.session import ListenerSession, replay, replay_audio, simulate_live_clock
-from synthesis.video import (VideoError, VideoWriter, grid_shape, probe_audio, probe_video, read_video_frames,
-                             tile_grid)
+from synthesis.video import VideoError, VideoWriter, grid_shape, read_video_frames, tile_grid
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.media import MediaError, probe_audio, probe_video
 
 BRAIN_S = 0.010  # fake seconds the stand-in brain spends per emitted chunk (or flushed tail)
 RENDER_S_PER_FRAME = 0.001
@@ -216,7 +216,7 @@ def test_writer_refuses_wrong_frames_and_reports_ffmpeg_failures(tmp_path):
     with pytest.raises(VideoError, match="bad.wav"):
         with VideoWriter(tmp_path / "w.mp4", width=32, height=32, audio_path=tmp_path / "bad.wav") as video:
             video.write(np.zeros((2, 32, 32, 3), np.uint8))
-    with pytest.raises(VideoError, match="no readable audio stream"):
+    with pytest.raises(MediaError, match="no readable audio stream"):
         probe_audio(tmp_path / "bad.wav")
 
 

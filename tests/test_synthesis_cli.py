@@ -17,10 +17,10 @@ import torch
 import synthesize_listener
 from brain.config import BrainConfig
 from data_utils.synthetic_dyadic import write_synthetic_corpus
-from synthesis.video import probe_video
 from utils.atomic import temporary_path
 from utils.config import load_config
 from utils.flame import FLAME_DIM, FPS
+from utils.media import probe_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def tiny_models(tmp_path_factory):
     """A corpus clip with speaker.wav, a tiny brain checkpoint and a tiny body model directory."""
     root = tmp_path_factory.mktemp("synthesis_models")
-    import train_body
     import train_diffusion
     from data_utils.synthetic_subject import write_synthetic_subject
+    from scene.training import BodyTrainingConfig, train as train_body
 
     write_synthetic_corpus(root / "corpus", clips=5, seconds=4, seed=0, wav=True)
     brain_cfg = load_config(BrainConfig, REPO_ROOT / "configs" / "brain_tiny.yaml",
@@ -40,11 +40,11 @@ def tiny_models(tmp_path_factory):
                              "train.val_windows=8", "train.device=cpu"])
     train_diffusion.train(brain_cfg, progress=False)
     write_synthetic_subject(root / "subject", size=32, frames=12, seed=0)
-    body_cfg = load_config(train_body.BodyTrainConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
+    body_cfg = load_config(BodyTrainingConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
                            [f"subject={root / 'subject'}", f"model_dir={root / 'body'}", "train.max_steps=2",
                             "train.val_every=2", "train.val_frames=2", "train.device=cpu",
                             "model.init.face_count=200", "model.init.mouth_count=20"])
-    train_body.train(body_cfg, progress=False)
+    train_body(body_cfg, progress=False)
     clip = root / "corpus" / "clips" / "clip_0000"
     return {"brain": root / "brain" / "checkpoint.pth", "body": root / "body", "clip": clip,
             "frames": len(np.load(clip / "speaker_exp.npy"))}
@@ -179,7 +179,7 @@ def test_command_line_exits_non_zero_and_writes_nothing(tiny_models, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_wav2vec(tmp_path_factory):
-    from data_utils.fixtures import save_tiny_wav2vec
+    from fixtures import save_tiny_wav2vec
 
     return save_tiny_wav2vec(tmp_path_factory.mktemp("wav2vec") / "tiny")
 
@@ -193,7 +193,7 @@ def wav_argv(models, wav2vec, output, *extra, wav=None, visual=True):
 
 
 def test_live_session_from_the_voice_emits_every_frame_with_the_audio(tiny_models, tiny_wav2vec, tmp_path, capsys):
-    from data_utils.fixtures import write_stereo_wav
+    from fixtures import write_stereo_wav
 
     wav = write_stereo_wav(tmp_path / "speaker_44k.wav", seconds=2.0, sample_rate=44100)
     assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "live.mp4", "--stream",
@@ -214,7 +214,7 @@ def test_offline_from_the_voice_is_the_live_path_and_never_looks_ahead(tiny_mode
     """The offline --wav --wav2vec path runs the causal extractor, so a seed's motion equals the live
     session's, and audio changed after a chunk changes neither that chunk's features nor its motion."""
     from brain.policy import ListenerPolicy
-    from data_utils.media import read_audio, write_wav
+    from data_utils.media import read_audio
     from data_utils.wav2vec import Wav2VecExtractor
     from data_utils.wav2vec_stream import CausalWav2Vec
     from synthesis.pipeline import sample_motion
@@ -225,29 +225,27 @@ def test_offline_from_the_voice_is_the_live_path_and_never_looks_ahead(tiny_mode
     offline, live = np.load(tmp_path / "offline.npy"), np.load(tmp_path / "live.npy")
     assert offline.shape == (tiny_models["frames"], FLAME_DIM)
     np.testing.assert_allclose(live, offline, atol=1e-5)
-    # the same speaker with different audio from 2.0 s on
+    # the same speaker with different audio from 2.0 s on, through the same causal features and brain
     samples = read_audio(clip / "speaker.wav")
     changed = samples.copy()
     changed[32000:] = np.random.default_rng(0).normal(scale=0.3, size=len(samples) - 32000)
-    write_wav(tmp_path / "changed.wav", changed)
-    assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "changed.mp4",
-                                             wav=tmp_path / "changed.wav")) == 0
-    other = np.load(tmp_path / "changed.npy")
+    policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
+    exp = np.load(clip / "speaker_exp.npy")
+    whole, causal = Wav2VecExtractor(tiny_wav2vec), CausalWav2Vec(Wav2VecExtractor(tiny_wav2vec))
+
+    def motion(features):
+        return sample_motion(policy, features, exp, num_samples=1, seed=0, steps=2, progress=False)[0]
+
+    np.testing.assert_allclose(motion(causal.extract(samples, len(exp))), offline, atol=1e-5)  # the CLI's numbers
     unchanged_frames = 40  # chunks 0..4 need audio up to 5120 * 5 + 80 samples < 32000
     # bit for bit (the same inputs give the same numbers on one CPU); the tiny brain is nearly deaf, so
     # "changed" below means any difference at all
-    np.testing.assert_array_equal(other[:unchanged_frames], offline[:unchanged_frames])
-    assert np.abs(other[48:] - offline[48:]).max() > 0  # the change did reach the later motion
+    original, other = (motion(causal.extract(audio, len(exp))) for audio in (samples, changed))
+    np.testing.assert_array_equal(other[:unchanged_frames], original[:unchanged_frames])
+    assert np.abs(other[48:] - original[48:]).max() > 0  # the change did reach the later motion
     # the control: whole-file features let the change reach back into the first chunks' motion
-    policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
-    exp = np.load(clip / "speaker_exp.npy")
-    whole = Wav2VecExtractor(tiny_wav2vec)
-    motions = [sample_motion(policy, whole(audio, len(exp)), exp, num_samples=1, seed=0, steps=2, progress=False)
-               for audio in (read_audio(clip / "speaker.wav"), read_audio(tmp_path / "changed.wav"))]
-    assert np.abs(motions[0][0, :unchanged_frames] - motions[1][0, :unchanged_frames]).max() > 0
-    causal = CausalWav2Vec(whole)
-    np.testing.assert_array_equal(causal.extract(samples)[:unchanged_frames],
-                                  causal.extract(changed)[:unchanged_frames])
+    original, other = (motion(whole(audio, len(exp))) for audio in (samples, changed))
+    assert np.abs(other[:unchanged_frames] - original[:unchanged_frames]).max() > 0
 
 
 def nan_wav(path):
@@ -290,7 +288,7 @@ def test_bad_voice_input_fails_cleanly(tiny_models, tiny_wav2vec, tmp_path, caps
     argv = wav_argv(tiny_models, wav2vec, out_dir / "x.mp4", *extra, wav=wav, visual=visual)
     assert synthesize_listener.main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after any progress bars of the test's own setup
-    assert error.startswith("synthesize_listener: error:") and re.search(message, error), error
+    assert error.startswith("synthesize_listener.py: error:") and re.search(message, error), error
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
+import math
 import os
 import re
 import shutil
@@ -137,3 +139,24 @@ def save_npy(path: str | os.PathLike, array) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
+
+
+def save_json(path: str | os.PathLike, data) -> None:
+    """Indented JSON through :func:`atomic_output`. NaN and infinities become ``null`` (JSON has neither)
+    and numpy scalars plain numbers, so an undefined metric or a ``np.float32`` never makes the file unreadable."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(_plain(data), indent=2) + "\n")
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
