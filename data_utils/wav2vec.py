@@ -1,13 +1,14 @@
 """Speaker audio -> wav2vec 2.0 features at the project's 25 fps (DESIGN.md §2: float32 ``[T,768]``).
 
     python -m data_utils.wav2vec --wav speaker.wav --model <wav2vec2 dir or hub id> --out feats.npy \
-        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5]
+        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5] [--causal 2]
 
     from data_utils.wav2vec import extract_wav2vec_features
     feats = extract_wav2vec_features("speaker.wav", "<wav2vec2 dir>", device="cpu")   # float32 [T,768]
 
 How it works:
-* Any media file is decoded to mono 16 kHz by ffmpeg (``data_utils.media.read_audio``).
+* Any media file is decoded to mono 16 kHz by ffmpeg (``data_utils.media.read_audio``);
+  :func:`read_speaker_audio` also says what was converted (rate, channels) for a log.
 * The waveform is normalised once over the whole file (zero mean, unit variance) when the model's
   ``Wav2Vec2FeatureExtractor`` asks for it (``do_normalize``), so chunks see the same input scale.
 * ``Wav2Vec2Model`` (a local ``save_pretrained`` directory, or a hub id when online) gives hidden states at
@@ -21,6 +22,9 @@ How it works:
   wav2vec frames around that time (frame ``j`` is centred at ``(320 j + 200) / 16000`` s). This is the
   time-exact form of averaging pairs of frames, and it yields exactly ``num_frames`` frames, so features
   line up with ``T`` video frames even when the audio is a little longer or shorter than the video.
+* ``--causal SECONDS`` writes instead what the live path computes (``data_utils.wav2vec_stream``): each
+  8-frame chunk from a window that ends 5 ms after it, with SECONDS of left context. Whole-file features
+  see the future; a brain trained on causal ones sees at training what it will hear live.
 """
 from __future__ import annotations
 
@@ -207,15 +211,21 @@ def read_speaker_audio(path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device: str = "cpu", *,
                              num_frames: int | None = None, layer: int = -1, chunk_seconds: float = 30.0,
-                             context_seconds: float = 5.0) -> np.ndarray:
+                             context_seconds: float = 5.0, causal_context_seconds: float | None = None) -> np.ndarray:
     """Audio file (any rate/format ffmpeg reads) -> float32 ``[T,768]`` at 25 fps.
 
     ``num_frames`` fixes ``T`` (the video's frame count); by default ``T = floor(duration * 25)``.
+    ``causal_context_seconds`` gives instead exactly the features the live path computes
+    (``data_utils.wav2vec_stream.CausalWav2Vec`` with that left context), e.g. to train a brain on them.
     """
     audio = read_audio(wav_path, SAMPLE_RATE)  # before the model: a bad file is refused at once
     extractor = Wav2VecExtractor(model_dir, device, layer=layer, chunk_seconds=chunk_seconds,
                                  context_seconds=context_seconds)
-    return extractor(audio, num_frames)
+    if causal_context_seconds is None:
+        return extractor(audio, num_frames)
+    from data_utils.wav2vec_stream import CausalWav2Vec  # it builds on this module
+
+    return CausalWav2Vec(extractor, context_seconds=causal_context_seconds).extract(audio, num_frames)
 
 
 @cli_main("data_utils.wav2vec")
@@ -230,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--chunk_seconds", type=float, default=30.0)
     parser.add_argument("--context_seconds", type=float, default=5.0)
+    parser.add_argument("--causal", type=float, metavar="SECONDS",
+                        help="the live path's causal features with this left context (synthesize_listener --stream)")
     args = parser.parse_args(argv)
     features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
                                         layer=args.layer, chunk_seconds=args.chunk_seconds,
-                                        context_seconds=args.context_seconds)
+                                        context_seconds=args.context_seconds, causal_context_seconds=args.causal)
     save_npy(args.out, features)
     print(f"wrote {args.out}: float32 {list(features.shape)} at {FPS} fps")
     return 0

@@ -188,3 +188,11 @@ def test_reading_speaker_audio_says_what_was_converted(stereo_wav, tmp_path):
     assert audio.dtype == np.float32 and len(audio) == pytest.approx(4 * SAMPLE_RATE, abs=2)
     write_wav(tmp_path / "mono16k.wav", speech_like_audio(0.5, SAMPLE_RATE), SAMPLE_RATE)
     assert read_speaker_audio(tmp_path / "mono16k.wav")[1] == []
+
+
+def test_cli_writes_the_live_paths_causal_features_when_asked(model_dir, stereo_wav, tmp_path):
+    assert main(["--wav", str(stereo_wav), "--model", str(model_dir), "--out", str(tmp_path / "c.npy"),
+                 "--device", "cpu", "--causal", "1.5"]) == 0
+    audio, _ = read_speaker_audio(stereo_wav)
+    expected = CausalWav2Vec(Wav2VecExtractor(model_dir), context_seconds=1.5).extract(audio)
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), expected)

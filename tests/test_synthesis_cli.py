@@ -342,3 +342,13 @@ def test_cuda_offline_and_streaming(tiny_models, tmp_path, capsys):
     assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
     assert np.isfinite(np.load(tmp_path / "live.npy")).all()
     assert "sustained" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_cuda_live_from_the_voice_matches_offline(tiny_models, tiny_wav2vec, tmp_path):
+    for name, extra in [("offline", []), ("live", ["--stream", "--realtime"])]:
+        argv = wav_argv(tiny_models, tiny_wav2vec, tmp_path / f"{name}.mp4", *extra)
+        assert synthesize_listener.main(argv + ["--device", "cuda"]) == 0  # the last --device counts
+    assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
+    # the same computations on one GPU; cuDNN need not be bit-reproducible, so: close
+    np.testing.assert_allclose(np.load(tmp_path / "live.npy"), np.load(tmp_path / "offline.npy"), atol=1e-3)
