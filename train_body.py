@@ -23,14 +23,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scene.subject import SubjectError
 from scene.training import BodyTrainingConfig, train
-from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, load_config
+from utils.cli import cli_main
+from utils.config import load_config
+from utils.runtime import configure_threads
 
 
+@cli_main("train_body.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="train_body.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-s", "--subject", required=True, help="subject folder (DESIGN.md §3.2)")
     parser.add_argument("-m", "--model_dir", required=True, help="output model directory")
@@ -38,13 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <model_dir>/body.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(BodyTrainingConfig, args.config, args.overrides)
-        cfg.subject, cfg.model_dir = args.subject, args.model_dir
-        train(cfg, resume=args.resume)
-    except (ConfigError, SubjectError, CheckpointError, FileExistsError) as exc:
-        print(f"train_body: error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    cfg = load_config(BodyTrainingConfig, args.config, args.overrides)
+    cfg.subject, cfg.model_dir = args.subject, args.model_dir
+    train(cfg, resume=args.resume)
     return 0
 
 

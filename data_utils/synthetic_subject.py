@@ -46,26 +46,28 @@ and for checking what a generated listener looks like on this head).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import gaussian_filter1d
 
 from data_utils import synthetic_semantics as sem
+from data_utils.signals import smooth_noise
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
 from gaussian_renderer import Camera
 from scene.rotation import axis_angle_to_matrix
 from scene.subject import MOUTH_MASKS, frame_name
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main
+from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SHAPE_SEED = 7031  # the fixed projection of the subtle expression dims; every subject shares it
 PIVOT = (0.0, 0.035, 0.55)  # mean head pivot in camera space (metres)
@@ -131,14 +133,10 @@ def synthetic_listener_motion(frames: int, seed: int) -> dict[str, np.ndarray]:
         raise ValueError(f"frames must be at least 1, got {frames}")
     rng = np.random.default_rng([seed, 1])
     # The dyadic world scales its idle motion per clip, so it is drawn over at least a minute and cut.
-    listener = synthesize_clip(rng, SyntheticWorld(), max(frames, 60 * FPS))["listener"][:frames]
+    listener = synthesize_clip(SyntheticWorld(), max(frames, 60 * FPS), seed, clip_index=1)["listener"][:frames]
     listener = listener.astype(np.float64)
 
-    def smooth(sigma_s: float) -> np.ndarray:  # low-pass noise [frames], unit std in expectation
-        sigma = sigma_s * FPS
-        pad = int(4 * sigma) + 1
-        noise = gaussian_filter1d(rng.standard_normal(frames + 2 * pad), sigma)[pad:pad + frames]
-        return noise * np.sqrt(2 * np.sqrt(np.pi) * sigma)  # white noise filtered by a Gaussian of std sigma
+    smooth = partial(smooth_noise, rng, frames)  # smooth(sigma_s): low-pass noise [frames], unit std
 
     # Talking-like jaw bursts: a slow envelope gating a faster syllable rhythm (open on ~30% of the frames).
     envelope = np.clip(smooth(1.5) - 0.05, 0, None)
@@ -150,7 +148,8 @@ def synthetic_listener_motion(frames: int, seed: int) -> dict[str, np.ndarray]:
     listener[:, sem.SMILE] += 1.5 * laugh
     # Lip partings through the expression dims: bursts along the subtle direction that drives lip_part.
     lip_part = subtle_projection()[:, SUBTLE_PARAMS.index("lip_part")]
-    listener[:, sem.SUBTLE_EXP] += np.outer(3.0 * np.clip(smooth(0.8) - 0.9, 0, None), lip_part / (lip_part @ lip_part))
+    bursts = 3.0 * np.clip(smooth(0.8) - 0.9, 0, None)
+    listener[:, sem.SUBTLE_EXP] += np.outer(bursts, lip_part / (lip_part @ lip_part))
     # Soft limits (tanh) keep the motion smooth where it approaches the semantic ranges.
     jaw_max, yaw_max = sem.JAW_OPEN_RANGE_RAD[1], sem.YAW_RANGE_RAD[1]
     listener[:, sem.JAW_OPEN] = jaw_max * np.tanh(np.clip(jaw, 0, None) / jaw_max)
@@ -582,15 +581,15 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
     size, motion = camera.width, motion or synthetic_listener_motion(max(frames, 1), seed)
     frames = len(motion["flame"])
     if frames < 2:
-        raise ValueError(f"--frames must be at least 2 (a train and a val frame), got {frames}")
+        raise UsageError(f"--frames must be at least 2 (a train and a val frame), got {frames}")
     if size < 16:
-        raise ValueError(f"--size must be at least 16 pixels, got {size}")
+        raise UsageError(f"--size must be at least 16 pixels, got {size}")
     if supersample < 1:
-        raise ValueError(f"--supersample must be at least 1, got {supersample}")
+        raise UsageError(f"--supersample must be at least 1, got {supersample}")
     if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+        raise UsageError(f"--out {out} exists and is not a folder")
     if camera.width != camera.height:
-        raise ValueError(f"the synthetic subject is square, got a {camera.width}x{camera.height} camera")
+        raise UsageError(f"the synthetic subject is square, got a {camera.width}x{camera.height} camera")
     device = resolve_device(device)
     flame, translation = _check_motion(motion["flame"], motion["translation"], device)
     scene = _Scene(camera, supersample, device)
@@ -608,7 +607,7 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
                 "cx": camera.cx, "cy": camera.cy, "generator": "data_utils.synthetic_subject", "seed": seed,
                 "supersample": supersample}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_json(tmp / "meta.json", meta)
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])
@@ -629,8 +628,9 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
     return Path(out)
 
 
+@cli_main("data_utils.synthetic_subject")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="data_utils.synthetic_subject", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="subject folder to write (replaced when complete)")
     parser.add_argument("--frames", type=int, default=300, help="number of frames at 25 fps")
@@ -641,12 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="threads writing PNG files")
     args = parser.parse_args(argv)
-    try:
-        path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
-                                       supersample=args.supersample, workers=args.workers, progress=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    check_output_path("--out", args.out, directory=True)
+    path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
+                                   supersample=args.supersample, workers=args.workers, progress=True)
     print(f"wrote {args.frames} frames of {args.size}x{args.size} to {path}")
     return 0
 

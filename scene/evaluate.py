@@ -24,7 +24,6 @@ import argparse
 import csv
 import heapq
 import io
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -38,10 +37,10 @@ from scene.body import BodyModel, load_body
 from scene.frames import SubjectFrames
 from scene.image_metrics import ssim
 from scene.subject import Subject, SubjectError
-from utils.atomic import atomic_output
-from utils.checkpoint import CheckpointError
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main
 from utils.flame import JAW
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 WORST_FRACTION = 0.1
 ERROR_GAIN = 4.0  # the contact sheet's error column shows |render - truth| x 4
@@ -146,8 +145,7 @@ def write_report(out: Path, scores: BodyScores) -> dict:
     """``metrics.json``, ``per_frame.csv``, ``worst_frames.png`` and ``psnr_per_frame.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     metrics = scores.metrics()
-    with atomic_output(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    save_json(out / "metrics.json", metrics)
     with atomic_output(out / "per_frame.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["frame", "psnr", "ssim", "mouth_pixels", "mouth_sse", "jaw"])
@@ -161,6 +159,7 @@ def write_report(out: Path, scores: BodyScores) -> dict:
     return metrics
 
 
+@cli_main("scene.evaluate")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scene.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,26 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=8, help="frames rendered per batch")
     parser.add_argument("--worst", type=int, default=6, help="rows of the contact sheet")
     args = parser.parse_args(argv)
-    try:
-        out = Path(args.out)
-        blocking = next((path for path in (out, *out.parents) if path.exists() and not path.is_dir()), None)
-        if blocking is not None:
-            raise SubjectError(f"--out {out}: {blocking} exists and is not a folder")
-        device = resolve_device(args.device)
-        body = load_body(args.model, device)
-        subject = Subject(args.subject)
-        if (subject.width, subject.height) != (body.width, body.height):
-            raise SubjectError(f"{args.subject} is {subject.width}x{subject.height} but the body renders "
-                               f"{body.width}x{body.height}: not the subject it was trained on")
-        if not subject.val_ids:
-            raise SubjectError(f"{args.subject}: no validation frames to evaluate")
-        frames = SubjectFrames(subject, subject.val_ids, device, mean_translation=body.mean_translation.cpu().numpy(),
-                               preload_max_gb=0)
-        metrics = write_report(out, evaluate_body(body, frames, batch_size=args.batch_size, keep_worst=args.worst))
-        frames.close()
-    except (CheckpointError, SubjectError, RuntimeError) as exc:
-        print(f"scene.evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    out = check_output_path("--out", args.out, directory=True)
+    device = resolve_device(args.device)
+    subject = Subject(args.subject)
+    if not subject.val_ids:
+        raise SubjectError(f"{args.subject}: no validation frames to evaluate")
+    body = load_body(args.model, device)
+    if (subject.width, subject.height) != (body.width, body.height):
+        raise SubjectError(f"{args.subject} is {subject.width}x{subject.height} but the body renders "
+                           f"{body.width}x{body.height}: not the subject it was trained on")
+    frames = SubjectFrames(subject, subject.val_ids, device, mean_translation=body.mean_translation.cpu().numpy(),
+                           preload_max_gb=0)
+    metrics = write_report(out, evaluate_body(body, frames, batch_size=args.batch_size, keep_worst=args.worst))
+    frames.close()
     mouth = metrics.get("mouth_psnr")
     print(f"{metrics['frames']} validation frames: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
           f"worst decile {metrics['psnr_worst_decile']:.2f} dB"
