@@ -347,20 +347,20 @@ class _Scene:
         on_jaw = (labels == JAW_ID)[:, None]
         skin_point = torch.where(on_jaw, to_jaw(point - hinge) + hinge, point)
         # Detail finer than the samples of this image fades to its mean, as a camera's pixels average it.
-        resolves = lambda size: _resolved(size, self.footprint)  # noqa: E731
-        pores = _lattice_noise(skin_point, 0.0012, 1) * resolves(0.0012)  # ~1 mm: a pixel or two at 512x512
-        blotches = _lattice_noise(skin_point, 0.006, 2) * resolves(0.006)
+        footprint = self.footprint
+        pores = _detail(skin_point, 0.0012, 1, 0.0012, footprint)  # ~1 mm: a pixel or two at 512x512
+        blotches = _detail(skin_point, 0.006, 2, 0.006, footprint)
         colour = vec(SKIN) * (1 + 0.07 * pores + 0.05 * blotches)[:, None]
         # Stubble: dark speckle on the chin, the jaw line and the upper lip (a quarter of the skin, on average).
         beard = on_face & (z < 0.0) & (y > -0.035) & (x.abs() < 0.05)
-        speckle = (_lattice_noise(skin_point, 0.0007, 3) > 0.35).float()
-        speckle = resolves(0.0007) * speckle + (1 - resolves(0.0007)) * 0.25
+        resolved = _resolved(0.0007, footprint)
+        speckle = (resolved * (_lattice_noise(skin_point, 0.0007, 3) > 0.35).float() if resolved else 0.0)
+        speckle = speckle + (1 - resolved) * 0.25
         colour = _mix(colour, HAIR, beard, 0.35 * speckle)
         # Hair: above a curved hairline and over the back of the head, with strands (noise stretched along y).
         hairline = -0.138 + 4.0 * x * x
         hair = (labels == CRANIUM_ID) & ((y < hairline) | ((z > 0.0) & (y < -0.02)))
-        strands = 1 + 0.25 * resolves(0.001) * _lattice_noise(point * torch.tensor([4.0, 0.4, 4.0], device=device),
-                                                              0.004, 4)
+        strands = 1 + 0.25 * _detail(point * torch.tensor([4.0, 0.4, 4.0], device=device), 0.004, 4, 0.001, footprint)
         colour = torch.where(hair[:, None], vec(HAIR) * strands[:, None], colour)
         # Cheeks redden with a smile.
         for side in (-1.0, 1.0):
@@ -393,6 +393,12 @@ def _resolved(feature_m: float, footprint_m: float) -> float:
     """How much of a texture feature of ``feature_m`` metres survives sampling every ``footprint_m`` metres:
     1 from three samples per feature, fading to 0 at one (finer detail averages out, as in a camera)."""
     return min(1.0, max(0.0, (feature_m / footprint_m - 1.0) / 2.0))
+
+
+def _detail(points: torch.Tensor, cell: float, seed: int, feature_m: float, footprint_m: float) -> torch.Tensor:
+    """:func:`_lattice_noise` times how much of it the image resolves (not computed where it resolves none)."""
+    resolved = _resolved(feature_m, footprint_m)
+    return _lattice_noise(points, cell, seed) * resolved if resolved else torch.zeros_like(points[:, 0])
 
 
 def _lattice_noise(points: torch.Tensor, cell: float, seed: int) -> torch.Tensor:
@@ -456,8 +462,8 @@ def _mouth(colour, on_face, x, y, jaw_y, skin_point, smile, mouth_width, mouth_h
     upper_teeth = opening & (y < seam + 0.005 * taper)  # fixed to the skull
     lower_teeth = opening & (lower_y > seam - LIP_SEAL - 0.004 * taper)  # fixed to the jaw
     tongue = opening & ~lower_teeth & (lower_y > seam - LIP_SEAL - 0.012)
-    lip_lines = 1 + 0.12 * _resolved(0.0005, footprint) * _lattice_noise(
-        skin_point * torch.tensor([6.0, 0.5, 6.0], device=x.device), 0.003, 5)
+    lip_lines = 1 + 0.12 * _detail(skin_point * torch.tensor([6.0, 0.5, 6.0], device=x.device), 0.003, 5, 0.0005,
+                                   footprint)
     gaps = ((x / 0.0042 + 0.5) % 1.0 - 0.5).abs() < 0.07  # between neighbouring teeth (0.6 mm wide)
     colour = _mix(colour, LIP, on_face & (upper_lip | lower_lip))
     colour = torch.where((on_face & (upper_lip | lower_lip))[:, None], colour * lip_lines[:, None], colour)
@@ -483,7 +489,7 @@ def _eyes(colour, labels, point, eye_close, smile, footprint):
         # and a dark limbal ring.
         angle = torch.atan2(local[:, 1], local[:, 0])
         radial = torch.stack([torch.cos(angle), torch.sin(angle), 20 * facing], -1)
-        striations = 1 + 0.35 * _resolved(0.0007, footprint) * _lattice_noise(radial, 0.15, 6 + label)
+        striations = 1 + 0.35 * _detail(radial, 0.15, 6 + label, 0.0007, footprint)
         iris = on_eye & (facing > 0.93)
         colour = _mix(colour, IRIS, iris)
         colour = torch.where(iris[:, None], colour * striations[:, None], colour)

@@ -66,6 +66,8 @@ def stack_in_order(layers: list[GaussianLayer], near_plane: float) -> GaussianLa
     """
     if not layers:
         raise ValueError("stack_in_order needs at least one layer")
+    if len(layers) == 1:
+        return layers[0]
     parts = [layers[0]]
     farthest = layers[0].means[..., 2].amax(dim=1, keepdim=True)  # [B,1]
     for layer in layers[1:]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gaussian_renderer import Camera, GaussianLayer, render_layers, render_stacked
+from gaussian_renderer import Camera, GaussianLayer, render_layers, render_stacked, stack_in_order
 from scene.deform import DeformConfig, FlameDeformNet
 from scene.gaussian_sets import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
                                  init_face_set, init_mouth_set)
@@ -94,7 +94,7 @@ class BodyModel(nn.Module):
         self.register_buffer("background", background.float())  # [H,W,3] in [0,1]
         self.register_buffer("mean_translation", mean_translation.float().reshape(3))  # [3] metres
         self._frozen_canonical: dict[str, torch.Tensor] | None = None  # see canonical()
-        self._pose_graphs: dict[tuple[int, bool], CapturedPose] = {}  # see posed_layers()
+        self._pose_graphs: dict[tuple[int, bool], CapturedPose] = {}  # see stacked_layer()
 
     @property
     def height(self) -> int:
@@ -214,8 +214,8 @@ class BodyModel(nn.Module):
         means = canonical["means"] + weight * offsets["means"]  # [B,N,3]
         quats = canonical["quats"] + weight * offsets["quats"]  # [B,N,4]
         log_scales = canonical["scales"] + weight * offsets["scales"]  # [B,N,3]
-        if self.cfg.jaw.enabled:
-            means, quats = self._turn_jaw(means, quats, canonical["jaw_share"], flame[:, JAW])
+        if self.cfg.jaw.enabled:  # the rigid weight keeps the torso off the jaw whatever the learned shares
+            means, quats = self._turn_jaw(means, quats, canonical["jaw_share"] * weight, flame[:, JAW])
 
         axis, angle = axis_angle_split(flame[:, GLOBAL_ROT])  # [B,3], [B,1]
         axis = axis.unsqueeze(1)  # [B,1,3]
@@ -255,17 +255,18 @@ class BodyModel(nn.Module):
         face-then-mouth order (:func:`gaussian_renderer.render_stacked`, the composite of ``forward``) and, for
         a frozen body on CUDA, the deformation replayed from a CUDA graph captured once per batch size.
         """
-        layers = self.posed_layers(flame, translation)
-        color = render_stacked(layers, self.camera, background=self.background, backend=backend)["color"]
+        stacked = self.stacked_layer(flame, translation)
+        color = render_stacked(stacked, self.camera, background=self.background, backend=backend)["color"]
         return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
-    def posed_layers(self, flame: torch.Tensor, translation: torch.Tensor | None = None) -> list[GaussianLayer]:
-        """:meth:`pose`'s layers, replayed from a CUDA graph when the body is frozen on CUDA (batch <= 64)."""
+    def stacked_layer(self, flame: torch.Tensor, translation: torch.Tensor | None = None) -> GaussianLayer:
+        """:meth:`pose`'s layers stacked for one rasteriser pass (``stack_in_order``), replayed from a CUDA
+        graph when the body is frozen on CUDA (batch <= 16)."""
         self._check_inputs(flame, translation)
         graphed = (self.device.type == "cuda" and not self.training and not torch.is_grad_enabled()
                    and flame.shape[0] <= MAX_GRAPHED_BATCH)
         if not graphed:
-            return self.pose(flame, translation)[0]
+            return stack_in_order(self.pose(flame, translation)[0], self.camera.near_plane)
         key = (flame.shape[0], translation is not None)
         if key not in self._pose_graphs:
             self._pose_graphs[key] = CapturedPose(self, *key)
@@ -318,15 +319,16 @@ class BodyModel(nn.Module):
         return model.to(device)
 
 
-MAX_GRAPHED_BATCH = 64  # larger batches run eagerly (a graph keeps its [B,N,hidden] intermediates alive)
+MAX_GRAPHED_BATCH = 16  # larger batches run eagerly: a graph keeps its [B,N,hidden] intermediates alive, and
+# at 16+ frames a render is bound by the GPU, not by launches
 
 
 class CapturedPose:
-    """:meth:`BodyModel.pose` of a frozen CUDA body for one batch size, captured in a CUDA graph.
+    """:meth:`BodyModel.pose` and ``stack_in_order`` of a frozen CUDA body for one batch size, in a CUDA graph.
 
     A call copies ``flame [B,56]`` (and ``translation [B,3]``) into the graph's static inputs and replays it:
-    one launch instead of the deformation's ~60 kernels. It returns the graph's static output layers, which
-    the next call overwrites, so use them (rasterise) before calling again.
+    one launch instead of the deformation's ~80 kernels. It returns the graph's static output layer, which the
+    next call overwrites, so use it (rasterise) before calling again.
     """
 
     def __init__(self, body: "BodyModel", batch: int, with_translation: bool):
@@ -334,20 +336,21 @@ class CapturedPose:
         self.translation = body.mean_translation.expand(batch, 3).clone() if with_translation else None
         side = torch.cuda.Stream(body.device)
         side.wait_stream(torch.cuda.current_stream(body.device))
+        near_plane = body.camera.near_plane
         with torch.cuda.stream(side):  # warm up (and fill the canonical cache) outside the capture
             for _ in range(2):
-                body.pose(self.flame, self.translation)
+                stack_in_order(body.pose(self.flame, self.translation)[0], near_plane)
         torch.cuda.current_stream(body.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.layers, _ = body.pose(self.flame, self.translation)
+            self.layer = stack_in_order(body.pose(self.flame, self.translation)[0], near_plane)
 
-    def __call__(self, flame: torch.Tensor, translation: torch.Tensor | None) -> list[GaussianLayer]:
+    def __call__(self, flame: torch.Tensor, translation: torch.Tensor | None) -> GaussianLayer:
         self.flame.copy_(flame)
         if translation is not None:
             self.translation.copy_(translation)
         self.graph.replay()
-        return self.layers
+        return self.layer
 
 
 def _pivot_from_mask(subject: Subject, index: int, depth: float) -> np.ndarray:
