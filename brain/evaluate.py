@@ -94,6 +94,7 @@ class EvalConfig:
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
     sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
+    workers: int = 1  # processes that score methods while the next one samples
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
 
@@ -224,6 +225,36 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
     return out
 
 
+class MetricPool:
+    """``evaluate_method`` for each submitted method, in this process (``workers`` 1) or in a process pool;
+    :meth:`results` returns them in submission order."""
+
+    def __init__(self, context: MetricContext, workers: int):
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
+        self.context = context
+        self.pool = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers never inherit the parent's CUDA context or its threads.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.pending: dict[str, object] = {}
+
+    def submit(self, name: str, samples: list[np.ndarray]) -> None:
+        if self.pool is None:
+            self.pending[name] = evaluate_method(self.context, samples)
+        else:
+            self.pending[name] = self.pool.submit(evaluate_method, self.context, samples)
+
+    def results(self) -> dict[str, dict[str, float]]:
+        results = {name: value if self.pool is None else value.result() for name, value in self.pending.items()}
+        if self.pool is not None:
+            self.pool.shutdown()
+        return results
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
@@ -244,15 +275,18 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     chunk_frames = next((m.generator.chunk_frames for m in methods if hasattr(m.generator, "chunk_frames")), 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
 
-    results = {"ground_truth": evaluate_method(context, [c.listener[None] for c in test_clips])}
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
+    # Sampling runs here, one method after another (it holds the device); scoring is CPU-only numpy and, with
+    # --workers N, runs in N processes while the next method samples.
+    scoring = MetricPool(context, cfg.workers)
+    scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
-            results[method.name] = evaluate_method(context, samples)
+            scoring.submit(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
             plotted[method.name] = samples[:plot_count]
             if cfg.save_samples:
@@ -260,6 +294,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
+        results = scoring.results()
         tables = format_tables(results, len(test_clips), cfg.samples)
         if cfg.oracle:
             ratios = oracle.ratios_to_oracle(results)
@@ -354,6 +389,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
                         help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",
