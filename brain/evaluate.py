@@ -26,6 +26,8 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
 * ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
+* ``--external NAME=DIR ...``: rows for samples made elsewhere (another system, an earlier version),
+  ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` per clip, scored exactly like the others.
 * ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
   (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
   on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
@@ -56,6 +58,7 @@ from brain import oracle
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
+from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main
 from utils.config import config_to_dict
@@ -95,6 +98,7 @@ class EvalConfig:
     guidance_sweep: list[float] = field(default_factory=list)
     sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
     workers: int = 1  # processes that score methods while the next one samples
+    external: list[str] = field(default_factory=list)  # NAME=DIR: samples made elsewhere, DIR/<clip_id>.npy
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
 
@@ -203,9 +207,28 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
-    if not methods and not cfg.oracle:
-        raise UsageError("nothing to evaluate: give --checkpoint, --baselines and/or --oracle")
+    if not methods and not cfg.oracle and not cfg.external:
+        raise UsageError("nothing to evaluate: give --checkpoint, --baselines, --external and/or --oracle")
     return methods
+
+
+def load_external_samples(entry: str, test_clips) -> Method:
+    """``--external NAME=DIR``: a method whose samples were made elsewhere (another system, an older version
+    of this one): ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` or ``[T,56]`` per evaluated clip, at least as
+    long as the clip (cut to it, like ``--max_seconds`` cuts the clips)."""
+    name, _, folder = entry.partition("=")
+    if not name or not folder:
+        raise UsageError(f"--external {entry!r}: expected NAME=DIR")
+    samples = []
+    for clip in test_clips:
+        source = f"--external {name}: {folder}/{clip.clip_id}.npy"
+        motion = load_npy(Path(folder) / f"{clip.clip_id}.npy", source)
+        motion = motion[None] if motion.ndim == 2 else motion
+        if motion.ndim != 3 or motion.shape[2] != FLAME_DIM or motion.shape[1] < clip.num_frames:
+            raise UsageError(f"{source}: expected [K,T>={clip.num_frames},{FLAME_DIM}], got {list(motion.shape)}")
+        samples.append(check_array(motion[:, :clip.num_frames].reshape(-1, FLAME_DIM), FLAME_DIM, source)
+                       .reshape(len(motion), clip.num_frames, FLAME_DIM))
+    return Method(name, None, samples=samples)
 
 
 def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.ndarray]:
@@ -268,6 +291,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
         print(f"note: {note}")
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
+    methods += [load_external_samples(entry, test_clips) for entry in cfg.external]
     if cfg.oracle:
         resampled = oracle.load_resampled_listeners(cfg.oracle, cfg.data, cfg.split, test_clips)
         methods = [Method(name, None, samples=samples)
@@ -389,6 +413,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--external", nargs="+", default=None, metavar="NAME=DIR",
+                        help="score samples made elsewhere: DIR/<clip_id>.npy, [K,T,56] per clip")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
