@@ -21,7 +21,7 @@ from utils.atomic import save_npy
 from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.plots import plot_motion_curves
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 
 @cli_main("brain.sample")
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="also write a PNG of the main motion curves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
+    configure_threads()
     check_output_path("--out", args.out)
     if args.plot:
         check_output_path("--plot", args.plot)

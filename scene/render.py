@@ -32,7 +32,7 @@ from utils.atomic import atomic_output
 from utils.cli import check_output_path, cli_main
 from utils.errors import InputError, UsageError
 from utils.flame import FLAME_DIM
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 
 def read_motion(flame_path: str, translation_path: str | None = None, *,
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--batch_size", type=int, default=16, help="frames rendered per batch")
     args = parser.parse_args(argv)
+    configure_threads()
     if args.ply is None and (args.flame is None or args.out is None):
         parser.error("rendering needs --flame and --out (or use --ply to export Gaussians)")
     if args.frame is not None and (args.ply is None or args.flame is None):

@@ -55,6 +55,7 @@ class VideoWriter:
         self.fps = fps
         self.frames_written = 0
         self.busy_s = 0.0  # time the thread spent pushing frames into ffmpeg (overlaps the caller's work)
+        self.batch_busy_s: list[float] = []  # the same, per written batch, in write order
         command = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.encoded_width}x{self.encoded_height}",
                    "-r", str(fps), "-i", "-"]
@@ -147,7 +148,8 @@ class VideoWriter:
                 self._process.stdin.write(frames.tobytes())
             except BaseException as exc:  # BrokenPipeError when ffmpeg died; reported by close()/write()
                 self._error = exc
-            self.busy_s += time.perf_counter() - start
+            self.batch_busy_s.append(time.perf_counter() - start)
+            self.busy_s += self.batch_busy_s[-1]
 
     def _failure_message(self, return_code: int | None = None) -> str:
         self._stderr.flush()
