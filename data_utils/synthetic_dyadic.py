@@ -96,7 +96,6 @@ buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into vid
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import wave
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
@@ -424,8 +423,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
 
 @cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.synthetic_dyadic", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_dyadic", __doc__)
     parser.add_argument("--out", required=True, help="corpus folder to write (replaced when complete)")
     parser.add_argument("--clips", type=int, default=200, help="number of clips (80/10/10 train/val/test)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each clip in seconds")
