@@ -35,9 +35,10 @@ from brain.dataset import WindowDataset, load_split_clips
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import cli_main
 from utils.config import ConfigError, config_to_dict, load_config
 from utils.logger import ScalarLogger
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so the curve is comparable
 
@@ -261,8 +262,9 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
     return checkpoint_path
 
 
+@cli_main("train_diffusion.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="train_diffusion.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", default="configs/brain_config.yaml", help="YAML preset")
     parser.add_argument("--data", help="dyadic corpus folder (DESIGN.md §3.1)")
@@ -270,14 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(BrainConfig, args.config, args.overrides)
-        cfg.data = args.data or cfg.data
-        cfg.out = args.out or cfg.out
-        train(cfg, resume=args.resume)
-    except (ConfigError, CorpusError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    cfg = load_config(BrainConfig, args.config, args.overrides)
+    cfg.data = args.data or cfg.data
+    cfg.out = args.out or cfg.out
+    train(cfg, resume=args.resume)
     return 0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from brain.baselines import fit_to_length
 from brain.data import Clip, CorpusError, DyadicCorpus
+from utils.errors import UsageError
 
 ORACLE = "oracle"
 SHUFFLED_ORACLE = "oracle[shuffled]"
@@ -41,7 +42,7 @@ def load_resampled_listeners(resample_roots: Sequence[str], data_root: str, spli
     clips, that lacks a clip, whose speaker arrays are not bitwise those of ``data_root`` or whose labels differ,
     and a listener equal to the evaluated one or to another resample's (not a redraw)."""
     if not resample_roots:
-        raise ValueError("the oracle needs at least one resample corpus")
+        raise UsageError("the oracle needs at least one resample corpus")
     reference = DyadicCorpus(data_root)
     expected_ids = reference.split_ids(split)
     originals = {clip.clip_id: reference.load_clip(clip.clip_id) for clip in clips}

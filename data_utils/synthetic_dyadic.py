@@ -97,7 +97,6 @@ buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into vid
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import wave
 from dataclasses import dataclass
@@ -109,7 +108,9 @@ from scipy.ndimage import gaussian_filter1d
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main
+from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
 WORLD_SEED = 20240607  # the fixed projections and mixings; corpora of every seed share this world
@@ -389,13 +390,13 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically);
     ``resample_seed`` redraws only the listeners (module docstring)."""
     if clips < 3:
-        raise ValueError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
+        raise UsageError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
     frames = int(round(seconds * FPS))
     if frames < 2 * FPS:
-        raise ValueError(f"--seconds must be at least 2, got {seconds}")
+        raise UsageError(f"--seconds must be at least 2, got {seconds}")
     for name, value in (("--seed", seed), ("--resample_seed", resample_seed)):
         if value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value}")
+            raise UsageError(f"{name} must be a non-negative integer, got {value}")
     world = SyntheticWorld()
     clip_ids = [f"clip_{index:04d}" for index in range(clips)]
     indices = range(clips)
@@ -411,8 +412,8 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
             clip_dir.mkdir(parents=True)
             for name in ("speaker_audio", "speaker_exp", "listener"):
                 np.save(clip_dir / f"{name}.npy", clip[name])
-            (clip_dir / "events.json").write_text(json.dumps(clip["events"], indent=1) + "\n")
-            (clip_dir / "labels.json").write_text(json.dumps({"attitude": clip["attitude"]}) + "\n")
+            save_json(clip_dir / "events.json", clip["events"])
+            save_json(clip_dir / "labels.json", {"attitude": clip["attitude"]})
             if wav:
                 _write_wav(clip_dir / "speaker.wav", clip["voice"]["energy"], clip["voice"]["pitch"])
         (tmp / "splits").mkdir()
@@ -421,6 +422,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     return Path(out)
 
 
+@cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data_utils.synthetic_dyadic", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -432,12 +434,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="redraw only the listeners (0: the corpus itself; another value: a resample, the oracle)")
     parser.add_argument("--wav", action="store_true", help="also write a synthetic speaker.wav per clip")
     args = parser.parse_args(argv)
-    try:
-        path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, resample_seed=args.resample_seed,
-                                      wav=args.wav, progress=True)
-    except ValueError as exc:
-        print(f"data_utils.synthetic_dyadic: error: {exc}", file=sys.stderr)
-        return 2
+    check_output_path("--out", args.out, directory=True)
+    path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, resample_seed=args.resample_seed,
+                                  wav=args.wav, progress=True)
     print(f"wrote {args.clips} clips of {args.seconds:g} s to {path}")
     return 0
 

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from utils.atomic import atomic_output
+from utils.errors import InputError
 
 FORMAT_VERSION = 2  # 2: the speaker-expression parameters and options are named speaker_exp (was visual/exp)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file that is missing, unreadable, or of the wrong kind."""
 
 
