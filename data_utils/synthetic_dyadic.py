@@ -77,7 +77,7 @@ The attitudes (:data:`ATTITUDES`):
 |---|---|---|---|
 | pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
 | cycles per nod | 2–3 | 1 | 1 |
-| speaker smile mirrored: probability, gain, duration | 0.8, 0.6–1.0, 1.1–1.4× | 0.6, 0.4–0.7, 0.8–1.1× | 0.3, 0.2–0.4, 0.5–0.8× |
+| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
 | brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
 | mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
 | tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
@@ -142,16 +142,16 @@ class Attitude:
 
 
 ATTITUDES = {
-    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.8,
-                         mirror_gain=(0.6, 1.0), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
+                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
                          backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
                          tonic_brow=0.05),
-    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.6,
-                        mirror_gain=(0.4, 0.7), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
+                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
                         backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
                         tonic_brow=0.0),
-    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.3,
-                         mirror_gain=(0.2, 0.4), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
+                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
                          backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
                          tonic_brow=-0.1),
 }
