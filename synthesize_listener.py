@@ -39,11 +39,11 @@ from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, brain_options, synthesize
 from utils.arrays import check_array, load_npy
 from utils.atomic import Terminated, sigterm_as_interrupt
-from utils.cli import cli_main
+from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import probe_audio
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 PROGRAM = "synthesize_listener.py"
 
@@ -79,8 +79,7 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
     """Refuse combinations that cannot work before anything is loaded; return the wav to mux (or None)."""
     outputs = SynthesisOutputs.for_output(args.output, max(args.num_samples, 1))  # refuses a non-.mp4 output
     for path in outputs.all_paths():
-        if path.is_dir():
-            raise UsageError(f"--output: {path} is a directory and cannot be replaced by a file")
+        check_output_path("--output", path)
     if args.num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {args.num_samples}")
     if args.steps < 1:
@@ -161,6 +160,7 @@ def load_speaker(args: argparse.Namespace, device) -> Speaker:
 @cli_main(PROGRAM)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads()
     try:
         with sigterm_as_interrupt():
             return run(args)

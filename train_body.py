@@ -26,6 +26,7 @@ import sys
 from scene.training import BodyTrainingConfig, train
 from utils.cli import cli_main
 from utils.config import load_config
+from utils.runtime import configure_threads
 
 
 @cli_main("train_body.py")
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <model_dir>/body.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
+    configure_threads()
     cfg = load_config(BodyTrainingConfig, args.config, args.overrides)
     cfg.subject, cfg.model_dir = args.subject, args.model_dir
     train(cfg, resume=args.resume)

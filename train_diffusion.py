@@ -38,7 +38,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import cli_main
 from utils.config import ConfigError, config_to_dict, load_config
 from utils.logger import ScalarLogger
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so the curve is comparable
 
@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_args(argv)
+    configure_threads()
     cfg = load_config(BrainConfig, args.config, args.overrides)
     cfg.data = args.data or cfg.data
     cfg.out = args.out or cfg.out

@@ -60,7 +60,7 @@ from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SHAPE_SEED = 7031  # the fixed projection of the subtle expression dims; every subject shares it
 PIVOT = (0.0, 0.035, 0.55)  # mean head pivot in camera space (metres)
@@ -521,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="threads writing PNG files")
     args = parser.parse_args(argv)
+    configure_threads()
     check_output_path("--out", args.out, directory=True)
     path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
                                    supersample=args.supersample, workers=args.workers, progress=True)

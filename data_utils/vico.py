@@ -35,8 +35,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import glob
+import hashlib
 import json
 import shutil
 import sys
@@ -59,6 +59,7 @@ from utils.config import add_config_flags, changed_settings, config_from_flags
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import MediaError, probe_video
+from utils.runtime import configure_threads
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
@@ -261,25 +262,24 @@ def write_clip(clip_dir: Path, arrays: dict, provenance: dict) -> None:
             np.save(tmp / f"{name}.npy", arrays[name])
         write_wav(tmp / "speaker.wav", arrays["speaker_wav"], SAMPLE_RATE)
         if provenance["attitude"] is not None:
-            (tmp / LABELS_FILE).write_text(_labels_json(provenance["attitude"]))
+            save_json(tmp / LABELS_FILE, {"attitude": provenance["attitude"]})
         save_json(tmp / "clip.json", provenance)
 
 
 LABELS_FILE = "labels.json"
 
 
-def _labels_json(attitude: str) -> str:
-    return json.dumps({"attitude": attitude}) + "\n"
-
-
 def _sync_labels(clip_dir: Path, row: VicoRow) -> None:
     """A finished clip's ``labels.json`` follows the CSV (written by an older run, or the CSV was corrected)."""
-    path = clip_dir / LABELS_FILE
     if row.attitude is None:
         return
-    if not path.is_file() or path.read_text() != _labels_json(row.attitude):
-        with atomic_output(path) as tmp:
-            tmp.write_text(_labels_json(row.attitude))
+    path = clip_dir / LABELS_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or unreadable
+        current = None
+    if current != {"attitude": row.attitude}:
+        save_json(path, {"attitude": row.attitude})
 
 
 def _remove_unfinished(clips_dir: Path, clip_id: str) -> None:
@@ -441,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
     add_config_flags(parser, VicoOptions)
     args = parser.parse_args(argv)
+    configure_threads()
     options = config_from_flags(VicoOptions, args)
     manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
                             device=args.device, overwrite=args.overwrite)

@@ -44,7 +44,7 @@ from utils.cli import cli_main
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
 from utils.media import MediaError, ffmpeg_header
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SAMPLE_RATE = 16000  # wav2vec 2.0 is trained on 16 kHz audio
 
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--causal", type=float, metavar="SECONDS",
                         help="the live path's causal features with this left context (synthesize_listener --stream)")
     args = parser.parse_args(argv)
+    configure_threads()
     features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
                                         layer=args.layer, chunk_seconds=args.chunk_seconds,
                                         context_seconds=args.context_seconds, causal_context_seconds=args.causal)

@@ -21,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 from utils.flame import FPS
@@ -179,12 +178,3 @@ def tile_grid(frames: np.ndarray, max_columns: int = 4) -> np.ndarray:
     # [rows,cols,B,H,W,C] -> [B,rows,H,cols,W,C] -> [B, rows*H, cols*W, C]
     cells = cells.reshape(rows, columns, batch, height, width, channels).transpose(2, 0, 3, 1, 4, 5)
     return cells.reshape(batch, rows * height, columns * width, channels)
-
-
-def read_video_frames(path: str | os.PathLike) -> np.ndarray:
-    """All frames of a video as uint8 ``[T,H,W,3]`` (for tests and small clips)."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)

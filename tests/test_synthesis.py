@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from data_utils.media import write_wav
+from data_utils.media import iter_video_frames, write_wav
 from synthesis.pipeline import OfflineReport, SynthesisOutputs, synthesize
 from synthesis.session import ListenerSession, replay, replay_audio, simulate_live_clock
-from synthesis.video import VideoError, VideoWriter, grid_shape, read_video_frames, tile_grid
+from synthesis.video import VideoError, VideoWriter, grid_shape, tile_grid
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import MediaError, probe_audio, probe_video
 
@@ -22,6 +22,11 @@ RENDER_S_PER_FRAME = 0.001
 FEATURES_S = 0.004  # per chunk of features the stand-in feature source computes
 RATE = 16000
 SAMPLES_PER_FRAME = RATE // FPS  # 640
+
+
+def read_video_frames(path):
+    """All frames of a video, uint8 [T,H,W,3]."""
+    return np.stack(list(iter_video_frames(path)))
 
 
 def write_sine_wav(path, seconds, rate=16000):
