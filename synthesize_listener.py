@@ -176,9 +176,14 @@ def run(args: argparse.Namespace) -> int:
     from scene.body import load_body
 
     policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device, **fast_sampling_options(device))
-    # Attitude names and the audio-only branch are checked against the brain before the body loads.
-    brain_options(policy, with_speaker_exp=speaker.exp is not None, guidance_audio=args.guidance_audio,
-                  guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude, intensity=args.intensity)
+    # Attitude names, intensity and the audio-only branch are checked against the brain before the body loads;
+    # the policy's own refusals are plain ValueErrors, which the CLI reports as usage errors.
+    try:
+        brain_options(policy, with_speaker_exp=speaker.exp is not None, guidance_audio=args.guidance_audio,
+                      guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
+                      intensity=args.intensity)
+    except ValueError as exc:
+        raise UsageError(f"--brain_checkpoint {args.brain_checkpoint}: {exc}") from exc
     body = load_body(args.body_checkpoint, device=device)
     for note in speaker.notes:
         print(f"{PROGRAM}: {note}")

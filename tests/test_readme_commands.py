@@ -40,6 +40,9 @@ SIZES = [
 # (how a skipped line starts, why)
 SKIPPED = [
     ("torchrun ", "starts one process per GPU; DDP has its own test"),
+    ("python synthesize_listener.py --stream --realtime --wav speaker.wav --wav2vec",
+     "needs a local wav2vec 2.0 model folder and runs on the wall clock; tests/test_synthesis_cli.py runs the live "
+     "path from a voice with a tiny random Wav2Vec2"),
     ("bash scripts/train_xx.sh", "the full GPU schedule (CUDA_VISIBLE_DEVICES, body.yaml with gsplat densification); "
                                  "it runs the train_body.py and scene.render commands tested here"),
 ]
