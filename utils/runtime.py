@@ -41,7 +41,7 @@ def configure_threads() -> int:
     CPU quota) less the share other processes keep busy (the larger of the 1-minute load average and the
     processes runnable right now, scaled from the whole machine's CPUs to ours), rounded, at least 1. torch's
     default uses every CPU, and on a shared machine each parallel op then waits for the thread whose core another
-    process holds: on the shared 2-core development machine the tiny brain trained 8-11x slower with 2 threads
+    process holds: on the shared 2-core development machine the tiny brain trained 8-9x slower with 2 threads
     than with the count chosen here (docs/BENCHMARKS.md, CPU). A reduced count is said on stderr.
     """
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
