@@ -34,16 +34,16 @@ class MotionGenerator(Protocol):
     """Anything that turns a speaker into K listener motions: the policy and every baseline."""
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
-                 steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None) -> np.ndarray: ...
+                 **sampling_options) -> np.ndarray: ...
 
 
 class Baseline:
     """Validates the speaker input and hands a seeded generator to :meth:`_generate`."""
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
-                 steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None) -> np.ndarray:
+                 **sampling_options) -> np.ndarray:
+        """``[T,768]``, ``[T,50]`` -> ``[K,T,56]``; the diffusion policy's sampling options (steps, sampler,
+        guidance, ...) mean nothing to a baseline and are ignored."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

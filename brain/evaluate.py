@@ -4,14 +4,14 @@
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
-        [--cuda_graphs] [--oracle R1 R2 ...]
+        [--cuda_graphs] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
 
     <dir>/metrics.json        {method: {metric: value}}, ground truth's own statistics under "ground_truth"
     <dir>/metrics.md          the same as two Markdown tables (L2L/DIM metrics; REACT + motion quality)
-    <dir>/run.json            what was evaluated: config, clip ids, seconds per method
+    <dir>/run.json            what was evaluated: config, clip ids, seconds per method, notes on what was left out
     <dir>/motion_<clip>.png   ground truth vs diffusion samples (and speaker), per plotted clip
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
@@ -26,7 +26,10 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
 * ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
-* ``--step_sweep``: DDIM steps (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
+* ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
+  (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
+  on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
+* ``--step_sweep``: network evaluations (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
   guidance_speaker_exp = g`` (default 1.5 2 3).
 
 ``--oracle R1 R2 ...``: resamples of ``--data`` (``data_utils.synthetic_dyadic --resample_seed``) score the
@@ -54,7 +57,7 @@ from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
 from utils.atomic import atomic_output, save_json
-from utils.cli import cli_main
+from utils.cli import check_output_path, cli_main
 from utils.config import config_to_dict
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
@@ -75,8 +78,9 @@ class EvalConfig:
     regression_checkpoint: str = ""
     baselines: str = "all"  # "all", "none" or a comma list of brain.baselines names
     samples: int = 10  # K per clip
-    steps: int = 15
-    eta: float = 0.0
+    steps: int | None = None  # None: the checkpoint's sampling defaults
+    sampler: str = ""  # "": the checkpoint's
+    eta: float | None = None
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"  # "bf16": diffusion sampling under bf16 autocast (ListenerPolicy)
@@ -89,6 +93,8 @@ class EvalConfig:
     speaker_exp_only: bool = False
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
+    sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
+    workers: int = 1  # processes that score methods while the next one samples
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
 
@@ -125,9 +131,37 @@ def cut_to_seconds(clips, seconds: float) -> None:
         clip.listener = clip.listener[:frames]
 
 
+SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float}
+
+
+def parse_sweep_entry(entry: str) -> dict:
+    """``"sampler=ddim,steps=15,guidance=2"`` -> policy sampling options (``guidance`` sets both scales)."""
+    options = {}
+    for item in entry.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        names = ("guidance_audio", "guidance_speaker_exp") if key == "guidance" else (key,)
+        if not value or any(name not in SWEEP_OPTIONS for name in names):
+            raise UsageError(f"--sweep {entry!r}: expected key=value items with keys "
+                             f"{', '.join(['guidance', *SWEEP_OPTIONS])}")
+        try:
+            options.update({name: SWEEP_OPTIONS[name](value) for name in names})
+        except ValueError:
+            raise UsageError(f"--sweep {entry!r}: {key}={value!r} is not a valid value") from None
+    return options
+
+
 def _baseline_names(cfg: EvalConfig) -> list[str]:
     names = [n.strip() for n in cfg.baselines.split(",") if n.strip()]
     return [] if names == ["none"] else names
+
+
+def left_out_notes(cfg: EvalConfig) -> list[str]:
+    """What the requested evaluation leaves out, and why: printed, and kept in ``run.json`` and ``metrics.md``."""
+    if "all" in _baseline_names(cfg) and not cfg.regression_checkpoint:
+        return ["--baselines all without --regression_checkpoint: the regression baseline is left out "
+                "(train one with model.objective=regression and pass it as --regression_checkpoint)"]
+    return []
 
 
 def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Method]:
@@ -138,7 +172,8 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
 
         policy = ListenerPolicy.from_checkpoint(cfg.checkpoint, device=device, precision=cfg.precision,
                                                 cuda_graphs=cfg.cuda_graphs)
-        base = {"steps": cfg.steps, "eta": cfg.eta}
+        base = {name: value for name, value in (("steps", cfg.steps), ("sampler", cfg.sampler or None),
+                                                  ("eta", cfg.eta)) if value is not None}
         methods.append(Method("diffusion", policy, base))
         if cfg.shuffled_speaker:
             if len(test_clips) < 2:
@@ -158,11 +193,13 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                       for c in test_clips]
             methods.append(Method("diffusion[speaker_exp_only]", policy, base, silent))
         for steps in cfg.step_sweep:
-            if steps != cfg.steps:
+            if steps != base.get("steps", policy.cfg.sample.steps):
                 methods.append(Method(f"diffusion[steps={steps}]", policy, {**base, "steps": steps}))
         for scale in cfg.guidance_sweep:
             methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
                                   {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
+        for entry in cfg.sweep:
+            methods.append(Method(f"diffusion[{entry}]", policy, {**base, **parse_sweep_entry(entry)}))
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -188,14 +225,47 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
     return out
 
 
+class MetricPool:
+    """``evaluate_method`` for each submitted method, in this process (``workers`` 1) or in a process pool;
+    :meth:`results` returns them in submission order."""
+
+    def __init__(self, context: MetricContext, workers: int):
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
+        self.context = context
+        self.pool = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers never inherit the parent's CUDA context or its threads.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.pending: dict[str, object] = {}
+
+    def submit(self, name: str, samples: list[np.ndarray]) -> None:
+        if self.pool is None:
+            self.pending[name] = evaluate_method(self.context, samples)
+        else:
+            self.pending[name] = self.pool.submit(evaluate_method, self.context, samples)
+
+    def results(self) -> dict[str, dict[str, float]]:
+        results = {name: value if self.pool is None else value.result() for name, value in self.pending.items()}
+        if self.pool is not None:
+            self.pool.shutdown()
+        return results
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {cfg.samples}")
-    out = Path(cfg.out)
+    out = check_output_path("--out", cfg.out, directory=True)
     if out.exists() and any(out.iterdir()) and not (out / "metrics.json").is_file():
         raise UsageError(f"--out {out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
     device = resolve_device(cfg.device)
+    notes = left_out_notes(cfg)
+    for note in notes:
+        print(f"note: {note}")
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
     if cfg.oracle:
@@ -205,15 +275,18 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     chunk_frames = next((m.generator.chunk_frames for m in methods if hasattr(m.generator, "chunk_frames")), 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
 
-    results = {"ground_truth": evaluate_method(context, [c.listener[None] for c in test_clips])}
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
+    # Sampling runs here, one method after another (it holds the device); scoring is CPU-only numpy and, with
+    # --workers N, runs in N processes while the next method samples.
+    scoring = MetricPool(context, cfg.workers)
+    scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
-            results[method.name] = evaluate_method(context, samples)
+            scoring.submit(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
             plotted[method.name] = samples[:plot_count]
             if cfg.save_samples:
@@ -221,16 +294,18 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
+        results = scoring.results()
         tables = format_tables(results, len(test_clips), cfg.samples)
         if cfg.oracle:
             ratios = oracle.ratios_to_oracle(results)
             for method, values in ratios.items():
                 results[method]["ratio_to_oracle"] = values
             tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
+        tables += "".join(f"\nNote: {note}\n" for note in notes)
         save_json(staging / "metrics.json", results)
         (staging / "metrics.md").write_text(tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
-               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
+               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes}
         save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results
@@ -294,8 +369,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--baselines", default=defaults.baselines,
                         help="'all', 'none' or a comma list of random,mirror,nearest,mean,regression")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="samples K per clip")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps")
-    parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta")
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations per window (default: the "
+                        "checkpoint's)")
+    parser.add_argument("--sampler", default=None, help="dpmpp_2m or ddim (default: the checkpoint's)")
+    parser.add_argument("--eta", type=float, default=None, help="ddim's fresh-noise share (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "bf16"),
@@ -312,6 +389,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
+                        help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",
                         help="resamples of --data (synthetic_dyadic --resample_seed): the oracle rows and ratios")
     args = vars(parser.parse_args(argv))

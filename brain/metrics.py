@@ -102,19 +102,9 @@ def frechet_terms(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -
     return float(diff @ diff), max(0.0, covariance_term)  # the covariance term is >= 0; only round-off goes below
 
 
-def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
-    """Fréchet distance between two Gaussians given by their moments."""
-    return sum(frechet_terms(GaussianStats.from_moments(mean_a, cov_a), np.asarray(mean_b, dtype=np.float64), cov_b))
-
-
 def frechet_distance(frames_a: np.ndarray, frames_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two frame sets ``[N,D]`` and ``[M,D]`` (unbiased covariance)."""
     return GaussianStats.fit(frames_a).frechet_to(frames_b)
-
-
-def frechet_distance_terms(frames_a: np.ndarray, frames_b: np.ndarray) -> tuple[float, float]:
-    """``(mean term, covariance term)`` of :func:`frechet_distance`; they sum to it."""
-    return GaussianStats.fit(frames_a).frechet_terms_to(frames_b)
 
 
 # ---------------------------------------------------------------- diversity (SID) and correlation

@@ -18,7 +18,7 @@ from brain.data import check_speaker_inputs
 from brain.policy import ListenerPolicy
 from utils.arrays import load_npy
 from utils.atomic import save_npy
-from utils.cli import cli_main
+from utils.cli import check_output_path, cli_main
 from utils.errors import UsageError
 from utils.plots import plot_motion_curves
 from utils.runtime import configure_threads, resolve_device
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
     configure_threads()
+    check_output_path("--out", args.out)
+    if args.plot:
+        check_output_path("--plot", args.plot)
     if args.num_samples < 1:
         raise UsageError(f"--num_samples must be >= 1, got {args.num_samples}")
     speaker_audio, speaker_exp = check_speaker_inputs(

@@ -21,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 from utils.flame import FPS
@@ -56,6 +55,7 @@ class VideoWriter:
         self.fps = fps
         self.frames_written = 0
         self.busy_s = 0.0  # time the thread spent pushing frames into ffmpeg (overlaps the caller's work)
+        self.batch_busy_s: list[float] = []  # the same, per written batch, in write order
         command = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.encoded_width}x{self.encoded_height}",
                    "-r", str(fps), "-i", "-"]
@@ -148,7 +148,8 @@ class VideoWriter:
                 self._process.stdin.write(frames.tobytes())
             except BaseException as exc:  # BrokenPipeError when ffmpeg died; reported by close()/write()
                 self._error = exc
-            self.busy_s += time.perf_counter() - start
+            self.batch_busy_s.append(time.perf_counter() - start)
+            self.busy_s += self.batch_busy_s[-1]
 
     def _failure_message(self, return_code: int | None = None) -> str:
         self._stderr.flush()
@@ -177,12 +178,3 @@ def tile_grid(frames: np.ndarray, max_columns: int = 4) -> np.ndarray:
     # [rows,cols,B,H,W,C] -> [B,rows,H,cols,W,C] -> [B, rows*H, cols*W, C]
     cells = cells.reshape(rows, columns, batch, height, width, channels).transpose(2, 0, 3, 1, 4, 5)
     return cells.reshape(batch, rows * height, columns * width, channels)
-
-
-def read_video_frames(path: str | os.PathLike) -> np.ndarray:
-    """All frames of a video as uint8 ``[T,H,W,3]`` (for tests and small clips)."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)

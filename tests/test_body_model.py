@@ -209,3 +209,28 @@ def test_render_cli_writes_frames_and_refuses_bad_flame(tmp_path, capsys):
                         "--out", str(tmp_path / "bad_frames"), "--device", "cpu"]) == 2
     assert "bad.npy: expected shape [T,56]" in capsys.readouterr().err
     assert not (tmp_path / "bad_frames").exists()
+
+
+def test_render_cli_takes_one_sample_of_a_multi_sample_file(tmp_path, capsys):
+    """``brain.sample --num_samples K`` writes [K,T,56]; ``--sample k`` renders exactly sample k."""
+    body = tiny_body()
+    model = tmp_path / "model"
+    save_checkpoint({**body.to_payload(), "step": 0}, model / "body.pth", kind="body")
+    samples = random_flame(3 * 2).numpy().reshape(3, 2, FLAME_DIM)  # K=3 samples of 2 frames
+    np.save(tmp_path / "samples.npy", samples)
+    np.save(tmp_path / "one.npy", samples[1])
+    common = ["-m", str(model), "--device", "cpu"]
+    assert render_main(common + ["--flame", str(tmp_path / "samples.npy"), "--sample", "1",
+                                 "--out", str(tmp_path / "k1")]) == 0
+    assert render_main(common + ["--flame", str(tmp_path / "one.npy"), "--out", str(tmp_path / "direct")]) == 0
+    for name in ("000000.png", "000001.png"):
+        assert (tmp_path / "k1" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    capsys.readouterr()
+    refusals = [(["--flame", str(tmp_path / "samples.npy")], "holds 3 samples [3, 2, 56]"),
+                (["--flame", str(tmp_path / "samples.npy"), "--sample", "3"], "--sample 3 is outside"),
+                (["--flame", str(tmp_path / "one.npy"), "--sample", "0"], "needs a [K,T,56] file of samples")]
+    for extra, message in refusals:
+        assert render_main(common + extra + ["--out", str(tmp_path / "refused")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "refused").exists()

@@ -83,3 +83,37 @@ def test_the_exit_code_reaches_the_shell():
                             cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("data_utils.emoca_io: error: "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# Outputs that cannot be written are refused before any work: the checkpoint / model / corpus named here
+# does not exist either, so a CLI that loaded its inputs first would complain about those instead.
+OUTPUT_CASES = [
+    ("brain.sample", "--out", lambda d: ["--checkpoint", str(d / "c.pth"), "--audio", str(d / "a.npy"),
+                                         "--visual", str(d / "v.npy"), "--out", str(d / "file" / "m.npy")]),
+    ("brain.sample", "--out", lambda d: ["--checkpoint", str(d / "c.pth"), "--audio", str(d / "a.npy"),
+                                         "--visual", str(d / "v.npy"), "--out", str(d / "folder")]),
+    ("brain.sample", "--plot", lambda d: ["--checkpoint", str(d / "c.pth"), "--audio", str(d / "a.npy"),
+                                          "--visual", str(d / "v.npy"), "--out", str(d / "m.npy"),
+                                          "--plot", str(d / "file" / "m.png")]),
+    ("scene.render", "--out", lambda d: ["-m", str(d / "model"), "--flame", str(d / "f.npy"), "--out", str(d / "file")]),
+    ("scene.render", "--out", lambda d: ["-m", str(d / "model"), "--flame", str(d / "f.npy"),
+                                         "--out", str(d / "file" / "frames")]),
+    ("scene.render", "--ply", lambda d: ["-m", str(d / "model"), "--ply", str(d / "folder")]),
+    ("brain.evaluate", "--out", lambda d: ["--data", str(d / "corpus"), "--out", str(d / "file"), "--device", "cpu"]),
+    ("synthesize_listener", "--output", lambda d: ["--audio", str(d / "a.npy"), "--visual", str(d / "v.npy"),
+                                                   "--body_checkpoint", str(d / "body"),
+                                                   "--brain_checkpoint", str(d / "c.pth"),
+                                                   "--output", str(d / "file" / "out.mp4")]),
+]
+
+
+@pytest.mark.parametrize("module, flag, make_argv", OUTPUT_CASES,
+                         ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(OUTPUT_CASES)])
+def test_an_unwritable_output_is_refused_before_any_work(module, flag, make_argv, tmp_path, capsys):
+    (tmp_path / "file").write_text("a regular file")
+    (tmp_path / "folder").mkdir()
+    code = importlib.import_module(module).main(make_argv(tmp_path))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"error: {flag} " in err, err
+    assert not (tmp_path / "m.npy").exists()

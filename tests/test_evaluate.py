@@ -82,6 +82,7 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
             assert motion.shape == (2, 50, 56) and motion.dtype == np.float32
     run = json.loads((out / "run.json").read_text())
     assert run["clips"] == test_ids and set(run["seconds_per_method"]) == set(methods)
+    assert run["notes"] == [] and "Note:" not in table
     assert (out / f"motion_{test_ids[0]}.png").stat().st_size > 0 and (out / "std_bars.png").is_file()
 
 
@@ -94,6 +95,19 @@ def test_evaluate_is_reproducible_and_replaces_its_own_output(trained, tmp_path)
     assert _run(corpus, checkpoints, out, *args) == 0  # an earlier evaluation folder is replaced
     assert (out / "metrics.json").read_text() == first
     assert json.loads(first)["diffusion"]["mse_exp"] > 0
+
+
+def test_all_baselines_without_a_regression_checkpoint_says_regression_is_left_out(trained, tmp_path, capsys):
+    corpus, _ = trained
+    out = tmp_path / "eval"
+    assert evaluate.main(["--data", str(corpus), "--baselines", "all", "--samples", "1", "--max_clips", "1",
+                          "--max_seconds", "2", "--plot_clips", "0", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: --baselines all without --regression_checkpoint: the regression baseline is left out" in printed
+    assert "regression" not in json.loads((out / "metrics.json").read_text())
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    assert len(notes) == 1 and "regression baseline is left out" in notes[0]
+    assert "regression baseline is left out" in (out / "metrics.md").read_text()
 
 
 def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
