@@ -44,11 +44,15 @@ VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so t
 
 
 class Distributed:
-    """Rank, world size and device; a single process when not launched by torchrun."""
+    """Rank, world size and device; a single process when not launched by torchrun. A process group the
+    caller already initialised is used (and left open); otherwise one is created and closed here."""
 
     def __init__(self, device_name: str):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.owns_group = False
+        if dist.is_available() and dist.is_initialized():
+            self.world_size, self.rank = dist.get_world_size(), dist.get_rank()
+        else:
+            self.world_size, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
         self.enabled = self.world_size > 1
         self.device = resolve_device(device_name)  # train.device decides under torchrun too (cpu: gloo)
         if self.enabled:
@@ -59,7 +63,9 @@ class Distributed:
                                       f"CUDA_VISIBLE_DEVICES")
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
                 torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self.owns_group = True
 
     @property
     def is_main(self) -> bool:
@@ -70,7 +76,7 @@ class Distributed:
             dist.barrier()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.owns_group:
             dist.destroy_process_group()
 
 

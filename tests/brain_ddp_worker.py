@@ -2,7 +2,8 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/brain_ddp_worker.py <work> <corpus> [key=value ...]
 
-Each process trains three runs of the same config: ``<work>/runs/whole`` uninterrupted; ``<work>/runs/resumed``
+Each process joins one gloo process group (train() uses a group its caller opened) and trains three runs of
+the same config: ``<work>/runs/whole`` uninterrupted; ``<work>/runs/resumed``
 crashed on every rank during step CRASH_STEP (after the checkpoint of step CHECKPOINT_EVERY and the log rows of
 the step before the crash), then resumed. It writes ``<work>/rank<R>.pt``: its own final weights and every file
 it created, replaced, opened for writing or deleted under ``<work>/runs`` (seen through a Python audit hook,
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 import train_diffusion
 from brain.config import BrainConfig
@@ -67,12 +69,14 @@ def main(work: Path, corpus: str, overrides: list[str]) -> None:
                            f"train.checkpoint_every={CHECKPOINT_EVERY}", *overrides])
         train_diffusion.train(cfg, resume=resume, progress=False)
 
+    dist.init_process_group("gloo")
     run("whole")
     try:
         run("resumed", crash_at=CRASH_STEP)
     except Crash:
         pass
     run("resumed", resume=True)
+    dist.destroy_process_group()
     torch.save({"writes": writes, **{name: module.state_dict() for name, module in modules.items()}},
                work / f"rank{rank}.pt")
 
