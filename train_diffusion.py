@@ -36,9 +36,10 @@ from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
 from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import cli_main
 from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 from utils.logger import ScalarLogger
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so the curve is comparable
 
@@ -184,7 +185,7 @@ class WindowBatches:
 RESUME_MUST_MATCH = ("model", "diffusion")  # sections that define what the saved weights mean
 
 
-def changed_settings(saved: dict, current: dict, sections=RESUME_MUST_MATCH) -> list[str]:
+def resume_conflicts(saved: dict, current: dict, sections=RESUME_MUST_MATCH) -> list[str]:
     """``"section.key: old -> new"`` for every setting of ``sections`` that differs between two config dicts."""
     def flat(tree: dict, prefix: str) -> dict:
         items = {}
@@ -211,7 +212,7 @@ def load_resumable_checkpoint(path: Path, cfg: BrainConfig, device: torch.device
         saved = config_to_dict(config_from_dict(BrainConfig, payload["config"]))
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its config does not fit this code ({exc})") from exc
-    changes = changed_settings(saved, config_to_dict(cfg))
+    changes = resume_conflicts(saved, config_to_dict(cfg))
     if changes:
         raise CheckpointError(f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(changes)}); "
                               f"resume with the same {'.*/'.join(RESUME_MUST_MATCH)}.* settings, or start a new run")
@@ -301,8 +302,9 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
     return checkpoint_path
 
 
+@cli_main("train_diffusion.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="train_diffusion.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", default="configs/brain_config.yaml", help="YAML preset")
     parser.add_argument("--data", help="dyadic corpus folder (DESIGN.md §3.1)")
@@ -310,14 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after --resume
-    try:
-        cfg = load_config(BrainConfig, args.config, args.overrides)
-        cfg.data = args.data or cfg.data
-        cfg.out = args.out or cfg.out
-        train(cfg, resume=args.resume)
-    except (ConfigError, CorpusError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    cfg = load_config(BrainConfig, args.config, args.overrides)
+    cfg.data = args.data or cfg.data
+    cfg.out = args.out or cfg.out
+    train(cfg, resume=args.resume)
     return 0
 
 

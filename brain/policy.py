@@ -50,7 +50,7 @@ class ListenerPolicy:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
         self.precision = precision
-        # CUDA graphs replay a captured DDIM loop per (num_samples, options); eta > 0 stays eager (its
+        # CUDA graphs replay a captured sampling loop per (num_samples, options); eta > 0 stays eager (its
         # per-step noise comes from the stream's generator).
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict = {}
@@ -83,28 +83,34 @@ class ListenerPolicy:
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp) -> dict:
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler) -> dict:
         defaults = self.cfg.sample
-        return {"steps": defaults.steps if steps is None else int(steps),
-                "eta": defaults.eta if eta is None else float(eta),
-                "guidance_audio": defaults.guidance_audio if guidance_audio is None else float(guidance_audio),
-                "guidance_speaker_exp": defaults.guidance_speaker_exp if guidance_speaker_exp is None else float(guidance_speaker_exp)}
+
+        def pick(value, default, kind):
+            return default if value is None else kind(value)
+
+        return {"steps": pick(steps, defaults.steps, int), "sampler": pick(sampler, defaults.sampler, str),
+                "eta": pick(eta, defaults.eta, float),
+                "guidance_audio": pick(guidance_audio, defaults.guidance_audio, float),
+                "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float)}
 
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
-               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None) -> "ListenerStream":
-        """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed."""
+               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
+               sampler: str | None = None) -> "ListenerStream":
+        """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
+        ``None`` options take the checkpoint's ``sample`` defaults."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp)
-        self.diffusion.sampling_timesteps(options["steps"])  # refuse a bad step count before any input
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler)
+        self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
         return ListenerStream(self, num_samples, seed, options)
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None) -> np.ndarray:
+                 guidance_speaker_exp: float | None = None, sampler: str | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
-        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp)
+        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     @torch.no_grad()
@@ -121,7 +127,7 @@ class ListenerPolicy:
 
 
 class GraphedWindowSampler:
-    """The DDIM loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
+    """The sampling loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
 
     def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor, options: dict):
         self.static_cond = Conditioning(*(value.clone() for value in cond.tensors()))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-import train_body
 import train_diffusion
 from brain.config import BrainConfig
 from brain.data import DyadicCorpus
@@ -12,6 +11,7 @@ from brain.policy import ListenerPolicy
 from data_utils.synthetic_dyadic import write_synthetic_corpus
 from data_utils.synthetic_subject import write_synthetic_subject
 from scene.body import load_body
+from scene.training import BodyTrainingConfig, train as train_body
 from utils import checkpoint as checkpoint_cli
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import load_config
@@ -32,10 +32,10 @@ def brain_checkpoint(tmp_path_factory):
 def body_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("export_body")
     subject = write_synthetic_subject(root / "subject", frames=44, size=32, seed=0, supersample=1, workers=1)
-    cfg = load_config(train_body.BodyTrainConfig, "configs/body_tiny.yaml",
+    cfg = load_config(BodyTrainingConfig, "configs/body_tiny.yaml",
                       [f"subject={subject}", f"model_dir={root / 'model'}", "model.init.face_count=300",
                        "model.init.mouth_count=20", "train.max_steps=3", "train.val_frames=2", "train.batch_size=2"])
-    return train_body.train(cfg, progress=False) / "body.pth", subject
+    return train_body(cfg, progress=False) / "body.pth", subject
 
 
 def test_slim_brain_checkpoint_samples_like_the_training_one(brain_checkpoint, tmp_path, capsys):

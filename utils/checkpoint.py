@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from utils.atomic import atomic_output
+from utils.cli import check_output_path, cli_main
+from utils.errors import InputError
 
 FORMAT_VERSION = 2  # 2: the speaker-expression parameters and options are named speaker_exp (was visual/exp)
 
@@ -41,7 +43,7 @@ TRAINING_ONLY_KEYS = {
 DEPLOYED_RENAMES = {"brain": {"ema": "model"}, "body": {}}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file that is missing, unreadable, of the wrong kind or of another format version."""
 
 
@@ -93,14 +95,13 @@ def export_slim(source: str | os.PathLike, destination: str | os.PathLike) -> di
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve():
         raise CheckpointError(f"{destination}: is the input checkpoint; write the slim copy to another file")
-    if destination.is_dir():
-        raise CheckpointError(f"{destination}: is a directory; give the slim checkpoint's file name")
     payload = load_checkpoint(source, kind=None)
     slim = slim_payload(payload)
     save_checkpoint(slim, destination, kind=payload["kind"])
     return {**slim, "kind": payload["kind"]}
 
 
+@cli_main("utils.checkpoint")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.checkpoint", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -109,11 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint", help="a brain checkpoint.pth or a body body.pth")
     export.add_argument("out", help="the slim checkpoint to write")
     args = parser.parse_args(argv)
-    try:
-        slim = export_slim(args.checkpoint, args.out)
-    except (CheckpointError, OSError) as exc:
-        print(f"utils.checkpoint: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    check_output_path("out", args.out)
+    slim = export_slim(args.checkpoint, args.out)
     before, after = Path(args.checkpoint).stat().st_size, Path(args.out).stat().st_size
     print(f"wrote {args.out}: slim {slim['kind']} checkpoint of step {slim.get('step', '?')}, "
           f"{before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
