@@ -75,8 +75,8 @@ def test_slim_body_checkpoint_renders_like_the_training_one(body_checkpoint, tmp
     assert "train_state" in full and set(slim) == set(full) - {"train_state"}
     assert (tmp_path / "slim.pth").stat().st_size < checkpoint.stat().st_size
     flame = torch.from_numpy(np.load(subject / "flame.npy")[:3])
-    expected = load_body(checkpoint).render(flame, backend="reference")["color"]
-    torch.testing.assert_close(load_body(tmp_path / "slim.pth").render(flame, backend="reference")["color"],
+    expected = load_body(checkpoint)(flame, backend="reference")["color"]
+    torch.testing.assert_close(load_body(tmp_path / "slim.pth")(flame, backend="reference")["color"],
                                expected, rtol=0, atol=0)
 
 
