@@ -427,7 +427,7 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(model_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    logger = ScalarLogger(model_dir, tensorboard=False)
+    logger = ScalarLogger(model_dir, resume_step=run.step if resume else None, tensorboard=False)
     val_ids = validation_ids(subject, cfg.train.val_frames)
     baseline = mean_frame_baseline(subject, val_ids)
     if run.step == 0:
