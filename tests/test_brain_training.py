@@ -334,5 +334,5 @@ def test_sample_cli_writes_motion_and_refuses_bad_input(trained, corpus, tmp_pat
     assert sample_cli.main(common + ["--visual", str(tmp_path / "v_short.npy"), "--out", str(tmp_path / "x.npy")]) == 2
     assert "has 30 frames but" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
     assert sample_cli.main(common + ["--visual", str(tmp_path / "v.npy"), "--out", str(tmp_path / "x.npy"),
-                                     "--steps", "500"]) == 2
-    assert "steps must be in 1..50" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+                                     "--steps", "5000"]) == 2
+    assert "must be in 1..1000" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
