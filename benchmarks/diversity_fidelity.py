@@ -2,7 +2,8 @@
 its number of network evaluations, guidance and eta, on a corpus with resamples (the oracle).
 
     python benchmarks/diversity_fidelity.py --data <corpus> --oracle R1 R2 R3 --checkpoint <brain.pth> \
-        --out <dir> [--samples 10] [--device cuda --precision bf16 --cuda_graphs] [--max_clips N]
+        --out <dir> [--samples 10] [--device cuda --precision bf16 --cuda_graphs] [--workers 8] \
+        [--max_clips N] [--max_seconds S] [--smoke]
 
 runs ``brain.evaluate`` once with one ``diffusion[...]`` row per grid point (``GRID``) plus the baselines, and
 writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with ratio_to_oracle, metrics.md),
@@ -12,14 +13,13 @@ writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with rat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brain.evaluate import EvalConfig, evaluate  # noqa: E402
-from utils.atomic import atomic_output  # noqa: E402
+from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 
 # (label, sweep entry): the sampler at several budgets, guidance and eta at the default budget.
@@ -66,16 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--cuda_graphs", action="store_true")
+    parser.add_argument("--max_seconds", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring the rows")
     parser.add_argument("--baselines", default="mean,random,nearest,mirror")
+    parser.add_argument("--smoke", action="store_true", help="two grid points only (a check that it runs)")
     args = parser.parse_args(argv)
+    grid = GRID[1:3] if args.smoke else GRID
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = EvalConfig(data=args.data, out=str(out / "evaluation"), checkpoint=args.checkpoint, oracle=args.oracle,
-                     samples=args.samples, max_clips=args.max_clips, device=args.device, precision=args.precision,
-                     cuda_graphs=args.cuda_graphs, baselines=args.baselines, shuffled_speaker=True,
-                     sweep=[entry for _, entry in GRID], plot_clips=1)
+                     samples=args.samples, max_clips=args.max_clips, max_seconds=args.max_seconds,
+                     device=args.device, precision=args.precision, cuda_graphs=args.cuda_graphs,
+                     baselines=args.baselines, shuffled_speaker=True, workers=args.workers,
+                     sweep=[entry for _, entry in grid], plot_clips=1)
     results = evaluate(cfg)
-    points = {label: results[f"diffusion[{entry}]"]["ratio_to_oracle"] for label, entry in GRID}
+    points = {label: results[f"diffusion[{entry}]"]["ratio_to_oracle"] for label, entry in grid}
     points["checkpoint default"] = results["diffusion"]["ratio_to_oracle"]
     for name in ("diffusion[shuffled]", *args.baselines.split(",")):
         if name in results:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               for label, ratios in points.items()]
     table = "\n".join(lines) + "\n"
     (out / "diversity_fidelity.md").write_text(table)
-    (out / "diversity_fidelity.json").write_text(json.dumps(points, indent=1) + "\n")
+    save_json(out / "diversity_fidelity.json", points)
     print(table)
     return 0
 

@@ -26,6 +26,8 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
 * ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
+* ``--external NAME=DIR ...``: rows for samples made elsewhere (another system, an earlier version),
+  ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` per clip, scored exactly like the others.
 * ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
   (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
   on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
@@ -42,7 +44,6 @@ Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming lo
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -56,8 +57,9 @@ from brain import oracle
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
+from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.config import config_to_dict
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
@@ -94,6 +96,8 @@ class EvalConfig:
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
     sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
+    workers: int = 1  # processes that score methods while the next one samples
+    external: list[str] = field(default_factory=list)  # NAME=DIR: samples made elsewhere, DIR/<clip_id>.npy
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
 
@@ -202,9 +206,28 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
-    if not methods and not cfg.oracle:
-        raise UsageError("nothing to evaluate: give --checkpoint, --baselines and/or --oracle")
+    if not methods and not cfg.oracle and not cfg.external:
+        raise UsageError("nothing to evaluate: give --checkpoint, --baselines, --external and/or --oracle")
     return methods
+
+
+def load_external_samples(entry: str, test_clips) -> Method:
+    """``--external NAME=DIR``: a method whose samples were made elsewhere (another system, an older version
+    of this one): ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` or ``[T,56]`` per evaluated clip, at least as
+    long as the clip (cut to it, like ``--max_seconds`` cuts the clips)."""
+    name, _, folder = entry.partition("=")
+    if not name or not folder:
+        raise UsageError(f"--external {entry!r}: expected NAME=DIR")
+    samples = []
+    for clip in test_clips:
+        source = f"--external {name}: {folder}/{clip.clip_id}.npy"
+        motion = load_npy(Path(folder) / f"{clip.clip_id}.npy", source)
+        motion = motion[None] if motion.ndim == 2 else motion
+        if motion.ndim != 3 or motion.shape[2] != FLAME_DIM or motion.shape[1] < clip.num_frames:
+            raise UsageError(f"{source}: expected [K,T>={clip.num_frames},{FLAME_DIM}], got {list(motion.shape)}")
+        samples.append(check_array(motion[:, :clip.num_frames].reshape(-1, FLAME_DIM), FLAME_DIM, source)
+                       .reshape(len(motion), clip.num_frames, FLAME_DIM))
+    return Method(name, None, samples=samples)
 
 
 def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.ndarray]:
@@ -224,6 +247,36 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
     return out
 
 
+class MetricPool:
+    """``evaluate_method`` for each submitted method, in this process (``workers`` 1) or in a process pool;
+    :meth:`results` returns them in submission order."""
+
+    def __init__(self, context: MetricContext, workers: int):
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
+        self.context = context
+        self.pool = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers never inherit the parent's CUDA context or its threads.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.pending: dict[str, object] = {}
+
+    def submit(self, name: str, samples: list[np.ndarray]) -> None:
+        if self.pool is None:
+            self.pending[name] = evaluate_method(self.context, samples)
+        else:
+            self.pending[name] = self.pool.submit(evaluate_method, self.context, samples)
+
+    def results(self) -> dict[str, dict[str, float]]:
+        results = {name: value if self.pool is None else value.result() for name, value in self.pending.items()}
+        if self.pool is not None:
+            self.pool.shutdown()
+        return results
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
@@ -237,6 +290,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
         print(f"note: {note}")
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
+    methods += [load_external_samples(entry, test_clips) for entry in cfg.external]
     if cfg.oracle:
         resampled = oracle.load_resampled_listeners(cfg.oracle, cfg.data, cfg.split, test_clips)
         methods = [Method(name, None, samples=samples)
@@ -244,15 +298,18 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     chunk_frames = next((m.generator.chunk_frames for m in methods if hasattr(m.generator, "chunk_frames")), 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
 
-    results = {"ground_truth": evaluate_method(context, [c.listener[None] for c in test_clips])}
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
+    # Sampling runs here, one method after another (it holds the device); scoring is CPU-only numpy and, with
+    # --workers N, runs in N processes while the next method samples.
+    scoring = MetricPool(context, cfg.workers)
+    scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
-            results[method.name] = evaluate_method(context, samples)
+            scoring.submit(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
             plotted[method.name] = samples[:plot_count]
             if cfg.save_samples:
@@ -260,6 +317,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
+        results = scoring.results()
         tables = format_tables(results, len(test_clips), cfg.samples)
         if cfg.oracle:
             ratios = oracle.ratios_to_oracle(results)
@@ -323,8 +381,7 @@ def format_tables(results: dict[str, dict[str, float]], num_clips: int, num_samp
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    parser = argparse.ArgumentParser(prog="brain.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("brain.evaluate", __doc__, epilog=True)
     defaults = EvalConfig()
     parser.add_argument("--data", required=True, help="dyadic corpus folder (DESIGN.md §3.1)")
     parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
@@ -354,6 +411,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--external", nargs="+", default=None, metavar="NAME=DIR",
+                        help="score samples made elsewhere: DIR/<clip_id>.npy, [K,T,56] per clip")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
                         help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",

@@ -47,9 +47,11 @@ mean energy over that second. At every pause onset the listener picks one reacti
 attitude's probabilities (:data:`ATTITUDES`):
   * *nod*: 0.15–0.6 s after the onset, 1–3 down-up cycles (by attitude) at 1.5–2.5 Hz on head pitch, of
     ``NOD_AMPLITUDE_RAD × (0.3 + 0.7 × intensity) × 0.75–1``; the jaw opens a little ("mm-hm") and the eyes
-    blink at its start with probability 0.5;
+    blink at its start with probability 0.5; its expression trace (the *nodding* factor) scales with the
+    intensity too;
   * *head shake* (mostly negative): 0.2–0.6 s after the onset, 2–3 cycles at 2–3 Hz on yaw, of
-    ``SHAKE_AMPLITUDE_RAD × (0.4 + 0.6 × intensity) × 0.75–1``, lips pressed (smile dim down);
+    ``SHAKE_AMPLITUDE_RAD × (0.4 + 0.6 × intensity) × 0.75–1``, lips pressed (smile dim down by 0.3 × the
+    *shaking* factor);
   * *brow raise* (interest): 0.2–0.6 s after the onset, ``(0.5 + 0.8 × intensity) × 0.7–1`` for 0.6–1.4 s;
   * nothing.
 Besides the pauses:
@@ -61,17 +63,29 @@ Besides the pauses:
   * *backchannel nods* while the speaker talks (Poisson, by attitude) and rare spontaneous smiles;
   * a *tonic* smile and brow level per attitude (positive: a slight smile and raised brows; negative: mouth
     corners and brows slightly down), visible in every window;
-  * *blinks* every ~4 s; *idle sway*: small, quick (≤ 1.5 s smoothing) yaw ±0.025, roll ±0.015 and pitch
-    ±0.015 rad, so posture drift independent of the speaker stays small next to the reactions; the head rolls
-    a little with a smile; the jaw rests at 0.03 rad;
+  * *blinks* every ~4 s; *idle sway*: small, quick (1.0–1.5 s smoothing) yaw 0.025, roll 0.015 and pitch
+    0.015 rad (std), so posture drift that ignores the speaker stays small next to the reactions; the head
+    rolls a little with a smile (0.03 × smile); the jaw rests at ``JAW_REST_RAD`` (+ 0.05 × nodding);
   * the other 47 expression dims and the two minor jaw axes are a fixed random mixing of the smile, brow,
-    nodding, shaking and blink factors and two small idle factors (noise 0.02 on every expression dim), so
-    all 56 dims vary like real EMOCA codes.
+    nodding and shaking factors, the blinks (at weight ``BLINK_MIXING_WEIGHT``) and two small idle factors
+    (std 0.1, 0.6 and 1.2 s smoothing); every expression dim gets noise 0.02; so all 56 dims vary like real
+    EMOCA codes.
 
-The attitudes (:data:`ATTITUDES`) at a glance: *positive* nods at most pauses (2–3 cycles), mirrors almost
-every smile longer and larger than the speaker, raises its brows with the speaker, backchannels every ~6 s;
-*neutral* is sparse: a short nod at half the pauses, mirrors some smiles weakly, little else; *negative*
-shakes its head or frowns at most pauses, rarely nods or smiles, frowns at the speaker's emphasis.
+The attitudes (:data:`ATTITUDES`):
+
+| rule | positive | neutral | negative |
+|---|---|---|---|
+| pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
+| cycles per nod | 2–3 | 1 | 1 |
+| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
+| brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
+| mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
+| tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
+
+In words: *positive* nods at most pauses with several cycles, mirrors most smiles larger and longer than the
+speaker's, raises its brows with the speaker and backchannels often; *neutral* is sparse: a single nod at half
+the pauses, weaker and shorter smiles; *negative* shakes its head at most pauses, seldom nods or smiles, and
+frowns at the speaker's emphasis.
 
 So one speaker input has many listener futures: which reaction comes at each cue, when and how large is
 random, and the idle motion never repeats; but what kinds of reaction, how often and how strongly follow
@@ -82,7 +96,6 @@ buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into vid
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import wave
 from dataclasses import dataclass
@@ -95,7 +108,7 @@ from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
@@ -107,6 +120,7 @@ SPEAKER_STREAM, LISTENER_STREAM, ATTITUDE_STREAM = 0, 1, 2  # the third entry of
 SPEAKER_FACTORS = ("mouth", "energy", "smile", "brow", "idle_a", "idle_b")
 AUDIO_FACTORS = ("speaking", "energy", "mouth", "pitch", "laughter", "voice_a", "voice_b")
 LISTENER_FACTORS = ("smile", "brow", "nodding", "shaking", "blink", "idle_a", "idle_b")
+BLINK_MIXING_WEIGHT = 0.3  # blinks move the other 47 dims less than the reactions do (they are not a reaction)
 
 
 @dataclass(frozen=True)
@@ -128,18 +142,18 @@ class Attitude:
 
 
 ATTITUDES = {
-    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.95,
-                         mirror_gain=(0.8, 1.2), mirror_duration=(1.2, 1.8), brow_follow_gain=(0.5, 0.9),
-                         backchannel_interval=6.0, spontaneous_smile_interval=20.0, tonic_smile=0.3,
-                         tonic_brow=0.15),
-    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.5,
-                        mirror_gain=(0.3, 0.6), mirror_duration=(0.6, 1.0), brow_follow_gain=(0.1, 0.3),
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
+                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
+                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
+                         tonic_brow=0.05),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
+                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
                         backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
                         tonic_brow=0.0),
-    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.15,
-                         mirror_gain=(0.2, 0.4), mirror_duration=(0.4, 0.7), brow_follow_gain=(-0.9, -0.5),
-                         backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.25,
-                         tonic_brow=-0.3),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
+                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+                         backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
+                         tonic_brow=-0.1),
 }
 ATTITUDE_NAMES = tuple(ATTITUDES)
 
@@ -282,14 +296,14 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
         cycles, frequency = int(rng.integers(rules.nod_cycles[0], rules.nod_cycles[1] + 1)), rng.uniform(1.5, 2.5)
         amplitude = sem.NOD_AMPLITUDE_RAD * (0.3 + 0.7 * intensity) * rng.uniform(0.75, 1.0)
         pitch_nods += oscillation(frames, start, cycles, frequency, amplitude)
-        nodding = np.maximum(nodding, bump(frames, start, cycles / frequency, attack=0.1))
+        nodding = np.maximum(nodding, (0.3 + 0.7 * intensity) * bump(frames, start, cycles / frequency, attack=0.1))
         if rng.random() < 0.5:
             blink_times.append(start)
     for start, intensity in shakes:
         cycles, frequency = int(rng.integers(2, 4)), rng.uniform(2.0, 3.0)
         amplitude = sem.SHAKE_AMPLITUDE_RAD * (0.4 + 0.6 * intensity) * rng.uniform(0.75, 1.0)
         yaw_shakes += oscillation(frames, start, cycles, frequency, amplitude, signed=True)
-        shaking = np.maximum(shaking, bump(frames, start, cycles / frequency, attack=0.1))
+        shaking = np.maximum(shaking, (0.4 + 0.6 * intensity) * bump(frames, start, cycles / frequency, attack=0.1))
 
     brow = rules.tonic_brow + np.zeros(frames)
     for start, intensity in brow_raises:
@@ -313,8 +327,8 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
     listener[:, sem.SMILE] = smile
     listener[:, sem.BROW_RAISE] = brow
     listener[:, sem.EYE_CLOSE] = eye
-    idle = [0.25 * smooth_noise(rng, frames, s) for s in (0.8, 1.6)]
-    factors = np.stack([smile, brow, nodding, shaking, eye, *idle], axis=1)
+    idle = [0.1 * smooth_noise(rng, frames, s) for s in (0.6, 1.2)]
+    factors = np.stack([smile, brow, nodding, shaking, BLINK_MIXING_WEIGHT * eye, *idle], axis=1)
     listener[:, sem.SUBTLE_EXP] = factors @ world.listener_mixing
     listener[:, sem.HEAD_PITCH] = pitch_nods + 0.015 * smooth_noise(rng, frames, 1.0)
     listener[:, sem.HEAD_YAW] = yaw_shakes + 0.025 * smooth_noise(rng, frames, 1.2)
@@ -409,8 +423,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
 
 @cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.synthetic_dyadic", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_dyadic", __doc__)
     parser.add_argument("--out", required=True, help="corpus folder to write (replaced when complete)")
     parser.add_argument("--clips", type=int, default=200, help="number of clips (80/10/10 train/val/test)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each clip in seconds")

@@ -29,7 +29,6 @@ written atomically at every save, so it is always a usable model), ``config.yaml
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -49,7 +48,7 @@ from scene.frames import SubjectFrames
 from scene.gaussian_sets import GAUSSIAN_KEYS
 from scene.image_metrics import psnr, ssim
 from scene.subject import Subject
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError, config_to_dict
 from utils.logger import ScalarLogger
@@ -483,7 +482,8 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(model_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    logger = ScalarLogger(model_dir, tensorboard=False)
+    # A run resumed after a crash logged steps past its checkpoint: the logger drops those rows first.
+    logger = ScalarLogger(model_dir, resume_step=run.step if resume else None, tensorboard=False)
     baseline = mean_frame_baseline(train_frames, val_frames)
     if run.step == 0:
         logger.log(0, val_psnr_mean_frame=baseline["psnr"], val_ssim_mean_frame=baseline["ssim"])
@@ -515,8 +515,7 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
                "baseline_mean_frame": baseline, "final": run.history[-1], "history": run.history,
                "gaussians": run.model.num_gaussians(), "device": str(device), "backend": backend,
                "frames_preloaded": train_frames.preloaded}
-    with atomic_output(model_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    save_json(model_dir / "summary.json", summary)
     logger.close()
     train_frames.close()
     val_frames.close()

@@ -13,7 +13,7 @@ import torch
 from data_utils.media import iter_video_frames, write_wav
 from synthesis.pipeline import OfflineReport, SynthesisOutputs, synthesize
 from synthesis.session import ListenerSession, replay, replay_audio, simulate_live_clock
-from synthesis.video import VideoError, VideoWriter, grid_shape, read_video_frames, tile_grid
+from synthesis.video import VideoError, VideoWriter, grid_shape, tile_grid
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import MediaError, probe_audio, probe_video
 

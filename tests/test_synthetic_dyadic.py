@@ -1,6 +1,8 @@
 """The synthetic dyadic corpus: reproducible bytes, the §3.1 contract, exact resamples, and a world worth learning."""
 import hashlib
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +141,21 @@ def test_cli_refuses_bad_arguments_without_output(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     assert main(["--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "3", "--wav"]) == 0
     assert (tmp_path / "c" / "clips" / "clip_0000" / "speaker.wav").is_file()
+
+
+def _check_world_module():
+    spec = importlib.util.spec_from_file_location("check_world", Path(__file__).parents[1] / "benchmarks" / "check_world.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_world_is_a_benchmark_at_a_small_size(tmp_path):
+    """A regression guard for benchmarks/check_world.py's three properties (40 clips, 4 test clips, 2 resamples;
+    the benchmark itself runs at 200 clips): the oracle beats every data baseline on FD exp and P-FD exp, a
+    listener resampled for another speaker scores P-FD exp >= 2x the oracle's, and resampled listeners differ."""
+    check_world = _check_world_module()
+    corpus, resamples = check_world.write_world(tmp_path, clips=40, seconds=20, seed=0, resamples=2)
+    results = check_world.score_world(corpus, resamples, corpus_seed=0, samples=2)
+    failed = [(what, round(measured, 3)) for what, measured, _, holds in check_world.checks(results) if not holds]
+    assert not failed, failed
