@@ -25,6 +25,11 @@ So a resample (same ``--clips --seconds --seed``, another ``--resample_seed``) h
 attitudes, speaker files (bit-identical) and speaker half of ``events.json``; ``listener.npy`` and the
 listener half of ``events.json`` are redrawn. ``--resample_seed 0`` is the corpus itself.
 
+``--attitude NAME`` gives every clip's listener that attitude (the same speakers; a resample needs the same
+flag): a one-attitude world, for a model that is not told the attitude. In the default world the attitude is
+the largest single influence on a clip's listener statistics (``benchmarks/check_world.py``'s "attitude
+unknown" row), so a model that ignores ``labels.json`` cannot come near the oracle there.
+
 **The world** (fixed projections drawn once from ``WORLD_SEED``, shared by every corpus of any seed):
 
 Speaker, per clip: a *style* first, so clips differ from each other
@@ -345,12 +350,14 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
     return listener.astype(np.float32), events
 
 
-def synthesize_clip(world: SyntheticWorld, frames: int, seed: int, clip_index: int, resample_seed: int = 0) -> dict:
+def synthesize_clip(world: SyntheticWorld, frames: int, seed: int, clip_index: int, resample_seed: int = 0,
+                    attitude: str | None = None) -> dict:
     """Clip ``clip_index`` of corpus ``seed``: ``speaker_audio [T,768]``, ``speaker_exp [T,50]``,
-    ``listener [T,56]``, ``attitude``, ``events`` and the ``voice`` curves of ``speaker.wav``."""
+    ``listener [T,56]``, ``attitude`` (drawn from the attitude stream unless given), ``events`` and the
+    ``voice`` curves of ``speaker.wav``."""
     streams = clip_generators(seed, clip_index, resample_seed)
     speaker = synthesize_speaker(streams["speaker"], world, frames)
-    attitude = draw_attitude(streams["attitude"])
+    attitude = attitude or draw_attitude(streams["attitude"])
     listener, listener_events = synthesize_listener(streams["listener"], world, speaker, attitude)
     events = {"speaker_pause_onsets": [round(t, 3) for t in speaker.pause_onsets],
               "speaker_smile_onsets": [round(onset, 3) for onset, _, _ in speaker.smiles], **listener_events}
@@ -386,9 +393,10 @@ def split_clip_ids(clip_ids: list[str]) -> dict[str, list[str]]:
 
 
 def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 60.0, seed: int = 0, *,
-                           resample_seed: int = 0, wav: bool = False, progress: bool = False) -> Path:
+                           resample_seed: int = 0, attitude: str | None = None, wav: bool = False,
+                           progress: bool = False) -> Path:
     """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically);
-    ``resample_seed`` redraws only the listeners (module docstring)."""
+    ``resample_seed`` redraws only the listeners, ``attitude`` gives every clip that attitude (module docstring)."""
     if clips < 3:
         raise UsageError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
     frames = int(round(seconds * FPS))
@@ -397,6 +405,8 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     for name, value in (("--seed", seed), ("--resample_seed", resample_seed)):
         if value < 0:
             raise UsageError(f"{name} must be a non-negative integer, got {value}")
+    if attitude is not None and attitude not in ATTITUDES:
+        raise UsageError(f"--attitude {attitude!r} is not one of {', '.join(ATTITUDE_NAMES)}")
     world = SyntheticWorld()
     clip_ids = [f"clip_{index:04d}" for index in range(clips)]
     indices = range(clips)
@@ -407,7 +417,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     with atomic_output(out, directory=True) as tmp:
         write_corpus_meta(tmp, attitudes=list(ATTITUDE_NAMES))
         for index in indices:
-            clip = synthesize_clip(world, frames, seed, index, resample_seed)
+            clip = synthesize_clip(world, frames, seed, index, resample_seed, attitude)
             clip_dir = tmp / "clips" / clip_ids[index]
             clip_dir.mkdir(parents=True)
             for name in ("speaker_audio", "speaker_exp", "listener"):
@@ -432,11 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--resample_seed", type=int, default=0,
                         help="redraw only the listeners (0: the corpus itself; another value: a resample, the oracle)")
+    parser.add_argument("--attitude", help=f"every listener has this attitude, one of {', '.join(ATTITUDE_NAMES)} "
+                                           "(default: one drawn per clip); the speakers are unchanged")
     parser.add_argument("--wav", action="store_true", help="also write a synthetic speaker.wav per clip")
     args = parser.parse_args(argv)
     check_output_path("--out", args.out, directory=True)
     path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, resample_seed=args.resample_seed,
-                                  wav=args.wav, progress=True)
+                                  attitude=args.attitude, wav=args.wav, progress=True)
     print(f"wrote {args.clips} clips of {args.seconds:g} s to {path}")
     return 0
 

@@ -159,3 +159,14 @@ def test_default_world_is_a_benchmark_at_a_small_size(tmp_path):
     results = check_world.score_world(corpus, resamples, corpus_seed=0, samples=2)
     failed = [(what, round(measured, 3)) for what, measured, _, holds in check_world.checks(results) if not holds]
     assert not failed, failed
+
+
+def test_one_attitude_world_keeps_the_speakers(tmp_path, capsys):
+    mixed = write_synthetic_corpus(tmp_path / "mixed", clips=6, seconds=4, seed=2)
+    negative = write_synthetic_corpus(tmp_path / "negative", clips=6, seconds=4, seed=2, attitude="negative")
+    for clip_dir in sorted((mixed / "clips").iterdir()):
+        other = negative / "clips" / clip_dir.name
+        assert json.loads((other / "labels.json").read_text()) == {"attitude": "negative"}
+        assert (clip_dir / "speaker_exp.npy").read_bytes() == (other / "speaker_exp.npy").read_bytes()
+    assert main(["--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "3", "--attitude", "grumpy"]) == 2
+    assert "--attitude 'grumpy' is not one of positive, neutral, negative" in capsys.readouterr().err and not (tmp_path / "c").exists()
