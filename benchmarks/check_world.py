@@ -145,7 +145,8 @@ def checks(results: dict[str, dict[str, float]]) -> list[tuple[str, float, float
 
 
 def format_report(results: dict[str, dict[str, float]], header: str) -> str:
-    lines = [header, "", "| method | " + " | ".join(label for _, label in COLUMNS) + " | FD exp / oracle | P-FD exp / oracle |",
+    labels = [label for _, label in COLUMNS] + ["FD exp / oracle", "P-FD exp / oracle"]
+    lines = [header, "", "| method | " + " | ".join(labels) + " |",
              "|---|" + "---:|" * (len(COLUMNS) + 2)]
     oracle = results[ORACLE]
     for method, scores in results.items():
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=3, help="resampled corpora: the oracle's K")
     parser.add_argument("--samples", type=int, default=10, help="K samples per clip for the baselines")
-    parser.add_argument("--attitude", choices=world.ATTITUDE_NAMES, help="a one-attitude world (synthetic_dyadic --attitude)")
+    parser.add_argument("--attitude", choices=world.ATTITUDE_NAMES,
+                        help="a one-attitude world (synthetic_dyadic --attitude)")
     parser.add_argument("--work", help="folder for the corpora (kept; default: a temporary folder, removed)")
     args = parser.parse_args(argv)
 
@@ -175,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         corpus, resamples = write_world(work, args.clips, args.seconds, args.seed, args.resamples, args.attitude)
         written = time.perf_counter() - start
         results = score_world(corpus, resamples, args.seed, samples=args.samples)
-    header = (f"World: {args.clips} clips x {args.seconds:g} s, seed {args.seed}, attitude {args.attitude or 'drawn per clip'}; "
-              f"test split scored; oracle K = "
+    header = (f"World: {args.clips} clips x {args.seconds:g} s, seed {args.seed}, "
+              f"attitude {args.attitude or 'drawn per clip'}; test split scored; oracle K = "
               f"{args.resamples} resamples, baselines K = {args.samples}. Corpora written in {written:.0f} s, "
               f"total {time.perf_counter() - start:.0f} s.")
     report = format_report(results, header)

@@ -65,6 +65,11 @@ Besides the pauses:
   * *brow following*: the listener's brows follow the speaker's emphasis brows 0.2–0.5 s later (a lag per
     draw) with the attitude's gain — raised with it when positive, lowered (a frown) when negative — gated by
     a smooth attention curve in 0..1 (smoothed noise over ~1.5 s) so it comes and goes;
+  * *rapport*: running means (time constant ``RAPPORT_SECONDS`` = 8 s, causal) of the speaker's smile and
+    emphasis brows build a slow listener state over the clip: the listener's smile never falls below the
+    attitude's *warmth* × the speaker's running smile, and its brows move by the attitude's *sustained brow*
+    gain × the speaker's running emphasis (raised interest, or a settled frown when negative). So a listener
+    depends on the speaker's whole clip so far, not only on the last two seconds;
   * *backchannel nods* while the speaker talks (Poisson, by attitude) and rare spontaneous smiles;
   * a *tonic* smile and brow level per attitude (positive: a slight smile and raised brows; negative: mouth
     corners and brows slightly down), visible in every window;
@@ -80,12 +85,13 @@ The attitudes (:data:`ATTITUDES`):
 
 | rule | positive | neutral | negative |
 |---|---|---|---|
-| pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
+| pause: p of nod / shake / brow raise / none | .8 / 0 / .15 / .05 | .5 / .05 / .2 / .25 | .15 / .6 / 0 / .25 |
 | cycles per nod | 2–3 | 1 | 1 |
-| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
-| brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
-| mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
-| tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
+| smile mirrored: p; gain; duration | .9; .7–1.1; 1.1–1.4× | .7; .5–.8; .8–1.1× | .4; .3–.5; .5–.8× |
+| brow following gain | .5–.9 | .2–.5 | −.6 to −.3 (frowns) |
+| rapport: warmth; sustained brow | 1.2; 1.2 | .6; .5 | .2; −.5 |
+| mean interval: backchannel nods; own smiles | 6 s; 30 s | 20 s; 60 s | 40 s; never |
+| tonic smile; brow | +.08; +.05 | 0; 0 | −.08; −.1 |
 
 In words: *positive* nods at most pauses with several cycles, mirrors most smiles larger and longer than the
 speaker's, raises its brows with the speaker and backchannels often; *neutral* is sparse: a single nod at half
@@ -109,6 +115,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+from scipy.signal import lfilter
 
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
@@ -122,6 +129,7 @@ WORLD_SEED = 20240607  # the fixed projections and mixings; corpora of every see
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 WAV_RATE = 16000
 SPEAKER_STREAM, LISTENER_STREAM, ATTITUDE_STREAM = 0, 1, 2  # the third entry of each clip's seed sequence
+RAPPORT_SECONDS = 8.0  # time constant of the running means of the speaker's smile and brows a listener builds on
 
 SPEAKER_FACTORS = ("mouth", "energy", "smile", "brow", "idle_a", "idle_b")
 AUDIO_FACTORS = ("speaking", "energy", "mouth", "pitch", "laughter", "voice_a", "voice_b")
@@ -141,6 +149,8 @@ class Attitude:
     mirror_gain: tuple[float, float]  # listener smile amplitude / the speaker's
     mirror_duration: tuple[float, float]  # listener smile duration / the speaker's
     brow_follow_gain: tuple[float, float]  # listener brow per speaker emphasis brow; < 0 frowns
+    warmth: float  # listener smile floor per running mean of the speaker's smile (rapport builds up)
+    sustained_brow: float  # listener brow per running mean of the speaker's emphasis brows; < 0 frowns
     backchannel_interval: float  # mean seconds between nods while the speaker talks
     spontaneous_smile_interval: float  # mean seconds between smiles of the listener's own
     tonic_smile: float  # constant offset of the smile dim (< 0: mouth corners down)
@@ -148,16 +158,14 @@ class Attitude:
 
 
 ATTITUDES = {
-    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
-                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
-                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
-                         tonic_brow=0.05),
-    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
-                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
-                        backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
-                        tonic_brow=0.0),
-    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
-                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9, mirror_gain=(0.7, 1.1),
+                         mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9), warmth=1.2, sustained_brow=1.2,
+                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08, tonic_brow=0.05),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7, mirror_gain=(0.5, 0.8),
+                        mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5), warmth=0.6, sustained_brow=0.5,
+                        backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0, tonic_brow=0.0),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4, mirror_gain=(0.3, 0.5),
+                         mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3), warmth=0.2, sustained_brow=-0.5,
                          backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
                          tonic_brow=-0.1),
 }
@@ -186,6 +194,7 @@ class Speaker:
     speaking: np.ndarray  # [T] 0/1
     energy: np.ndarray  # [T] loudness envelope, 0 in pauses
     brow: np.ndarray  # [T] emphasis brows
+    smile: np.ndarray  # [T]
     pause_onsets: list[float]  # seconds; each follows at least one second of speech
     pause_intensities: list[float]  # the speaker's mean energy over the second before each pause onset
     smiles: list[tuple[float, float, float]]  # (onset s, amplitude, duration s)
@@ -258,7 +267,7 @@ def synthesize_speaker(rng: np.random.Generator, world: SyntheticWorld, frames: 
 
     starts = np.nonzero(np.diff(speaking) < 0)[0] + 1
     counted = [s for s in starts if s >= FPS and speaking[s - FPS:s].mean() > 0.99]
-    return Speaker(speaker_audio.astype(np.float32), speaker_exp.astype(np.float32), speaking, energy, brow,
+    return Speaker(speaker_audio.astype(np.float32), speaker_exp.astype(np.float32), speaking, energy, brow, smile,
                    pause_onsets=[s / FPS for s in counted],
                    pause_intensities=[float(energy[s - FPS:s].mean()) for s in counted], smiles=smiles,
                    voice={"energy": energy * (0.6 + 0.4 * syllables), "pitch": pitch})
@@ -267,6 +276,12 @@ def synthesize_speaker(rng: np.random.Generator, world: SyntheticWorld, frames: 
 def draw_attitude(rng: np.random.Generator) -> str:
     """The clip's listener attitude, from the attitude stream."""
     return ATTITUDE_NAMES[int(rng.integers(len(ATTITUDE_NAMES)))]
+
+
+def _running_mean(signal: np.ndarray, seconds: float) -> np.ndarray:
+    """Causal exponential moving average ``[T]`` of ``signal [T]`` with a time constant of ``seconds``, from 0."""
+    alpha = 1 / (seconds * FPS)
+    return lfilter([alpha], [1, alpha - 1], signal)
 
 
 def _delayed(signal: np.ndarray, seconds: float) -> np.ndarray:
@@ -316,6 +331,7 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
         brow += (0.5 + 0.8 * intensity) * rng.uniform(0.7, 1.0) * bump(frames, start, rng.uniform(0.6, 1.4))
     attention = 1 / (1 + np.exp(-3 * smooth_noise(rng, frames, 1.5)))  # [T] in 0..1
     brow += rng.uniform(*rules.brow_follow_gain) * attention * _delayed(speaker.brow, rng.uniform(0.2, 0.5))
+    brow += rules.sustained_brow * _running_mean(speaker.brow, RAPPORT_SECONDS)
 
     smile, mirrored = np.zeros(frames), []
     for onset, amplitude, duration in speaker.smiles:
@@ -326,6 +342,7 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
             mirrored.append(float(start))
     for start in poisson_times(rng, seconds, rules.spontaneous_smile_interval):
         smile = np.maximum(smile, rng.uniform(0.4, 0.9) * bump(frames, start, rng.uniform(1.0, 2.5)))
+    smile = np.maximum(smile, rules.warmth * _running_mean(speaker.smile, RAPPORT_SECONDS))
     smile += rules.tonic_smile - 0.3 * shaking  # lips pressed during a shake
     eye = blinks(rng, frames, blink_times)
 
