@@ -3,6 +3,7 @@
     PYTHONPATH=. python benchmarks/check_world.py                          # 200 clips x 20 s, seed 0, 3 resamples
     PYTHONPATH=. python benchmarks/check_world.py --seconds 60             # longer clips
     PYTHONPATH=. python benchmarks/check_world.py --work /tmp/world        # keep the corpora there
+    PYTHONPATH=. python benchmarks/check_world.py --attitude neutral       # a one-attitude world
 
 writes the default world (``data_utils.synthetic_dyadic --clips --seconds --seed``, no other flag) and
 ``--resamples`` resamples of it (``--resample_seed 1..R``), then scores the test split as ``brain.evaluate
@@ -17,10 +18,11 @@ writes the default world (``data_utils.synthetic_dyadic --clips --seconds --seed
    the ground truth — the share of a clip's motion variance that differs between two listeners of the same
    speaker (0: one reaction per cue, fully determined; about 1: listeners unrelated in time).
 
-Two diagnostics are printed beside them, not checked: ``oracle[shuffled, same attitude]`` (the next test clip
-of the same attitude, so only the speaker differs) and ``oracle[attitude unknown]`` (listeners drawn for the
-clip's own speaker with an attitude drawn at random: the best an attitude-blind model can do). Exit status 1
-when a check fails.
+Two diagnostics are printed beside them, not checked (and left out of a one-attitude world, where they equal
+oracle rows): ``oracle[shuffled, same attitude]`` (the next test clip of the same attitude, so only the speaker
+differs) and ``oracle[attitude unknown]`` (listeners drawn for the clip's own speaker with an attitude drawn
+at random: a perfect model of the world that is not told the attitude and commits to one per clip). Exit
+status 1 when a check fails.
 """
 from __future__ import annotations
 
@@ -54,12 +56,13 @@ COLUMNS = (("fd_exp", "FD exp"), ("pfd_exp", "P-FD exp"), ("fd_pose", "FD pose")
            ("amp_ratio", "amp ratio"))
 
 
-def write_world(work: Path, clips: int, seconds: float, seed: int, resamples: int) -> tuple[Path, list[Path]]:
+def write_world(work: Path, clips: int, seconds: float, seed: int, resamples: int,
+                attitude: str | None = None) -> tuple[Path, list[Path]]:
     """The corpus and its resamples under ``work`` (reused when already there: same arguments, same bytes)."""
     def corpus(resample_seed: int) -> Path:
-        path = work / f"world_{clips}x{seconds:g}s_seed{seed}_resample{resample_seed}"
+        path = work / f"world_{clips}x{seconds:g}s_seed{seed}_{attitude or 'mixed'}_resample{resample_seed}"
         if not (path / "meta.json").is_file():
-            world.write_synthetic_corpus(path, clips, seconds, seed, resample_seed=resample_seed)
+            world.write_synthetic_corpus(path, clips, seconds, seed, resample_seed=resample_seed, attitude=attitude)
         return path
 
     return corpus(0), [corpus(j) for j in range(1, resamples + 1)]
@@ -104,17 +107,20 @@ def attitude_unknown(clips, corpus_seed: int, draws: int) -> list[np.ndarray]:
 
 def score_world(corpus: Path, resamples: list[Path], corpus_seed: int, *, split: str = "test", samples: int = 10,
                 seed: int = 0) -> dict[str, dict[str, float]]:
-    """``{method: metrics}`` for ground truth, the oracle rows, the diagnostics and the data baselines."""
+    """``{method: metrics}`` for ground truth, the oracle rows, the diagnostics (those that differ from the
+    oracle rows: none of them in a one-attitude world) and the data baselines."""
     reader = DyadicCorpus(corpus)
     clips = reader.load_split(split, min_frames=3)
     train = reader.load_split("train")
     context = MetricContext.from_clips(clips, seed=seed)
     resampled = load_resampled_listeners([str(r) for r in resamples], str(corpus), split, clips)
     rows = dict(oracle_samples(resampled))
-    same = same_attitude_shuffle(resampled, _attitudes(corpus, [c.clip_id for c in clips]))
-    if same is not None:
-        rows[SAME_ATTITUDE] = same
-    rows[ATTITUDE_UNKNOWN] = attitude_unknown(clips, corpus_seed, len(resamples))
+    attitudes = _attitudes(corpus, [c.clip_id for c in clips])
+    if len(set(attitudes)) > 1:
+        same = same_attitude_shuffle(resampled, attitudes)
+        if same is not None:
+            rows[SAME_ATTITUDE] = same
+        rows[ATTITUDE_UNKNOWN] = attitude_unknown(clips, corpus_seed, len(resamples))
     for name, generator in build_baselines(DATA_BASELINES, train).items():
         rows[name] = [generator.generate(c.speaker_audio, c.speaker_exp, num_samples=samples, seed=seed + index)
                       for index, c in enumerate(clips)]
@@ -139,7 +145,8 @@ def checks(results: dict[str, dict[str, float]]) -> list[tuple[str, float, float
 
 
 def format_report(results: dict[str, dict[str, float]], header: str) -> str:
-    lines = [header, "", "| method | " + " | ".join(label for _, label in COLUMNS) + " | FD exp / oracle | P-FD exp / oracle |",
+    labels = [label for _, label in COLUMNS] + ["FD exp / oracle", "P-FD exp / oracle"]
+    lines = [header, "", "| method | " + " | ".join(labels) + " |",
              "|---|" + "---:|" * (len(COLUMNS) + 2)]
     oracle = results[ORACLE]
     for method, scores in results.items():
@@ -159,16 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=3, help="resampled corpora: the oracle's K")
     parser.add_argument("--samples", type=int, default=10, help="K samples per clip for the baselines")
+    parser.add_argument("--attitude", choices=world.ATTITUDE_NAMES,
+                        help="a one-attitude world (synthetic_dyadic --attitude)")
     parser.add_argument("--work", help="folder for the corpora (kept; default: a temporary folder, removed)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work) if args.work else Path(scratch)
-        corpus, resamples = write_world(work, args.clips, args.seconds, args.seed, args.resamples)
+        corpus, resamples = write_world(work, args.clips, args.seconds, args.seed, args.resamples, args.attitude)
         written = time.perf_counter() - start
         results = score_world(corpus, resamples, args.seed, samples=args.samples)
-    header = (f"World: {args.clips} clips x {args.seconds:g} s, seed {args.seed}; test split scored; oracle K = "
+    header = (f"World: {args.clips} clips x {args.seconds:g} s, seed {args.seed}, "
+              f"attitude {args.attitude or 'drawn per clip'}; test split scored; oracle K = "
               f"{args.resamples} resamples, baselines K = {args.samples}. Corpora written in {written:.0f} s, "
               f"total {time.perf_counter() - start:.0f} s.")
     report = format_report(results, header)

@@ -94,9 +94,10 @@ def oracle_samples(resampled: Sequence[np.ndarray]) -> dict[str, list[np.ndarray
     from one ``[R,T_c,56]`` per clip (:func:`load_resampled_listeners`); the shuffled row needs two clips."""
     rows = {ORACLE: [np.asarray(motion, dtype=np.float32) for motion in resampled]}
     if len(resampled) >= 2:
-        rows[SHUFFLED_ORACLE] = [
-            np.stack([fit_to_length(listener, 0, motion.shape[1]) for listener in resampled[(index + 1) % len(resampled)]])
-            for index, motion in enumerate(rows[ORACLE])]
+        rows[SHUFFLED_ORACLE] = []
+        for index, motion in enumerate(rows[ORACLE]):
+            other = rows[ORACLE][(index + 1) % len(resampled)]
+            rows[SHUFFLED_ORACLE].append(np.stack([fit_to_length(listener, 0, motion.shape[1]) for listener in other]))
     return rows
 
 

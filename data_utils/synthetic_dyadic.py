@@ -25,6 +25,11 @@ So a resample (same ``--clips --seconds --seed``, another ``--resample_seed``) h
 attitudes, speaker files (bit-identical) and speaker half of ``events.json``; ``listener.npy`` and the
 listener half of ``events.json`` are redrawn. ``--resample_seed 0`` is the corpus itself.
 
+``--attitude NAME`` gives every clip's listener that attitude (the same speakers; a resample needs the same
+flag): a one-attitude world, for a model that is not told the attitude. In the default world the attitude is
+the largest single influence on a clip's listener statistics (``benchmarks/check_world.py``'s "attitude
+unknown" row), so a model that ignores ``labels.json`` cannot come near the oracle there.
+
 **The world** (fixed projections drawn once from ``WORLD_SEED``, shared by every corpus of any seed):
 
 Speaker, per clip: a *style* first, so clips differ from each other
@@ -60,6 +65,11 @@ Besides the pauses:
   * *brow following*: the listener's brows follow the speaker's emphasis brows 0.2–0.5 s later (a lag per
     draw) with the attitude's gain — raised with it when positive, lowered (a frown) when negative — gated by
     a smooth attention curve in 0..1 (smoothed noise over ~1.5 s) so it comes and goes;
+  * *rapport*: running means (time constant ``RAPPORT_SECONDS`` = 8 s, causal) of the speaker's smile and
+    emphasis brows build a slow listener state over the clip: the listener's smile never falls below the
+    attitude's *warmth* × the speaker's running smile, and its brows move by the attitude's *sustained brow*
+    gain × the speaker's running emphasis (raised interest, or a settled frown when negative). So a listener
+    depends on the speaker's whole clip so far, not only on the last two seconds;
   * *backchannel nods* while the speaker talks (Poisson, by attitude) and rare spontaneous smiles;
   * a *tonic* smile and brow level per attitude (positive: a slight smile and raised brows; negative: mouth
     corners and brows slightly down), visible in every window;
@@ -75,12 +85,13 @@ The attitudes (:data:`ATTITUDES`):
 
 | rule | positive | neutral | negative |
 |---|---|---|---|
-| pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
+| pause: p of nod / shake / brow raise / none | .8 / 0 / .15 / .05 | .5 / .05 / .2 / .25 | .15 / .6 / 0 / .25 |
 | cycles per nod | 2–3 | 1 | 1 |
-| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
-| brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
-| mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
-| tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
+| smile mirrored: p; gain; duration | .9; .7–1.1; 1.1–1.4× | .7; .5–.8; .8–1.1× | .4; .3–.5; .5–.8× |
+| brow following gain | .5–.9 | .2–.5 | −.6 to −.3 (frowns) |
+| rapport: warmth; sustained brow | 1.2; 1.2 | .6; .5 | .2; −.5 |
+| mean interval: backchannel nods; own smiles | 6 s; 30 s | 20 s; 60 s | 40 s; never |
+| tonic smile; brow | +.08; +.05 | 0; 0 | −.08; −.1 |
 
 In words: *positive* nods at most pauses with several cycles, mirrors most smiles larger and longer than the
 speaker's, raises its brows with the speaker and backchannels often; *neutral* is sparse: a single nod at half
@@ -103,6 +114,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+from scipy.signal import lfilter
 
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
@@ -116,6 +128,7 @@ WORLD_SEED = 20240607  # the fixed projections and mixings; corpora of every see
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 WAV_RATE = 16000
 SPEAKER_STREAM, LISTENER_STREAM, ATTITUDE_STREAM = 0, 1, 2  # the third entry of each clip's seed sequence
+RAPPORT_SECONDS = 8.0  # time constant of the running means of the speaker's smile and brows a listener builds on
 
 SPEAKER_FACTORS = ("mouth", "energy", "smile", "brow", "idle_a", "idle_b")
 AUDIO_FACTORS = ("speaking", "energy", "mouth", "pitch", "laughter", "voice_a", "voice_b")
@@ -135,6 +148,8 @@ class Attitude:
     mirror_gain: tuple[float, float]  # listener smile amplitude / the speaker's
     mirror_duration: tuple[float, float]  # listener smile duration / the speaker's
     brow_follow_gain: tuple[float, float]  # listener brow per speaker emphasis brow; < 0 frowns
+    warmth: float  # listener smile floor per running mean of the speaker's smile (rapport builds up)
+    sustained_brow: float  # listener brow per running mean of the speaker's emphasis brows; < 0 frowns
     backchannel_interval: float  # mean seconds between nods while the speaker talks
     spontaneous_smile_interval: float  # mean seconds between smiles of the listener's own
     tonic_smile: float  # constant offset of the smile dim (< 0: mouth corners down)
@@ -142,16 +157,14 @@ class Attitude:
 
 
 ATTITUDES = {
-    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
-                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
-                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
-                         tonic_brow=0.05),
-    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
-                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
-                        backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
-                        tonic_brow=0.0),
-    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
-                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9, mirror_gain=(0.7, 1.1),
+                         mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9), warmth=1.2, sustained_brow=1.2,
+                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08, tonic_brow=0.05),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7, mirror_gain=(0.5, 0.8),
+                        mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5), warmth=0.6, sustained_brow=0.5,
+                        backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0, tonic_brow=0.0),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4, mirror_gain=(0.3, 0.5),
+                         mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3), warmth=0.2, sustained_brow=-0.5,
                          backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
                          tonic_brow=-0.1),
 }
@@ -180,6 +193,7 @@ class Speaker:
     speaking: np.ndarray  # [T] 0/1
     energy: np.ndarray  # [T] loudness envelope, 0 in pauses
     brow: np.ndarray  # [T] emphasis brows
+    smile: np.ndarray  # [T]
     pause_onsets: list[float]  # seconds; each follows at least one second of speech
     pause_intensities: list[float]  # the speaker's mean energy over the second before each pause onset
     smiles: list[tuple[float, float, float]]  # (onset s, amplitude, duration s)
@@ -252,7 +266,7 @@ def synthesize_speaker(rng: np.random.Generator, world: SyntheticWorld, frames: 
 
     starts = np.nonzero(np.diff(speaking) < 0)[0] + 1
     counted = [s for s in starts if s >= FPS and speaking[s - FPS:s].mean() > 0.99]
-    return Speaker(speaker_audio.astype(np.float32), speaker_exp.astype(np.float32), speaking, energy, brow,
+    return Speaker(speaker_audio.astype(np.float32), speaker_exp.astype(np.float32), speaking, energy, brow, smile,
                    pause_onsets=[s / FPS for s in counted],
                    pause_intensities=[float(energy[s - FPS:s].mean()) for s in counted], smiles=smiles,
                    voice={"energy": energy * (0.6 + 0.4 * syllables), "pitch": pitch})
@@ -261,6 +275,12 @@ def synthesize_speaker(rng: np.random.Generator, world: SyntheticWorld, frames: 
 def draw_attitude(rng: np.random.Generator) -> str:
     """The clip's listener attitude, from the attitude stream."""
     return ATTITUDE_NAMES[int(rng.integers(len(ATTITUDE_NAMES)))]
+
+
+def _running_mean(signal: np.ndarray, seconds: float) -> np.ndarray:
+    """Causal exponential moving average ``[T]`` of ``signal [T]`` with a time constant of ``seconds``, from 0."""
+    alpha = 1 / (seconds * FPS)
+    return lfilter([alpha], [1, alpha - 1], signal)
 
 
 def _delayed(signal: np.ndarray, seconds: float) -> np.ndarray:
@@ -310,6 +330,7 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
         brow += (0.5 + 0.8 * intensity) * rng.uniform(0.7, 1.0) * bump(frames, start, rng.uniform(0.6, 1.4))
     attention = 1 / (1 + np.exp(-3 * smooth_noise(rng, frames, 1.5)))  # [T] in 0..1
     brow += rng.uniform(*rules.brow_follow_gain) * attention * _delayed(speaker.brow, rng.uniform(0.2, 0.5))
+    brow += rules.sustained_brow * _running_mean(speaker.brow, RAPPORT_SECONDS)
 
     smile, mirrored = np.zeros(frames), []
     for onset, amplitude, duration in speaker.smiles:
@@ -320,6 +341,7 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
             mirrored.append(float(start))
     for start in poisson_times(rng, seconds, rules.spontaneous_smile_interval):
         smile = np.maximum(smile, rng.uniform(0.4, 0.9) * bump(frames, start, rng.uniform(1.0, 2.5)))
+    smile = np.maximum(smile, rules.warmth * _running_mean(speaker.smile, RAPPORT_SECONDS))
     smile += rules.tonic_smile - 0.3 * shaking  # lips pressed during a shake
     eye = blinks(rng, frames, blink_times)
 
@@ -344,12 +366,14 @@ def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker
     return listener.astype(np.float32), events
 
 
-def synthesize_clip(world: SyntheticWorld, frames: int, seed: int, clip_index: int, resample_seed: int = 0) -> dict:
+def synthesize_clip(world: SyntheticWorld, frames: int, seed: int, clip_index: int, resample_seed: int = 0,
+                    attitude: str | None = None) -> dict:
     """Clip ``clip_index`` of corpus ``seed``: ``speaker_audio [T,768]``, ``speaker_exp [T,50]``,
-    ``listener [T,56]``, ``attitude``, ``events`` and the ``voice`` curves of ``speaker.wav``."""
+    ``listener [T,56]``, ``attitude`` (drawn from the attitude stream unless given), ``events`` and the
+    ``voice`` curves of ``speaker.wav``."""
     streams = clip_generators(seed, clip_index, resample_seed)
     speaker = synthesize_speaker(streams["speaker"], world, frames)
-    attitude = draw_attitude(streams["attitude"])
+    attitude = attitude or draw_attitude(streams["attitude"])
     listener, listener_events = synthesize_listener(streams["listener"], world, speaker, attitude)
     events = {"speaker_pause_onsets": [round(t, 3) for t in speaker.pause_onsets],
               "speaker_smile_onsets": [round(onset, 3) for onset, _, _ in speaker.smiles], **listener_events}
@@ -385,9 +409,10 @@ def split_clip_ids(clip_ids: list[str]) -> dict[str, list[str]]:
 
 
 def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 60.0, seed: int = 0, *,
-                           resample_seed: int = 0, wav: bool = False, progress: bool = False) -> Path:
+                           resample_seed: int = 0, attitude: str | None = None, wav: bool = False,
+                           progress: bool = False) -> Path:
     """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically);
-    ``resample_seed`` redraws only the listeners (module docstring)."""
+    ``resample_seed`` redraws only the listeners, ``attitude`` gives every clip that attitude (module docstring)."""
     if clips < 3:
         raise UsageError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
     frames = int(round(seconds * FPS))
@@ -396,6 +421,8 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     for name, value in (("--seed", seed), ("--resample_seed", resample_seed)):
         if value < 0:
             raise UsageError(f"{name} must be a non-negative integer, got {value}")
+    if attitude is not None and attitude not in ATTITUDES:
+        raise UsageError(f"--attitude {attitude!r} is not one of {', '.join(ATTITUDE_NAMES)}")
     world = SyntheticWorld()
     clip_ids = [f"clip_{index:04d}" for index in range(clips)]
     indices = range(clips)
@@ -406,7 +433,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     with atomic_output(out, directory=True) as tmp:
         write_corpus_meta(tmp, attitudes=list(ATTITUDE_NAMES))
         for index in indices:
-            clip = synthesize_clip(world, frames, seed, index, resample_seed)
+            clip = synthesize_clip(world, frames, seed, index, resample_seed, attitude)
             clip_dir = tmp / "clips" / clip_ids[index]
             clip_dir.mkdir(parents=True)
             for name in ("speaker_audio", "speaker_exp", "listener"):
@@ -430,11 +457,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--resample_seed", type=int, default=0,
                         help="redraw only the listeners (0: the corpus itself; another value: a resample, the oracle)")
+    parser.add_argument("--attitude", help=f"every listener has this attitude, one of {', '.join(ATTITUDE_NAMES)} "
+                                           "(default: one drawn per clip); the speakers are unchanged")
     parser.add_argument("--wav", action="store_true", help="also write a synthetic speaker.wav per clip")
     args = parser.parse_args(argv)
     check_output_path("--out", args.out, directory=True)
     path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, resample_seed=args.resample_seed,
-                                  wav=args.wav, progress=True)
+                                  attitude=args.attitude, wav=args.wav, progress=True)
     print(f"wrote {args.clips} clips of {args.seconds:g} s to {path}")
     return 0
 

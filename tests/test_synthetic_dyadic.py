@@ -69,7 +69,8 @@ def test_resample_keeps_speakers_and_attitudes_bit_identical_and_redraws_listene
     original = write_synthetic_corpus(tmp_path / "original", **kwargs)
     resample = write_synthetic_corpus(tmp_path / "resample", resample_seed=1, **kwargs)
     for split in ("train", "val", "test"):
-        assert (original / "splits" / f"{split}.txt").read_bytes() == (resample / "splits" / f"{split}.txt").read_bytes()
+        name = f"splits/{split}.txt"
+        assert (original / name).read_bytes() == (resample / name).read_bytes()
     assert (original / "meta.json").read_bytes() == (resample / "meta.json").read_bytes()
     attitudes = set()
     for clip_dir in sorted((original / "clips").iterdir()):
@@ -144,7 +145,8 @@ def test_cli_refuses_bad_arguments_without_output(tmp_path, capsys):
 
 
 def _check_world_module():
-    spec = importlib.util.spec_from_file_location("check_world", Path(__file__).parents[1] / "benchmarks" / "check_world.py")
+    path = Path(__file__).parents[1] / "benchmarks" / "check_world.py"
+    spec = importlib.util.spec_from_file_location("check_world", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -159,3 +161,15 @@ def test_default_world_is_a_benchmark_at_a_small_size(tmp_path):
     results = check_world.score_world(corpus, resamples, corpus_seed=0, samples=2)
     failed = [(what, round(measured, 3)) for what, measured, _, holds in check_world.checks(results) if not holds]
     assert not failed, failed
+
+
+def test_one_attitude_world_keeps_the_speakers(tmp_path, capsys):
+    mixed = write_synthetic_corpus(tmp_path / "mixed", clips=6, seconds=4, seed=2)
+    negative = write_synthetic_corpus(tmp_path / "negative", clips=6, seconds=4, seed=2, attitude="negative")
+    for clip_dir in sorted((mixed / "clips").iterdir()):
+        other = negative / "clips" / clip_dir.name
+        assert json.loads((other / "labels.json").read_text()) == {"attitude": "negative"}
+        assert (clip_dir / "speaker_exp.npy").read_bytes() == (other / "speaker_exp.npy").read_bytes()
+    assert main(["--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "3", "--attitude", "grumpy"]) == 2
+    assert "--attitude 'grumpy' is not one of positive, neutral, negative" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
