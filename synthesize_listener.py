@@ -39,7 +39,7 @@ from brain.data import check_speaker_inputs
 from synthesis.pipeline import SynthesisOutputs, brain_options, synthesize
 from utils.arrays import check_array, load_npy
 from utils.atomic import Terminated, sigterm_as_interrupt
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, FPS, SPEAKER_EXP_DIM
 from utils.media import probe_audio
@@ -49,8 +49,7 @@ PROGRAM = "synthesize_listener.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthesize_listener.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("synthesize_listener.py", __doc__, epilog=True)
     parser.add_argument("--audio", type=Path, help="speaker wav2vec 2.0 features, float32 [T,768] .npy")
     parser.add_argument("--visual", type=Path, help="speaker expression, float32 [T,50] .npy (default: audio only)")
     parser.add_argument("--wav", type=Path, help="speaker audio to mux in (default: speaker.wav beside --audio)")
@@ -177,9 +176,14 @@ def run(args: argparse.Namespace) -> int:
     from scene.body import load_body
 
     policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device, **fast_sampling_options(device))
-    # Attitude names and the audio-only branch are checked against the brain before the body loads.
-    brain_options(policy, with_speaker_exp=speaker.exp is not None, guidance_audio=args.guidance_audio,
-                  guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude, intensity=args.intensity)
+    # Attitude names, intensity and the audio-only branch are checked against the brain before the body loads;
+    # the policy's own refusals are plain ValueErrors, which the CLI reports as usage errors.
+    try:
+        brain_options(policy, with_speaker_exp=speaker.exp is not None, guidance_audio=args.guidance_audio,
+                      guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
+                      intensity=args.intensity)
+    except ValueError as exc:
+        raise UsageError(f"--brain_checkpoint {args.brain_checkpoint}: {exc}") from exc
     body = load_body(args.body_checkpoint, device=device)
     for note in speaker.notes:
         print(f"{PROGRAM}: {note}")

@@ -20,19 +20,17 @@ The training itself (config, losses, optimisers, validation, the loop) is :mod:`
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from scene.training import BodyTrainingConfig, train
-from utils.cli import cli_main
+from utils.cli import cli_main, cli_parser
 from utils.config import load_config
 from utils.runtime import configure_threads
 
 
 @cli_main("train_body.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="train_body.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("train_body.py", __doc__)
     parser.add_argument("-s", "--subject", required=True, help="subject folder (DESIGN.md §3.2)")
     parser.add_argument("-m", "--model_dir", required=True, help="output model directory")
     parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/body.yaml")

@@ -16,7 +16,6 @@ From Python: ``train(load_config(BrainConfig, "configs/brain_tiny.yaml", ["data=
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
@@ -36,7 +35,7 @@ from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
 from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from utils.cli import cli_main
+from utils.cli import cli_main, cli_parser
 from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 from utils.logger import ScalarLogger
 from utils.runtime import configure_threads, resolve_device, seed_everything
@@ -304,8 +303,7 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
 @cli_main("train_diffusion.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="train_diffusion.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("train_diffusion.py", __doc__, epilog=True)
     parser.add_argument("--config", default="configs/brain_config.yaml", help="YAML preset")
     parser.add_argument("--data", help="dyadic corpus folder (DESIGN.md §3.1)")
     parser.add_argument("--out", help="run folder; holds checkpoint.pth, config.yaml, scalars.csv")

@@ -13,14 +13,13 @@ writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with rat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brain.evaluate import EvalConfig, evaluate  # noqa: E402
-from utils.atomic import atomic_output  # noqa: E402
+from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 
 # (label, sweep entry): the sampler at several budgets, guidance and eta at the default budget.
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               for label, ratios in points.items()]
     table = "\n".join(lines) + "\n"
     (out / "diversity_fidelity.md").write_text(table)
-    (out / "diversity_fidelity.json").write_text(json.dumps(points, indent=1) + "\n")
+    save_json(out / "diversity_fidelity.json", points)
     print(table)
     return 0
 

@@ -43,7 +43,6 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from brain.config import DiffusionConfig

@@ -44,7 +44,6 @@ Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming lo
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -60,7 +59,7 @@ from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
 from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.config import config_to_dict
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
@@ -382,8 +381,7 @@ def format_tables(results: dict[str, dict[str, float]], num_clips: int, num_samp
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    parser = argparse.ArgumentParser(prog="brain.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("brain.evaluate", __doc__, epilog=True)
     defaults = EvalConfig()
     parser.add_argument("--data", required=True, help="dyadic corpus folder (DESIGN.md §3.1)")
     parser.add_argument("--out", required=True, help="output folder (replaced when complete)")

@@ -10,7 +10,6 @@ is refused with a message naming the file and the problem, exit code 2, and noth
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from brain.data import check_speaker_inputs
 from brain.policy import ListenerPolicy
 from utils.arrays import load_npy
 from utils.atomic import save_npy
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.plots import plot_motion_curves
 from utils.runtime import configure_threads, resolve_device
@@ -26,8 +25,7 @@ from utils.runtime import configure_threads, resolve_device
 
 @cli_main("brain.sample")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="brain.sample", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("brain.sample", __doc__, epilog=True)
     parser.add_argument("--checkpoint", required=True, help="brain checkpoint (train_diffusion.py output)")
     parser.add_argument("--audio", required=True, help="speaker audio features .npy, float32 [T,768]")
     parser.add_argument("--visual", required=True, help="speaker expression .npy, float32 [T,50]")

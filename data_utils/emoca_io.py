@@ -33,7 +33,6 @@ of the wrong width. Every refusal is an :class:`EmocaError` naming the file or f
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ import numpy as np
 from data_utils.resample import fill_missing, missing_runs
 from utils.arrays import check_array, load_npy
 from utils.atomic import save_npy
-from utils.cli import cli_main
+from utils.cli import cli_main, cli_parser
 from utils.errors import InputError
 from utils.flame import EXP_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
 
@@ -318,8 +317,7 @@ def _read_stacked_npz(path: Path):
 
 @cli_main("data_utils.emoca_io")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.emoca_io", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.emoca_io", __doc__)
     parser.add_argument("source", help="EMOCA results folder (frame folders or stacked arrays) or .npz")
     parser.add_argument("--out", required=True, help="output .npy")
     parser.add_argument("--kind", choices=("listener", "speaker"), default="listener",

@@ -37,7 +37,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python data_utils/process.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import math  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -52,7 +51,7 @@ from data_utils.media import CropBox, iter_video_frames  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
 from scene.subject import VAL_FRACTION, default_split  # noqa: E402
 from utils.atomic import atomic_output, save_json, save_npy  # noqa: E402
-from utils.cli import cli_main  # noqa: E402
+from utils.cli import cli_main, cli_parser  # noqa: E402
 from utils.config import add_config_flags, changed_settings, config_from_flags  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.flame import FPS  # noqa: E402
@@ -364,8 +363,7 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
 
 @cli_main("data_utils.process")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.process", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.process", __doc__)
     parser.add_argument("video", help="the subject video, e.g. data/<ID>/<ID>.mp4")
     parser.add_argument("--emoca", required=True, help="EMOCA output folder for this video")
     parser.add_argument("--out", default=None, help="subject folder (default: the video's folder)")

@@ -77,7 +77,7 @@ The attitudes (:data:`ATTITUDES`):
 |---|---|---|---|
 | pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
 | cycles per nod | 2–3 | 1 | 1 |
-| speaker smile mirrored: probability, gain, duration | 0.8, 0.6–1.0, 1.1–1.4× | 0.6, 0.4–0.7, 0.8–1.1× | 0.3, 0.2–0.4, 0.5–0.8× |
+| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
 | brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
 | mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
 | tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
@@ -96,7 +96,6 @@ buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into vid
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import wave
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
@@ -143,16 +142,16 @@ class Attitude:
 
 
 ATTITUDES = {
-    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.8,
-                         mirror_gain=(0.6, 1.0), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
+                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
                          backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
                          tonic_brow=0.05),
-    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.6,
-                        mirror_gain=(0.4, 0.7), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
+                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
                         backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
                         tonic_brow=0.0),
-    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.3,
-                         mirror_gain=(0.2, 0.4), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
+                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
                          backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
                          tonic_brow=-0.1),
 }
@@ -424,8 +423,7 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
 
 @cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.synthetic_dyadic", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_dyadic", __doc__)
     parser.add_argument("--out", required=True, help="corpus folder to write (replaced when complete)")
     parser.add_argument("--clips", type=int, default=200, help="number of clips (80/10/10 train/val/test)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each clip in seconds")

@@ -38,7 +38,6 @@ and for checking what a generated listener looks like on this head).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import os
 from collections import deque
@@ -57,7 +56,7 @@ from gaussian_renderer import Camera
 from scene.rotation import axis_angle_to_matrix
 from scene.subject import frame_name
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
 from utils.runtime import configure_threads, resolve_device
@@ -510,8 +509,7 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
 
 @cli_main("data_utils.synthetic_subject")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.synthetic_subject", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_subject", __doc__)
     parser.add_argument("--out", required=True, help="subject folder to write (replaced when complete)")
     parser.add_argument("--frames", type=int, default=300, help="number of frames at 25 fps")
     parser.add_argument("--size", type=int, default=64, help="image width and height in pixels")

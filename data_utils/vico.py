@@ -32,7 +32,6 @@ their reasons). The command exits non-zero when the input is unusable or every c
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import glob
@@ -54,7 +53,7 @@ from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
 from utils.arrays import check_array
 from utils.atomic import atomic_output, save_json
-from utils.cli import cli_main
+from utils.cli import cli_main, cli_parser
 from utils.config import add_config_flags, changed_settings, config_from_flags
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
@@ -430,8 +429,7 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
 
 @cli_main("data_utils.vico")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.vico", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.vico", __doc__)
     parser.add_argument("--root", required=True, help="ViCo release: *.csv, videos/, audios/")
     parser.add_argument("--emoca", required=True, help="EMOCA outputs for the release's videos")
     parser.add_argument("--wav2vec", required=True, help="wav2vec2 directory (save_pretrained) or hub id")

@@ -28,7 +28,6 @@ How it works:
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import re
@@ -40,7 +39,7 @@ import torch
 
 from data_utils.media import read_audio
 from utils.atomic import save_npy
-from utils.cli import cli_main
+from utils.cli import cli_main, cli_parser
 from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
 from utils.media import MediaError, ffmpeg_header
@@ -230,8 +229,7 @@ def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device
 
 @cli_main("data_utils.wav2vec")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="data_utils.wav2vec", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.wav2vec", __doc__)
     parser.add_argument("--wav", required=True, help="speaker audio: wav or any file with an audio stream")
     parser.add_argument("--model", required=True, help="wav2vec2 directory (save_pretrained) or hub id when online")
     parser.add_argument("--out", required=True, help="output .npy, float32 [T,768] at 25 fps")

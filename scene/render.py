@@ -15,7 +15,6 @@ appears only when complete (an existing folder is replaced). ``-m`` takes a mode
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from scene.ply import write_gaussians_ply
 from scene.subject import frame_name
 from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import InputError, UsageError
 from utils.flame import FLAME_DIM
 from utils.runtime import configure_threads, resolve_device
@@ -82,8 +81,7 @@ def render_to_folder(body, flame: np.ndarray, translation: np.ndarray | None, ou
 
 @cli_main("scene.render")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scene.render", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("scene.render", __doc__)
     parser.add_argument("-m", "--model", required=True, help="body model directory or body.pth")
     parser.add_argument("--flame", help="float32 [N,56] .npy of FLAME vectors, or [K,N,56] with --sample")
     parser.add_argument("--sample", type=int, help="with a [K,N,56] --flame: render sample k (0-based)")

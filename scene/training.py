@@ -15,7 +15,6 @@ written atomically at every save, so it is always a usable model), ``config.yaml
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -33,7 +32,7 @@ from scene.body import CHECKPOINT_NAME, LAYERS, BodyModel, BodyModelConfig
 from scene.gaussian_sets import GAUSSIAN_KEYS
 from scene.image_metrics import psnr, ssim
 from scene.subject import Subject
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError, config_to_dict
 from utils.logger import ScalarLogger
@@ -460,8 +459,7 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
     summary = {"steps": run.step, "wall_s": run.elapsed(), "baseline_mean_frame": baseline,
                "final": run.history[-1], "history": run.history, "gaussians": run.model.num_gaussians(),
                "device": str(device), "backend": backend}
-    with atomic_output(model_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    save_json(model_dir / "summary.json", summary)
     logger.close()
     if progress:
         print_summary(summary)

@@ -125,6 +125,8 @@ class ListenerSession:
         """Speaker ``[n,768]`` audio features and ``[n,50]`` expression (None in an audio-only session)
         -> uint8 ``[m,H,W,3]`` listener frames."""
         self._check_open()
+        if self._audio_stream is not None:
+            raise RuntimeError("this session computes its features from raw audio: use push_audio")
         start = self.clock()
         speaker_audio = check_array(speaker_audio, AUDIO_DIM, "audio chunk")
         speaker_exp = self._check_exp(speaker_exp, len(speaker_audio))
@@ -143,10 +145,9 @@ class ListenerSession:
         if self._audio_stream is None:
             raise RuntimeError("push_audio needs a session built with audio_features=")
         start = self.clock()
-        if speaker_exp is not None or self.with_speaker_exp:
-            speaker_exp = self._check_exp(speaker_exp, 0)
-            self._pending_exp = np.concatenate([self._pending_exp, speaker_exp])
-            self.exp_frames_received += len(speaker_exp)
+        speaker_exp = self._check_exp(speaker_exp, 0)  # [k,50]; [0,50] when there is none
+        self._pending_exp = np.concatenate([self._pending_exp, speaker_exp])
+        self.exp_frames_received += len(speaker_exp)
         self._pending_audio = np.concatenate([self._pending_audio, self._audio_stream.push(samples)])
         return self._feed_pending(start)
 
@@ -154,9 +155,9 @@ class ListenerSession:
         """The speaker stopped: emit the frames still held back (fewer than ``chunk_frames`` and, from
         raw audio, the audio's last frames; with expression, as many frames as expression frames came)."""
         if self._flushed:
-            return np.zeros((0, self.body.height, self.body.width, 3), dtype=np.uint8)
+            return self._no_frames()
         start = self.clock()
-        head = np.zeros((0, self.body.height, self.body.width, 3), np.uint8)
+        head = self._no_frames()
         if self._audio_stream is not None:
             num_frames = self.exp_frames_received if self.with_speaker_exp else None
             self._pending_audio = np.concatenate([self._pending_audio, self._audio_stream.flush(num_frames)])
@@ -165,6 +166,9 @@ class ListenerSession:
         self._flushed = True
         motion = self._stream.flush()  # [1,r,56]
         return np.concatenate([head, self._emit(motion, 0, start, start)])
+
+    def _no_frames(self) -> np.ndarray:
+        return np.zeros((0, self.body.height, self.body.width, 3), np.uint8)
 
     def _check_open(self) -> None:
         if self._flushed:
@@ -177,7 +181,7 @@ class ListenerSession:
                                  "(with_speaker_exp=False); start one with it to use it")
             return np.zeros((frames, SPEAKER_EXP_DIM), np.float32)
         if speaker_exp is None:
-            if frames == 0:
+            if frames == 0:  # raw audio: expression frames come when the tracker has them
                 return np.zeros((0, SPEAKER_EXP_DIM), np.float32)
             raise InputError("this session expects the speaker's expression with every chunk "
                              "(or start it with with_speaker_exp=False)")
@@ -198,7 +202,7 @@ class ListenerSession:
     def _brain_and_body(self, speaker_audio, speaker_exp, start: float, features_done: float) -> np.ndarray:
         motion = self._stream.push(speaker_audio, speaker_exp) if len(speaker_audio) else None  # [1,m,56]
         if motion is None:
-            return np.zeros((0, self.body.height, self.body.width, 3), np.uint8)
+            return self._no_frames()
         return self._emit(motion, len(speaker_audio), start, features_done)
 
     def _emit(self, motion: np.ndarray, frames_in: int, start: float, features_done: float) -> np.ndarray:

@@ -352,3 +352,23 @@ def test_cuda_live_from_the_voice_matches_offline(tiny_models, tiny_wav2vec, tmp
     assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
     # the same computations on one GPU; cuDNN need not be bit-reproducible, so: close
     np.testing.assert_allclose(np.load(tmp_path / "live.npy"), np.load(tmp_path / "offline.npy"), atol=1e-3)
+
+
+def test_attitude_is_checked_against_the_brain_before_anything_is_rendered(tiny_models, tmp_path, capsys):
+    from brain.policy import ListenerPolicy
+
+    policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
+    if not hasattr(policy, "attitudes"):
+        pytest.skip("brain.policy has no attitude control yet (issue #12's brain work not merged)")
+    out_dir = tmp_path / "out"
+    assert run_cli(tiny_models, out_dir / "x.mp4", "--attitude", "sceptical") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("synthesize_listener.py: error:") and "sceptical" in error
+    if policy.attitudes:
+        assert all(name in error for name in policy.attitudes), error  # the valid names, listed
+    else:
+        assert "without attitude labels" in error
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    if policy.attitudes:
+        assert run_cli(tiny_models, out_dir / "y.mp4", "--attitude", policy.attitudes[0], "--intensity", 1.5,
+                       "--steps", 2, "--stream") == 0

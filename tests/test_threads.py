@@ -31,6 +31,7 @@ def test_a_count_the_user_set_is_kept(monkeypatch, restore_threads):
 
 def test_other_processes_take_their_cpus_and_a_reduction_is_said(monkeypatch, restore_threads, capsys):
     assert choose(monkeypatch, usable=4, load=1.2, machine_cpus=4) == 3 and torch.get_num_threads() == 3
+    assert runtime.os.environ["OMP_NUM_THREADS"] == "3"  # what processes started from here inherit
     assert "torch uses 3 of 4 CPUs" in capsys.readouterr().err
     assert choose(monkeypatch, usable=2, load=1.0, machine_cpus=2) == 1  # one busy process on 2 cores
     assert choose(monkeypatch, usable=2, load=9.0, machine_cpus=2) == 1  # never below one

@@ -2,6 +2,8 @@
 
     @cli_main("brain.sample")
     def main(argv: list[str] | None = None) -> int:
+        parser = cli_parser("brain.sample", __doc__)
+        ...
         args = parser.parse_args(argv)
         check_output_path("--out", args.out)   # refused now, not after an hour of sampling
         ...
@@ -13,6 +15,7 @@ bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
@@ -43,6 +46,14 @@ def cli_main(program: str) -> Callable:
                 return EXIT_USER_ERROR
         return wrapper
     return decorate
+
+
+def cli_parser(program: str, doc: str, *, epilog: bool = False) -> argparse.ArgumentParser:
+    """The parser a CLI starts from: ``program`` as its name (argparse's own errors carry it too), the first
+    paragraph of the module docstring ``doc`` as the description and, with ``epilog``, the whole docstring
+    after the options."""
+    return argparse.ArgumentParser(prog=program, description=doc.split("\n\n")[0], epilog=doc if epilog else None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def check_output_path(flag: str, path: str | os.PathLike, *, directory: bool = False) -> Path:

@@ -41,8 +41,9 @@ def configure_threads() -> int:
     CPU quota) less the share other processes keep busy (the larger of the 1-minute load average and the
     processes runnable right now, scaled from the whole machine's CPUs to ours), rounded, at least 1. torch's
     default uses every CPU, and on a shared machine each parallel op then waits for the thread whose core another
-    process holds: the tiny brain trained 3-4x slower with 2 threads than with 1 on 2 cores while one other
-    process ran (docs/BENCHMARKS.md). A reduced count is said on stderr.
+    process holds: on the shared 2-core development machine the tiny brain trained 8-9x slower with 2 threads
+    than with the count chosen here (docs/BENCHMARKS.md, CPU). A reduced count is said on stderr, and the count
+    is exported as ``OMP_NUM_THREADS`` for the processes this one starts.
     """
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return torch.get_num_threads()
@@ -50,6 +51,7 @@ def configure_threads() -> int:
     busy = other_load() * available / max(os.cpu_count() or available, available)
     threads = max(1, min(available, int(math.floor(available - busy + 0.5))))
     torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # processes started from here on (pools, subprocesses) follow
     if threads < available:
         print(f"[threads] torch uses {threads} of {available} CPUs (others keep {busy:.1f} busy; "
               f"set OMP_NUM_THREADS to choose)", file=sys.stderr)
