@@ -49,7 +49,7 @@ PROGRAM = "synthesize_listener.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli_parser("synthesize_listener.py", __doc__, epilog=True)
+    parser = cli_parser(PROGRAM, __doc__, epilog=True)
     parser.add_argument("--audio", type=Path, help="speaker wav2vec 2.0 features, float32 [T,768] .npy")
     parser.add_argument("--visual", type=Path, help="speaker expression, float32 [T,50] .npy (default: audio only)")
     parser.add_argument("--wav", type=Path, help="speaker audio to mux in (default: speaker.wav beside --audio)")

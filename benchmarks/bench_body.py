@@ -1,18 +1,26 @@
-"""Body render speed: deformation + rasterisation + compositing, median over CUDA-event-timed iterations.
+"""Body render speed, deformation + rasterisation + compositing to uint8 frames: the old two-pass path against the
+fast path synthesis uses, median over CUDA-event-timed iterations.
 
 Usage:
-    PYTHONPATH=. python benchmarks/bench_body.py                          # random-init body, 50k Gaussians, 512x512
+    PYTHONPATH=. python benchmarks/bench_body.py                          # random-init body, 60k Gaussians, 512x512
     PYTHONPATH=. python benchmarks/bench_body.py --model output/body      # a trained model directory
-    PYTHONPATH=. python benchmarks/bench_body.py --gaussians 30000 --batch 1 4 16 --iters 200
+    PYTHONPATH=. python benchmarks/bench_body.py --model M --batch 1 4 16 --iters 300 --json out.json
 
-Prints one row per batch size: median milliseconds per call of ``body(flame)`` (float frames) and of
-``body.render_frames`` (uint8, what synthesis consumes), frames per second, and the deformation network's
-share (``body.pose`` alone). Without CUDA it runs the reference rasteriser on CPU at a small size
-(a smoke test of the script, not a measurement).
+One row per batch size and path:
+* ``two-pass`` — what ``render_frames`` did before: ``pose`` eagerly, then each layer through its own gsplat
+  call (``render_layers``, RGB + depth, packed) composited over the plate, then uint8;
+* ``fast`` — ``BodyModel.render_frames`` as synthesis calls it: the deformation replayed from a CUDA graph, both
+  layers in one unpacked RGB gsplat pass in face-then-mouth order (``render_stacked``), uint8;
+* ``fast packed`` — the same with gsplat's packed mode;
+* ``deform eager`` / ``deform graphed`` — the deformation alone (eager ``pose``; the graph replays ``pose`` and
+  the stacking).
+Also the fast path's largest difference from the two-pass frames (8-bit levels). Without CUDA it runs the
+reference rasteriser on CPU at a small size: a smoke test of the script, not a measurement.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's timers and camera
 from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
+from gaussian_renderer import render_layers, render_stacked  # noqa: E402
 from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
 from scene.gaussian_sets import make_gaussian_set  # noqa: E402
 from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW  # noqa: E402
@@ -41,15 +50,9 @@ def random_body(gaussians: int, size: int, device: torch.device, seed: int = 0) 
                      background=torch.rand(size, size, 3, generator=generator),
                      mean_translation=torch.tensor([0.0, 0.035, 0.55]), gaussians={"face": face, "mouth": mouth})
     with torch.no_grad():  # a deformation that is not the identity, as after training
-        for parameter in body.deform.head.parameters():
+        for parameter in [*body.deform.head.parameters(), *body.mouth_deform.head.parameters()]:
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.01)
     return body.to(device).eval()
-
-
-def time_call(fn, iters: int, warmup: int, device: torch.device) -> float:
-    """Median milliseconds of ``fn()``: CUDA events on GPU, perf_counter on CPU (the rasteriser bench's timers)."""
-    timer = time_cuda if device.type == "cuda" else time_cpu
-    return timer(fn, warmup, iters)
 
 
 def motion(batch: int, device: torch.device, seed: int = 1) -> torch.Tensor:
@@ -59,37 +62,61 @@ def motion(batch: int, device: torch.device, seed: int = 1) -> torch.Tensor:
     return flame.to(device)
 
 
+def two_pass_frames(body: BodyModel, flame: torch.Tensor) -> torch.Tensor:
+    """The render_frames of before the fast path: eager pose, one gsplat pass per layer, composite, uint8."""
+    layers, _ = body.pose(flame)
+    color = render_layers(layers, body.camera, background=body.background)["color"]
+    return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def packed_frames(body: BodyModel, flame: torch.Tensor) -> torch.Tensor:
+    color = render_stacked(body.stacked_layer(flame), body.camera, background=body.background, packed=True)["color"]
+    return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="trained body model directory (default: a random-init body)")
-    parser.add_argument("--gaussians", type=int, default=50000, help="Gaussians of the random-init body")
+    parser.add_argument("--gaussians", type=int, default=60000, help="Gaussians of the random-init body")
     parser.add_argument("--size", type=int, default=512, help="image size of the random-init body")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     device = resolve_device("auto")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+        timer = time_cuda
     else:  # CPU: a smoke test of the script, not a measurement
         args.size, args.gaussians, args.iters, args.warmup = 64, min(args.gaussians, 2000), 3, 1
+        timer = time_cpu
     body = load_body(args.model, device) if args.model else random_body(args.gaussians, args.size, device)
     counts = body.num_gaussians()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (reference rasteriser)"
     print(f"device: {name} | torch {torch.__version__} | {body.width}x{body.height} | "
           f"Gaussians: {sum(counts.values())} ({counts['face']} face + {counts['mouth']} mouth) | "
           f"{'model ' + args.model if args.model else 'random init'}")
-    print(f"{'batch':>5} {'render ms':>10} {'fps':>8} {'uint8 ms':>9} {'uint8 fps':>10} {'deform ms':>10}")
+    print(f"{'batch':>5} {'path':<16} {'ms':>8} {'fps':>9} {'max |fast - two-pass|':>22}")
+    rows = []
     with torch.no_grad():
         for batch in args.batch:
             flame = motion(batch, device)
-            render_ms = time_call(lambda: body(flame), args.iters, args.warmup, device)
-            frames_ms = time_call(lambda: body.render_frames(flame), args.iters, args.warmup, device)
-            pose_ms = time_call(lambda: body.pose(flame), args.iters, args.warmup, device)
-            print(f"{batch:>5} {render_ms:>10.3f} {batch * 1000 / render_ms:>8.1f} {frames_ms:>9.3f} "
-                  f"{batch * 1000 / frames_ms:>10.1f} {pose_ms:>10.3f}")
+            paths = {"two-pass": lambda: two_pass_frames(body, flame),
+                     "fast": lambda: body.render_frames(flame),
+                     "fast packed": lambda: packed_frames(body, flame),
+                     "deform eager": lambda: body.pose(flame),
+                     "deform graphed": lambda: body.stacked_layer(flame)}
+            levels = (body.render_frames(flame).int() - two_pass_frames(body, flame).int()).abs().max().item()
+            for path, function in paths.items():
+                ms = timer(function, args.warmup, args.iters)
+                rows.append({"batch": batch, "path": path, "ms": ms, "fps": batch * 1000 / ms})
+                print(f"{batch:>5} {path:<16} {ms:>8.3f} {batch * 1000 / ms:>9.1f} "
+                      f"{levels if path == 'fast' else '':>22}")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 1024 ** 3:.2f} GB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": name, "gaussians": counts, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, help="keep the corpus, model and videos here (default: temporary)")
     args = parser.parse_args(argv)
+    if args.seconds < 2 * args.bin_seconds:  # the drift table needs at least two bins
+        parser.error(f"--seconds {args.seconds:g} must be at least twice --bin_seconds {args.bin_seconds:g}")
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     bin_frames = round(args.bin_seconds * FPS)
     truth = [clip.listener for clip in clips]
     control_row = leave_one_out_row(truth, bin_frames)
-    print_drift("drift, live from the voice (random-weight wav2vec2 features: pipeline stability)",
+    print_drift("drift, live from the voice (wav2vec2 features the brain was not trained on: pipeline stability)",
                 drift_rows(live_motion, truth, live, bin_frames), control_row, args.bin_seconds)
     print_drift("drift, features control (the synthetic features the brain was trained on; simulated clock)",
                 drift_rows(control_motion, truth, control, bin_frames), control_row, args.bin_seconds)

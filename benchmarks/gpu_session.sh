@@ -43,7 +43,7 @@ ensure_subject512() {  # the 512x512, 4,500-frame synthetic subject every body s
 
 train_body512() {  # train_body512 <model name> <minutes> <max steps>: configs/body.yaml on that subject
     python3 train_body.py -s "$work/subject512" -m "$work/$1" --config configs/body.yaml \
-        "train.max_minutes=$2" "train.max_steps=$3" train.workers=12
+        "train.max_minutes=$2" "train.max_steps=$3"
 }
 
 stage_check() {

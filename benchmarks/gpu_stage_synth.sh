@@ -7,7 +7,10 @@
 #
 # BRAIN_CKPT / BODY_DIR: a trained brain (e.g. brain_config.yaml on the synthetic corpus) and a body (e.g.
 # body.yaml on the 512x512 synthetic subject); speed depends on their size, not their training.
-# Writes $OUT_DIR/{gpu_tests_synth,bench_wav2vec_stream,bench_live,bench_synthesis}.log, each a table:
+# For a CPU smoke run of the script itself: DEVICE=cpu LIVE_SECONDS=8 BIN_SECONDS=4 WAV2VEC=<tiny wav2vec2 dir>
+# (defaults: cuda, 300 s in 60 s bins, a base-size random-weight Wav2Vec2 made by each benchmark).
+# Writes $OUT_DIR/{bench_wav2vec_stream,bench_live,bench_synthesis}.log, each a table (the gpu-marked tests of
+# this work, in tests/test_synthesis_cli.py and tests/test_data_wav2vec.py, run with the session's tests stage):
 #   bench_wav2vec_stream  deviation of the causal wav2vec2 (base size, random weights) from whole-file
 #                         extraction per left context; its cost per 8-frame chunk (p50/p95/max ms)   ~0.5 min
 #   bench_live            5 min from the voice on the real clock: latency table (features, brain, render,
@@ -21,6 +24,10 @@ cd "$(dirname "$0")/.."
 : "${BODY_DIR:?set BODY_DIR to a body model directory}"
 out_dir="${OUT_DIR:-gpu_logs}"
 work="${WORK:-/tmp/diff_listener_gpu}/synth"
+device="${DEVICE:-cuda}"
+live_seconds="${LIVE_SECONDS:-300}" bin_seconds="${BIN_SECONDS:-60}"
+wav2vec=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec=(--wav2vec "$WAV2VEC"); fi
+wav2vec_model=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec_model=(--model "$WAV2VEC"); fi
 mkdir -p "$out_dir" "$work"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -32,11 +39,9 @@ run() {  # run <log name> <command...>: time it, keep its output, go on after a 
     echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
 }
 
-run gpu_tests_synth python3 -m pytest -q -m gpu tests/test_synthesis_cli.py tests/test_data_wav2vec.py \
-    -p no:cacheprovider
-run bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device cuda --seconds 60 \
-    --deviation_seconds 30 --contexts 0 1 2
+run bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
+    --deviation_seconds 30 --contexts 0 1 2 "${wav2vec_model[@]}"
 run bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" --body_checkpoint "$BODY_DIR" \
-    --device cuda --seconds 300 --work "$work/live"
+    --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" --work "$work/live" "${wav2vec[@]}"
 run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \
-    --body_checkpoint "$BODY_DIR" --device cuda --seconds 60 --realtime_seconds 0 --work "$work/synthesis"
+    --body_checkpoint "$BODY_DIR" --device "$device" --seconds 60 --realtime_seconds 0 --work "$work/synthesis"

@@ -109,27 +109,33 @@ class ListenerDiffusion(nn.Module):
         self.cfg = cfg
         self.objective = objective
 
+    def _preconditioning(self, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``sigma [B]`` -> ``c_in``, ``c_skip``, ``c_out`` ``[B,1,1]`` and the network's noise level ``ln σ [B]``."""
+        sigma_data = self.cfg.sigma_data
+        sigma = sigma.float()
+        norm = (sigma ** 2 + sigma_data ** 2).sqrt()[:, None, None]
+        return 1 / norm, (sigma_data / norm) ** 2, sigma[:, None, None] * sigma_data / norm, sigma.log()
+
     def denoise(self, denoiser: ListenerDenoiser, noisy: torch.Tensor, sigma: torch.Tensor,
                 encoded: EncodedCondition) -> torch.Tensor:
-        """``D(x, σ)``: x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at noise levels ``sigma [B]``."""
-        sigma_data = self.cfg.sigma_data
-        sigma = sigma.float()[:, None, None]
-        variance = sigma ** 2 + sigma_data ** 2
-        correction = denoiser.denoise(noisy / variance.sqrt(), sigma.log().flatten(), encoded).float()
-        return sigma_data ** 2 / variance * noisy + sigma * sigma_data / variance.sqrt() * correction
+        """``D(x, σ)`` for sampling: x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at ``sigma [B]``, the condition
+        encoded once per window (:meth:`encode_for_sampling`)."""
+        c_in, c_skip, c_out, level = self._preconditioning(sigma)
+        return c_skip * noisy + c_out * denoiser.denoise(c_in * noisy, level, encoded).float()
 
-    def predict_x0(self, denoiser: ListenerDenoiser, noisy: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
+    def predict_x0(self, denoiser: nn.Module, noisy: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
                    **drops: torch.Tensor) -> torch.Tensor:
-        """x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at ``sigma [B]``, with optional condition drops."""
+        """``D(x, σ)`` for training: through the module's own forward (so a DDP-wrapped denoiser syncs its
+        gradients), with optional condition drops."""
         if self.objective == "regression":
-            return self._regress(denoiser, cond)
-        return self.denoise(denoiser, noisy, sigma, denoiser.encode(cond, **drops))
+            return self._regress(denoiser, cond, noisy.shape)
+        c_in, c_skip, c_out, level = self._preconditioning(sigma)
+        return c_skip * noisy + c_out * denoiser(c_in * noisy, level, cond, **drops).float()
 
-    def _regress(self, denoiser: ListenerDenoiser, cond: Conditioning) -> torch.Tensor:
-        batch, device = cond.batch_size, cond.history.device
-        zeros = torch.zeros(batch, denoiser.cfg.window_frames, cond.history.shape[-1], device=device)
-        level = torch.full((batch,), math.log(self.cfg.sigma_data), device=device)
-        return denoiser.denoise(zeros, level, denoiser.encode(cond)).float()
+    def _regress(self, denoiser: nn.Module, cond: Conditioning, shape) -> torch.Tensor:
+        """The regression objective's one forward: an all-zero window at noise level σ_data."""
+        level = torch.full((shape[0],), math.log(self.cfg.sigma_data), device=cond.history.device)
+        return denoiser(cond.history.new_zeros(shape), level, cond).float()
 
     def _condition_drops(self, batch: int, generator: torch.Generator | None, device) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -153,7 +159,7 @@ class ListenerDiffusion(nn.Module):
         batch, device = target.shape[0], target.device
         previous, previous_valid = cond.history[:, -1:], cond.history_valid[:, -1]
         if self.objective == "regression":
-            return motion_loss(self._regress(denoiser, cond), target, previous, previous_valid,
+            return motion_loss(self._regress(denoiser, cond, target.shape), target, previous, previous_valid,
                                self.cfg.velocity_weight, self.cfg.acceleration_weight)
         sigma = self.training_sigmas(batch, generator, device)
         noise = torch.randn(target.shape, generator=generator, device=device)
@@ -216,7 +222,7 @@ class ListenerDiffusion(nn.Module):
         None) -> clean window ``[B,W,56]``. ``eta`` (``ddim`` only): the share of each step's noise that is
         drawn afresh (ancestral sampling); 0 is deterministic."""
         if self.objective == "regression":
-            return self._regress(denoiser, cond)
+            return self._regress(denoiser, cond, (cond.batch_size, denoiser.cfg.window_frames, cond.history.shape[-1]))
         self.check_sampling_options(steps, sampler, eta)
         batch, device = cond.batch_size, cond.history.device
         shape = (batch, denoiser.cfg.window_frames, cond.history.shape[-1])

@@ -13,6 +13,8 @@ Writes, into ``--out`` (default: the video's folder):
   frame, at the output or the source size, or a mask video decoded like the frames) or, without
   ``--masks`` (``--mask_method mediapipe``, optional extra ``masks``), mediapipe's selfie segmentation kept above a neck
   line below the face-mesh chin.
+* ``mouth_masks/000000.png ...`` — with mediapipe only (it has the face mesh): 0/255, the inside of the mesh's
+  inner lip contour (teeth, tongue, mouth interior); empty where no face is found.
 * ``flame.npy [N,56]`` — EMOCA codes (``data_utils.emoca_io``) with frames without a face interpolated,
   resampled to 25 fps when EMOCA ran on the source video at another rate.
 * ``translation.npy [N,3]`` — when EMOCA saved ``cam.npy`` and ``crop.npy``: the weak-perspective camera
@@ -49,7 +51,7 @@ from data_utils.emoca_io import (LISTENER_ROTATIONS, EmocaError, load_emoca_code
                                  weak_perspective_to_translation)
 from data_utils.media import CropBox, iter_video_frames  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
-from scene.subject import VAL_FRACTION, default_split  # noqa: E402
+from scene.subject import MOUTH_MASKS, VAL_FRACTION, default_split  # noqa: E402
 from utils.atomic import atomic_output, save_json, save_npy  # noqa: E402
 from utils.cli import cli_main, cli_parser  # noqa: E402
 from utils.config import add_config_flags, changed_settings, config_from_flags  # noqa: E402
@@ -59,6 +61,8 @@ from utils.media import MediaError, probe_video  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MEDIAPIPE_CHIN, MEDIAPIPE_FOREHEAD = 152, 10  # face-mesh landmark indices
+# The inner lip contour of mediapipe's face mesh, in order around the opening (its FACEMESH_LIPS inner loop).
+MEDIAPIPE_INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 NECK_BELOW_CHIN = 0.5  # mediapipe masks keep the body down to chin + this x face height
 
 
@@ -123,13 +127,13 @@ def write_frames(video: Path, out_dir: Path, crop: CropBox, size: int, max_frame
 
 def write_masks(mask_source: Path | None, masker, frames_dir: Path, out_dir: Path, *, source_size,
                 crop: CropBox, size: int, num_frames: int, threshold: int) -> None:
-    """One 0/255 mask per frame from a folder, a mask video, or ``masker`` (frame -> mask, e.g. mediapipe)."""
+    """One 0/255 mask per frame from a folder, a mask video, or ``masker`` (frame -> head mask and mouth mask,
+    e.g. mediapipe), which also fills ``mouth_masks/`` beside ``out_dir`` (DESIGN.md §3.2)."""
+    if masker is not None:
+        write_masker_masks(masker, frames_dir, out_dir, out_dir.parent / MOUTH_MASKS, num_frames)
+        return
     with atomic_output(out_dir, directory=True) as tmp:
-        if masker is not None:
-            for index in tqdm(range(num_frames), desc="masks (mediapipe)", unit="frame"):
-                frame = np.asarray(Image.open(frames_dir / f"{index:06d}.png").convert("RGB"))
-                _save_mask(tmp / f"{index:06d}.png", masker(frame))
-        elif mask_source is not None and mask_source.is_dir():
+        if mask_source is not None and mask_source.is_dir():
             files = sorted(p for p in mask_source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if len(files) != num_frames:
                 raise ProcessError(f"{mask_source}: {len(files)} mask images, but the video gives {num_frames} frames "
@@ -156,6 +160,27 @@ def write_masks(mask_source: Path | None, masker, frames_dir: Path, out_dir: Pat
             raise ProcessError("no masks: pass --masks <folder or video> or --mask_method mediapipe")
 
 
+def write_masker_masks(masker, frames_dir: Path, masks_dir: Path, mouth_dir: Path, num_frames: int) -> None:
+    """Head and mouth masks from ``masker`` (``frame -> (head, mouth)``, both uint8 0/255) for every frame."""
+    with atomic_output(masks_dir, directory=True) as heads, atomic_output(mouth_dir, directory=True) as mouths:
+        for index in tqdm(range(num_frames), desc="masks (mediapipe)", unit="frame"):
+            frame = np.asarray(Image.open(frames_dir / f"{index:06d}.png").convert("RGB"))
+            head, mouth = masker(frame)
+            _save_mask(heads / f"{index:06d}.png", head)
+            _save_mask(mouths / f"{index:06d}.png", mouth)
+
+
+def mouth_mask_from_lips(inner_lips: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 0/255 ``[H,W]``: the pixels whose centres lie inside the inner lip contour ``[K,2]`` (x, y in
+    pixels). Closed lips make a degenerate polygon, so nothing is inside."""
+    from matplotlib.path import Path as Polygon
+
+    rows, cols = np.mgrid[0:height, 0:width]
+    centres = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    inside = Polygon(np.asarray(inner_lips, np.float64)).contains_points(centres).reshape(height, width)
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
 def _read_mask(path: Path, source_size: tuple[int, int], crop: CropBox, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
@@ -176,7 +201,9 @@ def _save_mask(path: Path, mask: np.ndarray) -> None:
 
 
 def mediapipe_head_masker():
-    """``frame uint8 [H,W,3] -> mask uint8 [H,W]`` with mediapipe (imported only when asked for)."""
+    """``frame uint8 [H,W,3] -> (head mask, mouth mask)``, both uint8 ``[H,W]`` 0/255, with mediapipe (imported
+    only when asked for). The mouth mask is the inside of the face mesh's inner lip contour (empty in frames
+    where no face is found)."""
     try:
         import mediapipe as mp
     except ImportError as exc:
@@ -191,13 +218,17 @@ def mediapipe_head_masker():
         height, width = frame.shape[:2]
         person = selfie.process(frame).segmentation_mask > 0.5  # [H,W] bool: person incl. torso
         faces = mesh.process(frame).multi_face_landmarks
+        mouth = np.zeros((height, width), np.uint8)
         if faces:
             landmarks = faces[0].landmark
             chin, forehead = landmarks[MEDIAPIPE_CHIN].y * height, landmarks[MEDIAPIPE_FOREHEAD].y * height
             previous_limit[:] = [chin + NECK_BELOW_CHIN * (chin - forehead)]
+            lips = [(landmarks[i].x * width, landmarks[i].y * height) for i in MEDIAPIPE_INNER_LIPS]
+            mouth = mouth_mask_from_lips(np.array(lips), height, width)
         limit = previous_limit[0] if previous_limit else height  # no face yet: keep the whole person
         rows = np.arange(height)[:, None] < limit
-        return np.where(person & rows, 255, 0).astype(np.uint8)
+        head = np.where(person & rows, 255, 0).astype(np.uint8)
+        return head, mouth & head
 
     return masker
 

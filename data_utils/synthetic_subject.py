@@ -3,9 +3,9 @@
     python -m data_utils.synthetic_subject --out data/synthetic_subject --frames 300 --size 64 --seed 0
     python -m data_utils.synthetic_subject --out data/subject512 --frames 4500 --size 512 --device cuda
 
-writes ``meta.json``, ``frames/*.png``, ``masks/*.png``, ``flame.npy [N,56]``, ``translation.npy [N,3]`` and
-``background.png`` into a temporary folder renamed to ``--out`` when complete. Same arguments on the same
-device, same bytes.
+writes ``meta.json``, ``frames/*.png``, ``masks/*.png``, ``mouth_masks/*.png`` (inside the lips: teeth, tongue,
+mouth interior), ``flame.npy [N,56]``, ``translation.npy [N,3]`` and ``background.png`` into a temporary folder
+renamed to ``--out`` when complete. Same arguments on the same device, same bytes.
 
 No real subject video with FLAME tracking can be downloaded here, so Stage 1 is trained, tested and
 benchmarked on this head. It is ray cast analytically (never Gaussian splatted), so the synthetic world
@@ -18,10 +18,16 @@ What the FLAME dimensions do follows :mod:`data_utils.synthetic_semantics`:
 
 * ``JAW_OPEN`` rotates the jaw ellipsoid about a hinge below the ears; the lower lip and lower teeth move
   with it, opening a dark mouth with teeth and tongue (lips stay sealed below ~0.03 rad);
-* ``SMILE`` pulls the mouth corners up and wider, raises the lower lids and reddens the cheeks;
+* ``SMILE`` pulls the mouth corners up and wider, raises the lower lids and reddens the cheeks; a broad
+  smile (above ~0.9) also parts the lips over the teeth;
 * ``BROW_RAISE`` lifts the brows; ``EYE_CLOSE`` (0..1) lowers the upper lids;
-* the 47 ``SUBTLE_EXP`` dims move six small shape parameters through a fixed projection (cheek width, mouth
-  width and height, brow asymmetry, nose length, lip thickness);
+* the 47 ``SUBTLE_EXP`` dims move eight parameters through a fixed random projection (:data:`SUBTLE_PARAMS`):
+  cheek width, mouth width and height, brow asymmetry, nose length, lip thickness, a frown (brows down and
+  together) and **lip parting**, which opens the mouth over the teeth with the jaw closed, so the mouth
+  opens through expression dims too, not only through the jaw;
+* fine texture the body has to reproduce: pores and blotches on the skin, stubble on the chin and upper lip,
+  strands in the hair, lines on the lips, gaps between the teeth and striations in the irises (hashed 3D
+  lattice noise in head coordinates, so it moves with the head and, below the mouth, with the jaw);
 * ``global_rot`` rotates the whole head rigidly about the pivot; frame ``i`` then places the pivot at
   ``translation[i]`` (camera space, ~0.55 m in front of the camera).
 
@@ -31,7 +37,8 @@ edges are anti-aliased; masks keep pixels at least half covered.
 
 **The motion** is a listener from the synthetic dyadic world (:mod:`data_utils.synthetic_dyadic`: nods,
 mirrored smiles, brow raises, blinks, idle sway), widened so the body sees the whole range it will be
-asked to render: talking-like jaw bursts up to 0.35 rad and slow head turns up to ±0.35 rad yaw.
+asked to render: talking-like jaw bursts (open on about 30% of the frames, up to 0.35 rad), laughs (a broad
+smile with the jaw open), lip partings through the expression dims and slow head turns up to ±0.35 rad yaw.
 
 From Python, :func:`render_subject` renders frames and masks for any FLAME array (ground truth for tests
 and for checking what a generated listener looks like on this head).
@@ -54,7 +61,7 @@ from data_utils.signals import smooth_noise
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
 from gaussian_renderer import Camera
 from scene.rotation import axis_angle_to_matrix
-from scene.subject import frame_name
+from scene.subject import MOUTH_MASKS, frame_name
 from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import UsageError
@@ -65,7 +72,12 @@ SHAPE_SEED = 7031  # the fixed projection of the subtle expression dims; every s
 PIVOT = (0.0, 0.035, 0.55)  # mean head pivot in camera space (metres)
 FOCAL_PER_PIXEL = 1.5  # fx = fy = 1.5 * size: the head fills ~60% of the frame height
 LIGHT = (-0.45, -0.6, -1.0)  # towards the light, camera space: upper left, from the camera side
-SUBTLE_PARAMS = ("cheek_width", "mouth_width", "mouth_height", "brow_asymmetry", "nose_length", "lip_thickness")
+SUBTLE_PARAMS = ("cheek_width", "mouth_width", "mouth_height", "brow_asymmetry", "nose_length", "lip_thickness",
+                 "frown", "lip_part")
+LIP_PART_PER_UNIT = 0.003  # metres the lips part per unit of the lip_part parameter above LIP_PART_START
+LIP_PART_START = 0.5
+SMILE_PART_START = 0.9  # a smile broader than this parts the lips too,
+SMILE_PART_PER_UNIT = 0.005  # by this many metres per unit of smile beyond it
 
 # Canonical geometry (metres, pivot at the origin, y down, face towards -z).
 CRANIUM = ((0.0, -0.075, 0.005), (0.078, 0.1, 0.09))  # centre, radii
@@ -106,7 +118,7 @@ def subject_camera(size: int) -> Camera:
 
 
 def subtle_projection() -> np.ndarray:
-    """``[47, 6]``: subtle expression dims -> the six shape parameters of :data:`SUBTLE_PARAMS`."""
+    """``[47, 8]``: subtle expression dims -> the eight parameters of :data:`SUBTLE_PARAMS`."""
     rng = np.random.default_rng(SHAPE_SEED)
     count = sem.SUBTLE_EXP.stop - sem.SUBTLE_EXP.start
     return rng.standard_normal((count, len(SUBTLE_PARAMS))) * (2.0 / np.sqrt(count))
@@ -125,10 +137,18 @@ def synthetic_listener_motion(frames: int, seed: int) -> dict[str, np.ndarray]:
 
     smooth = partial(smooth_noise, rng, frames)  # smooth(sigma_s): low-pass noise [frames], unit std
 
-    # Talking-like jaw bursts: a slow envelope gating a faster syllable rhythm.
-    envelope = np.clip(smooth(1.5) - 0.4, 0, None)
-    syllables = np.clip(smooth(0.2), 0, None)
-    jaw = listener[:, sem.JAW_OPEN] + 0.12 * envelope * syllables
+    # Talking-like jaw bursts: a slow envelope gating a faster syllable rhythm (open on ~30% of the frames).
+    envelope = np.clip(smooth(1.5) - 0.05, 0, None)
+    syllables = np.clip(smooth(0.25) + 0.2, 0, None)
+    jaw = listener[:, sem.JAW_OPEN] + 0.11 * envelope * syllables
+    # Laughs: a broad smile with the jaw open, about one every 10 s.
+    laugh = np.clip(smooth(1.0) - 1.3, 0, None)
+    jaw = jaw + 0.3 * laugh
+    listener[:, sem.SMILE] += 1.5 * laugh
+    # Lip partings through the expression dims: bursts along the subtle direction that drives lip_part.
+    lip_part = subtle_projection()[:, SUBTLE_PARAMS.index("lip_part")]
+    bursts = 3.0 * np.clip(smooth(0.8) - 0.9, 0, None)
+    listener[:, sem.SUBTLE_EXP] += np.outer(bursts, lip_part / (lip_part @ lip_part))
     # Soft limits (tanh) keep the motion smooth where it approaches the semantic ranges.
     jaw_max, yaw_max = sem.JAW_OPEN_RANGE_RAD[1], sem.YAW_RANGE_RAD[1]
     listener[:, sem.JAW_OPEN] = jaw_max * np.tanh(np.clip(jaw, 0, None) / jaw_max)
@@ -183,6 +203,7 @@ class _Scene:
 
     def __init__(self, camera: Camera, supersample: int, device: torch.device):
         self.camera, self.supersample, self.device = camera, supersample, device
+        self.footprint = PIVOT[2] / (camera.fx * supersample)  # metres between samples on the face
         height, width = camera.height * supersample, camera.width * supersample
         rows = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / supersample
         cols = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / supersample
@@ -226,20 +247,23 @@ class _Scene:
         shirt = self._shade(torch.tensor(SHIRT, device=self.device) * stripes[:, None], normal)
         return torch.where(torch.isfinite(t)[:, None], shirt, wall).clamp(0, 1)
 
-    def ray_cast(self, flame: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``flame [F,56]``, ``translation [F,3]`` -> colour ``[F,P,3]`` and foreground ``[F,P]`` (bool)."""
+    def ray_cast(self, flame: torch.Tensor, translation: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``flame [F,56]``, ``translation [F,3]`` -> colour ``[F,P,3]``, foreground ``[F,P]`` (bool: head and
+        neck) and mouth ``[F,P]`` (bool: the visible inside of the lips — teeth, tongue, mouth interior)."""
         frames = len(flame)
         rotation = axis_angle_to_matrix(flame[:, GLOBAL_ROT])  # [F,3,3] canonical -> camera
         frame_of, ray_of = self._head_rays(rotation, translation)
-        # Per-frame parameters, gathered once per ray: [F, 10 + 9 + 3].
+        # Per-frame parameters, gathered once per ray: [F, 4 named + 8 subtle | 9 rotation | 3 origin].
         subtle = flame[:, sem.SUBTLE_EXP] @ torch.as_tensor(subtle_projection(), dtype=flame.dtype,
                                                              device=self.device)
         named = flame[:, [sem.SMILE, sem.BROW_RAISE, sem.EYE_CLOSE, sem.JAW_OPEN]]
         origin = -(translation[:, None, :] @ rotation)[:, 0]  # R^T (0 - t): the camera in head space
+        params = 4 + len(SUBTLE_PARAMS)
         table = torch.cat([named, subtle.clamp(-3, 3), rotation.reshape(frames, 9), origin], 1)[frame_of]
-        ray_rotation = table[:, 10:19].reshape(-1, 3, 3)
+        ray_rotation = table[:, params:params + 9].reshape(-1, 3, 3)
         direction = _times_matrix(self.directions[ray_of], ray_rotation)  # R^T d, canonical
-        head = self._head(table[:, :10], table[:, 19:22], direction, ray_rotation)
+        head = self._head(table[:, :params], table[:, params + 9:], direction, ray_rotation)
 
         image = self.plate[None].repeat(frames, 1, 1)  # [F,P,3]
         neck_t = self.neck_t[None].expand(frames, -1)
@@ -248,7 +272,10 @@ class _Scene:
         in_front = torch.isfinite(head["t"]) & (head["t"] < neck_t[frame_of, ray_of])
         image[frame_of[in_front], ray_of[in_front]] = head["colour"][in_front]
         foreground[frame_of[in_front], ray_of[in_front]] = True
-        return image.clamp(0, 1), foreground
+        mouth = torch.zeros_like(foreground)
+        seen_mouth = in_front & head["mouth"]
+        mouth[frame_of[seen_mouth], ray_of[seen_mouth]] = True
+        return image.clamp(0, 1), foreground, mouth
 
     def _head_rays(self, rotation: torch.Tensor, translation: torch.Tensor):
         """``(frame, ray)`` index pairs of the rays that cross each frame's head bounding ellipsoid.
@@ -272,14 +299,15 @@ class _Scene:
     def _head(self, params, origin, direction, rotation) -> dict[str, torch.Tensor]:
         """Ray cast and shade the head for ``M`` rays, each with its own frame's parameters.
 
-        ``params [M,10]`` (smile, brow raise, eye close, jaw, then :data:`SUBTLE_PARAMS`), ``origin [M,3]``
+        ``params [M,12]`` (smile, brow raise, eye close, jaw, then :data:`SUBTLE_PARAMS`), ``origin [M,3]``
         and ``direction [M,3]`` in canonical space, ``rotation [M,3,3]`` canonical -> camera. Returns
-        ``t [M]`` (camera depth, ``inf`` where the head is missed) and shaded ``colour [M,3]``.
+        ``t [M]`` (camera depth, ``inf`` where the head is missed), shaded ``colour [M,3]`` and ``mouth [M]``
+        (bool: the ray sees the inside of the lips).
         """
         device = self.device
         vec = lambda v: torch.tensor(v, device=device)  # noqa: E731
         smile, brow_raise, eye_close, jaw_open = params[:, :4].unbind(-1)
-        cheek, mouth_width, mouth_height, brow_asym, nose_length, lip_thick = params[:, 4:].unbind(-1)
+        cheek, mouth_width, mouth_height, brow_asym, nose_length, lip_thick, frown, lip_part = params[:, 4:].unbind(-1)
         ones = torch.ones_like(cheek)
 
         best_t = torch.full_like(cheek, float("inf"))
@@ -313,28 +341,88 @@ class _Scene:
         jaw_y = (to_jaw(point - hinge) + hinge)[:, 1]  # the point's height in the jaw's rest frame
         x, y, z = point.unbind(-1)
 
-        skin_texture = 1 + 0.03 * torch.sin(90 * x) * torch.sin(70 * y)
-        colour = vec(SKIN) * skin_texture[:, None]
         on_face = (labels == CRANIUM_ID) | (labels == JAW_ID)
-        # Hair: above a curved hairline and over the back of the head.
+        # Texture lives in head coordinates, and for the jaw in the jaw's rest frame, so it moves with the skin.
+        on_jaw = (labels == JAW_ID)[:, None]
+        skin_point = torch.where(on_jaw, to_jaw(point - hinge) + hinge, point)
+        # Detail finer than the samples of this image fades to its mean, as a camera's pixels average it.
+        footprint = self.footprint
+        pores = _detail(skin_point, 0.0012, 1, 0.0012, footprint)  # ~1 mm: a pixel or two at 512x512
+        blotches = _detail(skin_point, 0.006, 2, 0.006, footprint)
+        colour = vec(SKIN) * (1 + 0.07 * pores + 0.05 * blotches)[:, None]
+        # Stubble: dark speckle on the chin, the jaw line and the upper lip (a quarter of the skin, on average).
+        beard = on_face & (z < 0.0) & (y > -0.035) & (x.abs() < 0.05)
+        resolved = _resolved(0.0007, footprint)
+        speckle = (resolved * (_lattice_noise(skin_point, 0.0007, 3) > 0.35).float() if resolved else 0.0)
+        speckle = speckle + (1 - resolved) * 0.25
+        colour = _mix(colour, HAIR, beard, 0.35 * speckle)
+        # Hair: above a curved hairline and over the back of the head, with strands (noise stretched along y).
         hairline = -0.138 + 4.0 * x * x
-        colour = _mix(colour, HAIR, (labels == CRANIUM_ID) & ((y < hairline) | ((z > 0.0) & (y < -0.02))))
+        hair = (labels == CRANIUM_ID) & ((y < hairline) | ((z > 0.0) & (y < -0.02)))
+        strands = 1 + 0.25 * _detail(point * torch.tensor([4.0, 0.4, 4.0], device=device), 0.004, 4, 0.001, footprint)
+        colour = torch.where(hair[:, None], vec(HAIR) * strands[:, None], colour)
         # Cheeks redden with a smile.
         for side in (-1.0, 1.0):
             blob = torch.exp(-((x - side * 0.045) ** 2 + (y + 0.04) ** 2) / (2 * 0.012 ** 2))
             colour = _mix(colour, (0.9, 0.45, 0.45), on_face & (z < -0.03), 0.18 * blob * smile.clamp(min=0))
-        # Brows: arched bands above the eyes; BROW_RAISE lifts them, one subtle dim tilts them apart.
+        # Brows: arched bands above the eyes; BROW_RAISE lifts them, subtle dims tilt them apart and frown
+        # (down and towards the nose, with a crease between them).
+        frowning = frown.clamp(min=0)
         for side, eye in zip((-1.0, 1.0), EYES):
-            dx = x - eye[0]
-            centre_y = -0.108 - 0.008 * brow_raise - side * 0.002 * brow_asym + 6.0 * dx * dx
+            dx = x - eye[0] + side * 0.003 * frowning
+            inner = torch.sigmoid(-side * dx / 0.006)  # 1 towards the nose: a frown lowers the inner ends most
+            centre_y = (-0.108 - 0.008 * brow_raise - side * 0.002 * brow_asym + 0.005 * frowning * inner
+                        + 6.0 * dx * dx)
             band = (y - centre_y).abs() < 0.0028 * (1 - (dx / 0.021) ** 2).clamp(min=0).sqrt()
             colour = _mix(colour, BROW, (labels == CRANIUM_ID) & (z < -0.03) & (dx.abs() < 0.021) & band)
-        colour = _mouth(colour, on_face & (z < -0.02), x, y, jaw_y, smile, mouth_width, mouth_height, lip_thick)
-        colour = _eyes(colour, labels, point, eye_close, smile)
+        crease = (labels == CRANIUM_ID) & (z < -0.05) & (x.abs() < 0.0012) & ((y + 0.1).abs() < 0.007)
+        colour = _mix(colour, (0.6, 0.42, 0.36), crease, 0.6 * frowning.clamp(max=1.0))
+        part = (LIP_PART_PER_UNIT * (lip_part - LIP_PART_START).clamp(min=0)
+                + SMILE_PART_PER_UNIT * (smile - SMILE_PART_START).clamp(min=0))
+        colour, mouth = _mouth(colour, on_face & (z < -0.02), x, y, jaw_y, skin_point, smile, mouth_width,
+                               mouth_height, lip_thick, part, self.footprint)
+        colour = _eyes(colour, labels, point, eye_close, smile, self.footprint)
         colour = _mix(colour, (0.45, 0.3, 0.27), (labels == NOSE_ID) & (normal[:, 1] > 0.55), 0.6)  # nostrils
         colour = _mix(colour, (0.85, 0.55, 0.5), (labels == EAR_LEFT_ID) | (labels == EAR_RIGHT_ID), 0.3)
         camera_normal = _times_matrix(normal, rotation.transpose(-1, -2))
-        return {"t": best_t, "colour": self._shade(colour, camera_normal)}
+        return {"t": best_t, "colour": self._shade(colour, camera_normal), "mouth": mouth}
+
+
+def _resolved(feature_m: float, footprint_m: float) -> float:
+    """How much of a texture feature of ``feature_m`` metres survives sampling every ``footprint_m`` metres:
+    1 from three samples per feature, fading to 0 at one (finer detail averages out, as in a camera)."""
+    return min(1.0, max(0.0, (feature_m / footprint_m - 1.0) / 2.0))
+
+
+def _detail(points: torch.Tensor, cell: float, seed: int, feature_m: float, footprint_m: float) -> torch.Tensor:
+    """:func:`_lattice_noise` times how much of it the image resolves (not computed where it resolves none)."""
+    resolved = _resolved(feature_m, footprint_m)
+    return _lattice_noise(points, cell, seed) * resolved if resolved else torch.zeros_like(points[:, 0])
+
+
+def _lattice_noise(points: torch.Tensor, cell: float, seed: int) -> torch.Tensor:
+    """Smooth value noise in [-1, 1] at ``points [M,3]`` (metres) with features ``cell`` metres apart.
+
+    Each lattice corner gets a value from an integer hash of its coordinates (identical on every device),
+    blended trilinearly with smoothstep weights.
+    """
+    scaled = points / cell
+    base = torch.floor(scaled)
+    weight = scaled - base
+    weight = weight * weight * (3 - 2 * weight)
+    corner = base.long()
+    noise = torch.zeros_like(points[:, 0])
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                i, j, k = (corner + torch.tensor([dx, dy, dz], device=points.device)).unbind(-1)
+                h = (i * 73856093) ^ (j * 19349663) ^ (k * 83492791) ^ (seed * 2654435761)
+                h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFF
+                value = h.to(points.dtype) / float(0xFFFFFF) * 2 - 1
+                share = ((weight[:, 0] if dx else 1 - weight[:, 0]) * (weight[:, 1] if dy else 1 - weight[:, 1])
+                         * (weight[:, 2] if dz else 1 - weight[:, 2]))
+                noise = noise + share * value
+    return noise
 
 
 def _times_matrix(rows: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
@@ -346,11 +434,15 @@ def _times_matrix(rows: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     return x * matrices[:, 0] + y * matrices[:, 1] + z * matrices[:, 2]
 
 
-def _mouth(colour, on_face, x, y, jaw_y, smile, mouth_width, mouth_height, lip_thick):
-    """Lips, and between them, once the jaw drops, the mouth interior with teeth and tongue (all ``[M]``).
+def _mouth(colour, on_face, x, y, jaw_y, skin_point, smile, mouth_width, mouth_height, lip_thick, part, footprint):
+    """Lips, and between them, once the jaw drops or the lips part, the mouth interior with teeth and tongue.
 
-    The upper lip lives in head coordinates; the lower lip and lower teeth follow the jaw (``jaw_y`` is the
-    height in the jaw's rest frame), blended back to the head towards the corners so they stay closed.
+    All inputs are ``[M]`` (``skin_point [M,3]``, the texture coordinates); returns the colour and the
+    ``opening [M]`` (bool: the inside of the lips). The upper lip lives in head coordinates; the lower lip
+    and lower teeth follow the jaw (``jaw_y`` is the height in the jaw's rest frame), blended back to the
+    head towards the corners so they stay closed. ``part`` (metres) lifts the upper lip and lowers the
+    lower one without moving the jaw, so parted lips show the teeth. ``footprint`` (metres between samples)
+    fades detail the image cannot resolve.
     """
     half_width = MOUTH_HALF_WIDTH * (1 + 0.12 * smile.clamp(min=0) + 0.08 * mouth_width)
     across = (x / half_width).clamp(-1, 1)
@@ -360,20 +452,29 @@ def _mouth(colour, on_face, x, y, jaw_y, smile, mouth_width, mouth_height, lip_t
     thickness = (1 + 0.2 * lip_thick) * taper
     follow = 1 - across * across  # 1 mid-mouth: the lower lip follows the jaw; 0 at the corners
     lower_y = y + follow * (jaw_y - y)
-    upper_lip = inside_width & (y > seam - 0.006 * thickness) & (y <= seam)
-    opening = inside_width & (y > seam) & (lower_y < seam - LIP_SEAL)
-    lower_lip = (inside_width & ~opening & (y > seam)
-                 & (lower_y >= seam - LIP_SEAL) & (lower_y < seam - LIP_SEAL + 0.0075 * thickness))
-    upper_teeth = opening & (y < seam + 0.005 * taper)
-    lower_teeth = opening & (lower_y > seam - LIP_SEAL - 0.004 * taper)
+    part_up, part_down = 0.4 * part * taper, 0.6 * part * taper
+    upper_seam, lower_seam = seam - part_up, seam - LIP_SEAL + part_down
+    upper_lip = inside_width & (y > upper_seam - 0.006 * thickness) & (y <= upper_seam)
+    opening = inside_width & (y > upper_seam) & (lower_y < lower_seam)
+    lower_lip = (inside_width & ~opening & (y > upper_seam)
+                 & (lower_y >= lower_seam) & (lower_y < lower_seam + 0.0075 * thickness))
+    upper_teeth = opening & (y < seam + 0.005 * taper)  # fixed to the skull
+    lower_teeth = opening & (lower_y > seam - LIP_SEAL - 0.004 * taper)  # fixed to the jaw
     tongue = opening & ~lower_teeth & (lower_y > seam - LIP_SEAL - 0.012)
+    lip_lines = 1 + 0.12 * _detail(skin_point * torch.tensor([6.0, 0.5, 6.0], device=x.device), 0.003, 5, 0.0005,
+                                   footprint)
+    gaps = ((x / 0.0042 + 0.5) % 1.0 - 0.5).abs() < 0.07  # between neighbouring teeth (0.6 mm wide)
     colour = _mix(colour, LIP, on_face & (upper_lip | lower_lip))
+    colour = torch.where((on_face & (upper_lip | lower_lip))[:, None], colour * lip_lines[:, None], colour)
     colour = _mix(colour, MOUTH_INSIDE, on_face & opening)
     colour = _mix(colour, TONGUE, on_face & tongue)
-    return _mix(colour, TEETH, on_face & (upper_teeth | lower_teeth))
+    colour = _mix(colour, TEETH, on_face & (upper_teeth | lower_teeth))
+    colour = _mix(colour, (0.55, 0.5, 0.45), on_face & (upper_teeth | lower_teeth) & gaps,
+                  0.7 * _resolved(0.0006, footprint) + 0.1 * (1 - _resolved(0.0006, footprint)))
+    return colour, on_face & opening
 
 
-def _eyes(colour, labels, point, eye_close, smile):
+def _eyes(colour, labels, point, eye_close, smile, footprint):
     """Sclera, iris and pupil on each eyeball; lids close from above, a smile lifts the lower lids."""
     close = eye_close.clamp(0, 1)
     lower_lid = EYE_RADIUS * (0.55 - 0.12 * smile.clamp(min=0))
@@ -383,7 +484,15 @@ def _eyes(colour, labels, point, eye_close, smile):
         local = point - torch.tensor(centre, device=point.device)
         facing = -local[:, 2] / EYE_RADIUS  # cosine to straight ahead
         colour = _mix(colour, SCLERA, on_eye)
-        colour = _mix(colour, IRIS, on_eye & (facing > 0.93))
+        # The iris: radial striations (noise in the angle around the eye's axis: ~0.7 mm apart at its rim)
+        # and a dark limbal ring.
+        angle = torch.atan2(local[:, 1], local[:, 0])
+        radial = torch.stack([torch.cos(angle), torch.sin(angle), 20 * facing], -1)
+        striations = 1 + 0.35 * _detail(radial, 0.15, 6 + label, 0.0007, footprint)
+        iris = on_eye & (facing > 0.93)
+        colour = _mix(colour, IRIS, iris)
+        colour = torch.where(iris[:, None], colour * striations[:, None], colour)
+        colour = _mix(colour, (0.12, 0.14, 0.18), iris & (facing < 0.94), 0.6)
         colour = _mix(colour, PUPIL, on_eye & (facing > 0.985))
         lid = on_eye & ((local[:, 1] < upper_lid) | (local[:, 1] > lower_lid))
         lash = on_eye & ~lid & (local[:, 1] < upper_lid + 0.1 * EYE_RADIUS)
@@ -415,16 +524,21 @@ def _check_motion(flame, translation, device) -> tuple[torch.Tensor, torch.Tenso
     return flame, translation
 
 
+def _coverage_mask(hits: torch.Tensor, camera: Camera, supersample: int) -> np.ndarray:
+    """Boolean samples ``[F,P_ss]`` -> uint8 0/255 ``[F,H,W]``: pixels at least half covered."""
+    coverage = _downsample(hits[..., None].float(), camera, supersample)[..., 0]
+    return np.where((coverage >= 0.5).cpu().numpy(), 255, 0).astype(np.uint8)
+
+
 def _render_chunks(scene: _Scene, flame: torch.Tensor, translation: torch.Tensor, chunk_rays: int):
-    """Yield ``(start, frames uint8 [f,H,W,3], masks uint8 [f,H,W])`` over chunks of frames."""
+    """Yield ``(start, frames uint8 [f,H,W,3], masks uint8 [f,H,W], mouth masks uint8 [f,H,W])`` per chunk."""
     camera, supersample = scene.camera, scene.supersample
     frames_per_chunk = max(1, chunk_rays // scene.directions.shape[0])
     for start in range(0, len(flame), frames_per_chunk):
         stop = start + frames_per_chunk
-        colour, foreground = scene.ray_cast(flame[start:stop], translation[start:stop])
-        coverage = _downsample(foreground[..., None].float(), camera, supersample)[..., 0]
-        masks = np.where((coverage >= 0.5).cpu().numpy(), 255, 0).astype(np.uint8)
-        yield start, _to_uint8(_downsample(colour, camera, supersample)), masks
+        colour, foreground, mouth = scene.ray_cast(flame[start:stop], translation[start:stop])
+        yield (start, _to_uint8(_downsample(colour, camera, supersample)),
+               _coverage_mask(foreground, camera, supersample), _coverage_mask(mouth, camera, supersample))
 
 
 def render_subject(flame, translation=None, *, size: int = 64, camera: Camera | None = None,
@@ -434,7 +548,8 @@ def render_subject(flame, translation=None, *, size: int = 64, camera: Camera | 
 
     ``flame`` ``[F,56]`` (numpy or torch), ``translation`` ``[F,3]`` or ``None`` (the mean pivot
     :data:`PIVOT`), on ``subject_camera(size)`` unless ``camera`` is given. Returns uint8 numpy
-    ``frames [F,H,W,3]``, ``masks [F,H,W]`` (0/255, head + neck) and ``background [H,W,3]``.
+    ``frames [F,H,W,3]``, ``masks [F,H,W]`` (0/255, head + neck), ``mouth_masks [F,H,W]`` (0/255, the visible
+    inside of the lips) and ``background [H,W,3]``.
     ``chunk_rays`` bounds the rays ray cast at once (memory).
     """
     device = torch.device(device)
@@ -443,10 +558,12 @@ def render_subject(flame, translation=None, *, size: int = 64, camera: Camera | 
     scene = _Scene(camera, supersample, device)
     frames = np.zeros((len(flame), camera.height, camera.width, 3), np.uint8)
     masks = np.zeros((len(flame), camera.height, camera.width), np.uint8)
-    for start, frame_chunk, mask_chunk in _render_chunks(scene, flame, translation, chunk_rays):
+    mouth_masks = np.zeros_like(masks)
+    for start, frame_chunk, mask_chunk, mouth_chunk in _render_chunks(scene, flame, translation, chunk_rays):
         frames[start:start + len(frame_chunk)] = frame_chunk
         masks[start:start + len(mask_chunk)] = mask_chunk
-    return {"frames": frames, "masks": masks, "background": scene.background()}
+        mouth_masks[start:start + len(mouth_chunk)] = mouth_chunk
+    return {"frames": frames, "masks": masks, "mouth_masks": mouth_masks, "background": scene.background()}
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -457,8 +574,17 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, seed: int = 0, *,
                             device: str | None = "cpu", supersample: int = 2, workers: int = 4,
-                            chunk_rays: int = 1 << 22, progress: bool = False) -> Path:
-    """Write a §3.2 subject folder of ``frames`` frames at ``size`` x ``size`` to ``out`` atomically."""
+                            chunk_rays: int = 1 << 22, progress: bool = False, motion: dict | None = None,
+                            camera: Camera | None = None) -> Path:
+    """Write a §3.2 subject folder of ``frames`` frames at ``size`` x ``size`` to ``out`` atomically.
+
+    ``motion`` (``{"flame": [F,56], "translation": [F,3]}``) replaces the synthetic listener's (``frames`` is
+    then ``F``) and ``camera`` the default :func:`subject_camera` (``size`` is then the camera's), e.g. to
+    look closely at chosen expressions.
+    """
+    camera = camera or subject_camera(size)
+    size, motion = camera.width, motion or synthetic_listener_motion(max(frames, 1), seed)
+    frames = len(motion["flame"])
     if frames < 2:
         raise UsageError(f"--frames must be at least 2 (a train and a val frame), got {frames}")
     if size < 16:
@@ -467,9 +593,9 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         raise UsageError(f"--supersample must be at least 1, got {supersample}")
     if Path(out).exists() and not Path(out).is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
+    if camera.width != camera.height:
+        raise UsageError(f"the synthetic subject is square, got a {camera.width}x{camera.height} camera")
     device = resolve_device(device)
-    camera = subject_camera(size)
-    motion = synthetic_listener_motion(frames, seed)
     flame, translation = _check_motion(motion["flame"], motion["translation"], device)
     scene = _Scene(camera, supersample, device)
     chunks = _render_chunks(scene, flame, translation, chunk_rays)
@@ -481,8 +607,8 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
     # Pillow releases the GIL while it deflates, so threads encode PNGs in parallel.
     workers = max(1, workers)
     with atomic_output(out, directory=True) as tmp, ThreadPoolExecutor(max_workers=workers) as pool:
-        (tmp / "frames").mkdir()
-        (tmp / "masks").mkdir()
+        for folder in ("frames", "masks", MOUTH_MASKS):
+            (tmp / folder).mkdir()
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
                 "cx": camera.cx, "cy": camera.cy, "generator": "data_utils.synthetic_subject", "seed": seed,
                 "supersample": supersample}
@@ -490,11 +616,11 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])
-        for start, frame_chunk, mask_chunk in chunks:
-            for offset, (frame, mask) in enumerate(zip(frame_chunk, mask_chunk)):
+        for start, frame_chunk, mask_chunk, mouth_chunk in chunks:
+            for offset, images in enumerate(zip(frame_chunk, mask_chunk, mouth_chunk)):
                 name = frame_name(start + offset)
-                pending.append(pool.submit(_write_png, tmp / "frames" / name, frame))
-                pending.append(pool.submit(_write_png, tmp / "masks" / name, mask))
+                for folder, image in zip(("frames", "masks", MOUTH_MASKS), images):
+                    pending.append(pool.submit(_write_png, tmp / folder / name, image))
                 # Keep every worker busy while rendering goes on, but bound the images held in memory.
                 while len(pending) > 4 * workers:
                     pending.popleft().result()

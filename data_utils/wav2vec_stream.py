@@ -24,9 +24,9 @@ chunk is computed by one forward pass of the model over a window that ends there
 * the waveform is normalised (zero mean, unit variance, when the model's feature extractor asks for it)
   with the statistics of all audio up to the window's end, the causal form of whole-file normalisation.
 
-The price is a deviation from whole-file extraction, largest for the last frames of each chunk (they
-have no right context); docs/SYNTHESIS.md gives the measured size. Pushing the same samples in any
-block sizes gives bit-identical features, so :meth:`CausalWav2Vec.extract` (one push) is the live path.
+The price is a deviation from whole-file extraction, which sees the future and the whole past;
+docs/SYNTHESIS.md gives the measured size and what it does and does not say. Pushing the same samples in
+any block sizes gives bit-identical features, so :meth:`CausalWav2Vec.extract` (one push) is the live path.
 """
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
-"""The one alpha-compositing rule: rendered layers front to back, then the background."""
+"""The one alpha-compositing rule: rendered layers front to back, then the background — and the same rule
+in a single rasteriser pass (:func:`stack_in_order`)."""
 from __future__ import annotations
 
 import torch
+
+from gaussian_renderer.layer import GaussianLayer
+
+DEPTH_MARGIN = 1.01  # each stacked layer starts this factor behind the farthest Gaussian in front of it
 
 
 def composite(layers: list[dict], background: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -16,20 +21,22 @@ def composite(layers: list[dict], background: torch.Tensor | None = None) -> dic
         depth = sum_l T_l alpha_l depth_l / max(alpha, 1e-10)
 
     so a front layer occludes the ones behind it whatever their z (the face hides the mouth interior),
-    and ``depth`` is the coverage-weighted depth of what is seen. ``background`` is ``[B,H,W,3]``,
-    ``[H,W,3]``, ``[3]`` or ``None`` (black).
+    and ``depth`` is the coverage-weighted depth of what is seen (only when every layer has one).
+    ``background`` is ``[B,H,W,3]``, ``[H,W,3]``, ``[3]`` or ``None`` (black).
     """
     if not layers:
         raise ValueError("composite needs at least one layer")
     transmittance = torch.ones_like(layers[0]["alpha"])  # [B,H,W,1]
     color = torch.zeros_like(layers[0]["color"])
     depth_sum = torch.zeros_like(layers[0]["alpha"])
+    with_depth = all("depth" in layer for layer in layers)
     for index, layer in enumerate(layers):
         if layer["color"].shape != color.shape or layer["alpha"].shape != transmittance.shape:
             raise ValueError(f"layer {index} is {tuple(layer['color'].shape)}/{tuple(layer['alpha'].shape)}, "
                              f"layer 0 is {tuple(color.shape)}/{tuple(transmittance.shape)}")
         color = color + transmittance * layer["color"]
-        depth_sum = depth_sum + transmittance * layer["alpha"] * layer["depth"]
+        if with_depth:
+            depth_sum = depth_sum + transmittance * layer["alpha"] * layer["depth"]
         transmittance = transmittance * (1.0 - layer["alpha"])
     if background is not None:
         background = background.to(device=color.device, dtype=color.dtype)
@@ -40,4 +47,36 @@ def composite(layers: list[dict], background: torch.Tensor | None = None) -> dic
             raise ValueError(f"background is {tuple(background.shape)}, the image is {tuple(color.shape[1:3])}")
         color = color + transmittance * background
     alpha = 1.0 - transmittance
-    return {"color": color, "alpha": alpha, "depth": depth_sum / alpha.clamp(min=1e-10)}
+    out = {"color": color, "alpha": alpha}
+    if with_depth:
+        out["depth"] = depth_sum / alpha.clamp(min=1e-10)
+    return out
+
+
+def stack_in_order(layers: list[GaussianLayer], near_plane: float) -> GaussianLayer:
+    """One layer that a depth-sorting rasteriser composites like :func:`composite` of the layers rendered
+    one by one (first = front), up to the early stop at transmittance 1e-4.
+
+    Each layer after the first is scaled about the camera centre — means and scales times ``k`` per batch
+    element — until all of it lies behind everything in front of it. Scaling about the centre of projection
+    changes no projected mean (x/z, y/z), no 2D covariance (J scales by 1/k, Sigma by k^2) and no footprint,
+    only the depth order, so one pass draws layer 0, then layer 1 through what layer 0 leaves, and so on.
+    Gaussians a separate pass would cull at the near plane get opacity 0. Depths of the result are scaled:
+    render colour and alpha from it, not depth.
+    """
+    if not layers:
+        raise ValueError("stack_in_order needs at least one layer")
+    if len(layers) == 1:
+        return layers[0]
+    parts = [layers[0]]
+    farthest = layers[0].means[..., 2].amax(dim=1, keepdim=True)  # [B,1]
+    for layer in layers[1:]:
+        depth = layer.means[..., 2]  # [B,N]
+        visible = depth > near_plane
+        nearest = torch.where(visible, depth, torch.full_like(depth, float("inf"))).amin(dim=1, keepdim=True)
+        factor = (DEPTH_MARGIN * farthest / nearest).clamp(min=1.0, max=1e6).nan_to_num(1.0)[..., None]  # [B,1,1]
+        parts.append(GaussianLayer(means=layer.means * factor, quats=layer.quats, scales=layer.scales * factor,
+                                   opacities=layer.opacities * visible, colors=layer.colors))
+        farthest = (depth * factor[..., 0]).amax(dim=1, keepdim=True)
+    return GaussianLayer(**{key: torch.cat([getattr(part, key) for part in parts], dim=1)
+                            for key in ("means", "quats", "scales", "opacities", "colors")})

@@ -16,13 +16,14 @@ def _intrinsics_on(camera: Camera, device: torch.device, dtype: torch.dtype) -> 
     return camera.intrinsics(device, dtype)
 
 
-def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True) -> dict:
+def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True, with_depth: bool = True) -> dict:
     """Render one layer with ``gsplat.rasterization`` (CUDA tensors only), no background.
 
     Returns ``color [B,H,W,C]`` (premultiplied), ``alpha [B,H,W,1]``, ``depth [B,H,W,1]`` (gsplat's
-    expected depth, "ED") and ``info``: gsplat's meta dict (``means2d``, ``radii``, ``gaussian_ids``,
-    ``width``, ``height``, ``n_cameras``, ...) plus ``packed``; pass it to ``DefaultStrategy`` with
-    ``packed=info["packed"]``. Packed mode keeps ``gaussian_ids`` local to each batch element's N.
+    expected depth, "ED"; absent with ``with_depth=False``) and ``info``: gsplat's meta dict (``means2d``,
+    ``radii``, ``gaussian_ids``, ``width``, ``height``, ``n_cameras``, ...) plus ``packed``; pass it to
+    ``DefaultStrategy`` with ``packed=info["packed"]``. Packed mode keeps ``gaussian_ids`` local to each
+    batch element's N; unpacked mode skips the compaction (one fewer host sync).
     """
     if not layer.means.is_cuda:
         raise RuntimeError("backend='gsplat' needs CUDA tensors; use backend='reference' (or 'auto') on CPU")
@@ -35,13 +36,15 @@ def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = Tru
     rendered, alphas, info = rasterization(
         means=layer.means, quats=layer.quats, scales=layer.scales, opacities=layer.opacities,
         colors=layer.colors, viewmats=viewmats, Ks=intrinsics, width=camera.width, height=camera.height,
-        near_plane=camera.near_plane, eps2d=LOW_PASS, packed=packed, render_mode="RGB+ED",
-        rasterize_mode="classic",
-    )  # rendered [B,1,H,W,C+1], alphas [B,1,H,W,1]
+        near_plane=camera.near_plane, eps2d=LOW_PASS, packed=packed,
+        render_mode="RGB+ED" if with_depth else "RGB", rasterize_mode="classic",
+    )  # rendered [B,1,H,W,C(+1)], alphas [B,1,H,W,1]
     info = dict(info)
     info["packed"] = packed
     # gsplat counts cameras per batch element (1 here); the loss is averaged over the B frames, so B plays
     # the role of cameras when the strategy rescales means2d gradients (as in the reference backend).
     info["n_cameras"] = batch
-    return {"color": rendered[:, 0, ..., :-1], "alpha": alphas[:, 0], "depth": rendered[:, 0, ..., -1:],
-            "info": info}
+    out = {"color": rendered[:, 0, ..., :layer.colors.shape[-1]], "alpha": alphas[:, 0], "info": info}
+    if with_depth:
+        out["depth"] = rendered[:, 0, ..., -1:]
+    return out

@@ -1,14 +1,23 @@
-"""``BodyModel``: canonical Gaussians + FLAME deformation + rigid head pose + neck blend, rendered over a plate.
+"""``BodyModel``: canonical Gaussians + FLAME deformation + jaw + rigid head pose + neck blend, over a plate.
 
     from scene.body import load_body
     body = load_body("output/body_subject", device="cuda")      # model dir (holds body.pth) or the file
-    frames = body.render_frames(flame)                          # [B,56] -> uint8 [B,H,W,3]
+    frames = body.render_frames(flame)                          # [B,56] -> uint8 [B,H,W,3] (the fast path)
     out = body(flame, translation)                              # float color/alpha/depth + offsets (training)
 
 How frame ``i`` is posed (DESIGN.md §3.2): canonical head space has the head pivot at the origin and OpenCV
-axes. Expression and jaw (``utils.flame.deformation_code``) drive per-Gaussian offsets of position, rotation
-and log-scale; then the global rotation turns the head rigidly about the pivot and ``translation_i`` (or the
+axes. Expression and jaw (``utils.flame.deformation_code``) drive per-Gaussian offsets of position, rotation,
+log-scale and (``model.appearance``) opacity and colour — the face and the inside of the mouth each through
+their own deformation network. Then each Gaussian turns about the jaw pivot by its learned share of the
+FLAME jaw rotation (``model.jaw``: the lower lip, chin, lower teeth and tongue follow the jaw as in FLAME's
+skinning), the global rotation turns the head rigidly about the pivot and ``translation_i`` (or the
 subject's mean translation) places the pivot in camera space.
+
+Two layers, face in front of the mouth interior, composited in that order whatever their depth (the face
+occludes the mouth unless it turns transparent where the lips part). Training renders them one by one
+(``render_layers``: per-layer alpha for the mouth-mask losses, per-layer ``info`` for densification);
+:meth:`BodyModel.render_frames` renders them in one rasteriser pass (``render_stacked``, the same
+composite) and, on CUDA, replays the whole deformation from a CUDA graph per batch size.
 
 Neck and torso: every Gaussian carries a *rigid weight* ``w`` in [0,1], a smooth function of its canonical
 height: 1 on the head, fading to 0 from the chin down to the base of the neck. A Gaussian is rotated by
@@ -26,15 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from gaussian_renderer import Camera, GaussianLayer, render_layers
+from gaussian_renderer import Camera, GaussianLayer, render_layers, render_stacked, stack_in_order
 from scene.deform import DeformConfig, FlameDeformNet
 from scene.gaussian_sets import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
-                             init_face_set, init_mouth_set)
+                                 init_face_set, init_mouth_set)
 from scene.rotation import axis_angle_split, axis_angle_to_quat, quat_multiply, rotate_about_axis
 from scene.subject import Subject, SubjectError, frame_name
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import config_from_dict, config_to_dict
-from utils.flame import FLAME_DIM, GLOBAL_ROT, deformation_code
+from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW, deformation_code
 
 LAYERS = ("face", "mouth")  # front to back: the face occludes the inside of the mouth
 CHECKPOINT_NAME = "body.pth"
@@ -50,9 +59,24 @@ class NeckConfig:
 
 
 @dataclass
+class JawConfig:
+    enabled: bool = True  # turn Gaussians about the pivot by their learned share of the FLAME jaw rotation
+    # The hinge, canonical metres (learned from here): below and in front of the ears, FLAME-like.
+    pivot: list[float] = field(default_factory=lambda: [0.0, -0.055, 0.0])
+
+
+def _mouth_deform_config() -> DeformConfig:
+    # The inside of the mouth is a few centimetres across: a small box with fine planes, a small MLP.
+    return DeformConfig(plane_resolution=32, plane_channels=8, bound=0.05, code_width=32, hidden=32, hidden_layers=1)
+
+
+@dataclass
 class BodyModelConfig:
     init: GaussianInitConfig = field(default_factory=GaussianInitConfig)
-    deform: DeformConfig = field(default_factory=DeformConfig)
+    deform: DeformConfig = field(default_factory=DeformConfig)  # the face layer's deformation
+    mouth_deform: DeformConfig = field(default_factory=_mouth_deform_config)  # centred at init.mouth_center
+    appearance: bool = True  # the deformations also offset opacity and colour (e.g. lips thin out, teeth show)
+    jaw: JawConfig = field(default_factory=JawConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
 
 
@@ -64,10 +88,13 @@ class BodyModel(nn.Module):
         self.camera = camera
         self.fps = int(fps)
         self.gaussians = nn.ModuleDict({name: gaussians[name] for name in LAYERS})
-        self.deform = FlameDeformNet(cfg.deform)
+        self.deform = FlameDeformNet(cfg.deform, appearance=cfg.appearance)
+        self.mouth_deform = FlameDeformNet(cfg.mouth_deform, centre=cfg.init.mouth_center, appearance=cfg.appearance)
+        self.jaw_pivot = nn.Parameter(torch.tensor(cfg.jaw.pivot, dtype=torch.float32).reshape(3))
         self.register_buffer("background", background.float())  # [H,W,3] in [0,1]
         self.register_buffer("mean_translation", mean_translation.float().reshape(3))  # [3] metres
         self._frozen_canonical: dict[str, torch.Tensor] | None = None  # see canonical()
+        self._pose_graphs: dict[tuple[int, bool], CapturedPose] = {}  # see stacked_layer()
 
     @property
     def height(self) -> int:
@@ -83,6 +110,10 @@ class BodyModel(nn.Module):
 
     def num_gaussians(self) -> dict[str, int]:
         return {name: int(self.gaussians[name]["means"].shape[0]) for name in LAYERS}
+
+    def deformation_parameters(self) -> list[nn.Parameter]:
+        """What the ``deform`` training group updates: both deformation networks and the jaw pivot."""
+        return [*self.deform.parameters(), *self.mouth_deform.parameters(), self.jaw_pivot]
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -125,8 +156,9 @@ class BodyModel(nn.Module):
         return translation
 
     def canonical(self) -> dict[str, torch.Tensor]:
-        """Face then mouth tensors concatenated (``[N,...]``), the rigid ``weight [N,1]`` and the deformation's
-        per-Gaussian features ``spatial [N,hidden]``.
+        """Face then mouth tensors concatenated (``[N,...]``), the rigid ``weight [N,1]``, the jaw shares
+        ``jaw_share [N,1]``, each deformation's per-Gaussian features (``spatial_face [N_face,hidden]``,
+        ``spatial_mouth [N_mouth,hidden']``) and the activated ``opacity_values [N]`` and ``rgb [N,3]``.
 
         None of these depend on the frame, so while the body is frozen (eval mode and no autograd, as in
         synthesis) they are computed once and kept; ``train()``, ``eval()`` and ``to()`` drop the copy.
@@ -136,7 +168,9 @@ class BodyModel(nn.Module):
             return self._frozen_canonical
         canonical = {key: torch.cat([self.gaussians[name][key] for name in LAYERS]) for key in GAUSSIAN_KEYS}
         canonical["weight"] = self.rigid_weight(canonical["means"])
-        canonical["spatial"] = self.deform.spatial(canonical["means"])
+        canonical["jaw_share"] = torch.sigmoid(canonical["jaw"])[:, None]
+        canonical["spatial_face"] = self.deform.spatial(self.gaussians["face"]["means"])
+        canonical["spatial_mouth"] = self.mouth_deform.spatial(self.gaussians["mouth"]["means"])
         canonical["opacity_values"] = torch.sigmoid(canonical["opacities"])  # [N] in [0,1]
         canonical["rgb"] = torch.sigmoid(canonical["colors"])  # [N,3] in [0,1]
         if frozen:
@@ -145,11 +179,28 @@ class BodyModel(nn.Module):
 
     def train(self, mode: bool = True) -> "BodyModel":
         self._frozen_canonical = None
+        self._pose_graphs = {}
         return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):
         self._frozen_canonical = None
+        self._pose_graphs = {}
         return super()._apply(fn, *args, **kwargs)
+
+    def _offsets(self, canonical: dict[str, torch.Tensor], flame: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both deformation networks' offsets, face then mouth along N: each ``[B,N,k]`` (opacities ``[B,N]``)."""
+        code = deformation_code(flame)
+        face = self.deform.offsets(canonical["spatial_face"], code)
+        mouth = self.mouth_deform.offsets(canonical["spatial_mouth"], code)
+        return {key: torch.cat([face[key], mouth[key]], dim=1) for key in face}
+
+    def _turn_jaw(self, means: torch.Tensor, quats: torch.Tensor, share: torch.Tensor, jaw: torch.Tensor):
+        """Turn ``means [B,N,3]``/``quats [B,N,4]`` about the jaw pivot by ``share [N,1]`` of ``jaw [B,3]``."""
+        axis, angle = axis_angle_split(jaw)  # [B,3], [B,1]
+        axis = axis.unsqueeze(1)  # [B,1,3]
+        gaussian_angle = angle.unsqueeze(1) * share  # [B,N,1]
+        means = rotate_about_axis(means - self.jaw_pivot, axis, gaussian_angle) + self.jaw_pivot
+        return means, quat_multiply(axis_angle_to_quat(axis, gaussian_angle), quats)
 
     def pose(self, flame: torch.Tensor, translation: torch.Tensor | None = None
              ) -> tuple[list[GaussianLayer], dict[str, torch.Tensor]]:
@@ -158,11 +209,13 @@ class BodyModel(nn.Module):
         batch = flame.shape[0]
         counts = [self.gaussians[name]["means"].shape[0] for name in LAYERS]
         canonical = self.canonical()
-        offsets = self.deform.offsets(canonical["spatial"], deformation_code(flame))  # each [B,N,k]
+        offsets = self._offsets(canonical, flame)  # each [B,N,k]
         weight = canonical["weight"]  # [N,1]
         means = canonical["means"] + weight * offsets["means"]  # [B,N,3]
         quats = canonical["quats"] + weight * offsets["quats"]  # [B,N,4]
         log_scales = canonical["scales"] + weight * offsets["scales"]  # [B,N,3]
+        if self.cfg.jaw.enabled:  # the rigid weight keeps the torso off the jaw whatever the learned shares
+            means, quats = self._turn_jaw(means, quats, canonical["jaw_share"] * weight, flame[:, JAW])
 
         axis, angle = axis_angle_split(flame[:, GLOBAL_ROT])  # [B,3], [B,1]
         axis = axis.unsqueeze(1)  # [B,1,3]
@@ -173,8 +226,12 @@ class BodyModel(nn.Module):
         quats = quat_multiply(axis_angle_to_quat(axis, gaussian_angle), quats)
 
         scales = torch.exp(log_scales)
-        opacities = canonical["opacity_values"].expand(batch, -1)  # [B,N]
-        colors = canonical["rgb"].expand(batch, -1, -1)  # [B,N,3]
+        if self.cfg.appearance:
+            opacities = torch.sigmoid(canonical["opacities"] + weight[:, 0] * offsets["opacities"])  # [B,N]
+            colors = torch.sigmoid(canonical["colors"] + weight * offsets["colors"])  # [B,N,3]
+        else:
+            opacities = canonical["opacity_values"].expand(batch, -1)  # [B,N]
+            colors = canonical["rgb"].expand(batch, -1, -1)  # [B,N,3]
         layers = [GaussianLayer(means=m, quats=q, scales=s, opacities=o, colors=c)
                   for m, q, s, o, c in zip(*(t.split(counts, dim=1)
                                              for t in (means, quats, scales, opacities, colors)))]
@@ -192,9 +249,28 @@ class BodyModel(nn.Module):
     @torch.no_grad()
     def render_frames(self, flame: torch.Tensor, translation: torch.Tensor | None = None, *,
                       backend: str = "auto") -> torch.Tensor:
-        """``flame [B,56]`` (+ ``translation [B,3]``) -> uint8 frames ``[B,H,W,3]`` on the body's device."""
-        color = self(flame, translation, backend=backend)["color"]
+        """``flame [B,56]`` (+ ``translation [B,3]``) -> uint8 frames ``[B,H,W,3]`` on the body's device.
+
+        The fast path, and what synthesis and the live session call: both layers in one rasteriser pass in
+        face-then-mouth order (:func:`gaussian_renderer.render_stacked`, the composite of ``forward``) and, for
+        a frozen body on CUDA, the deformation replayed from a CUDA graph captured once per batch size.
+        """
+        stacked = self.stacked_layer(flame, translation)
+        color = render_stacked(stacked, self.camera, background=self.background, backend=backend)["color"]
         return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+    def stacked_layer(self, flame: torch.Tensor, translation: torch.Tensor | None = None) -> GaussianLayer:
+        """:meth:`pose`'s layers stacked for one rasteriser pass (``stack_in_order``), replayed from a CUDA
+        graph when the body is frozen on CUDA (batch <= 16)."""
+        self._check_inputs(flame, translation)
+        graphed = (self.device.type == "cuda" and not self.training and not torch.is_grad_enabled()
+                   and flame.shape[0] <= MAX_GRAPHED_BATCH)
+        if not graphed:
+            return stack_in_order(self.pose(flame, translation)[0], self.camera.near_plane)
+        key = (flame.shape[0], translation is not None)
+        if key not in self._pose_graphs:
+            self._pose_graphs[key] = CapturedPose(self, *key)
+        return self._pose_graphs[key](flame, translation)
 
     @torch.no_grad()
     def export_gaussians(self, flame: torch.Tensor | None = None,
@@ -203,14 +279,13 @@ class BodyModel(nn.Module):
         None, else posed in camera space by one ``flame [56]`` (and ``translation [3]``)."""
         canonical = self.canonical()
         if flame is None:
-            means, log_scales, quats = canonical["means"], canonical["scales"], canonical["quats"]
-        else:
-            layers, _ = self.pose(flame.reshape(1, -1), None if translation is None else translation.reshape(1, 3))
-            means, scales, quats = (torch.cat([getattr(layer, key)[0] for layer in layers])
-                                    for key in ("means", "scales", "quats"))
-            log_scales = torch.log(scales)
-        return {"means": means, "log_scales": log_scales, "quats": quats,
-                "opacity_logits": canonical["opacities"], "colors": canonical["rgb"]}
+            return {"means": canonical["means"], "log_scales": canonical["scales"], "quats": canonical["quats"],
+                    "opacity_logits": canonical["opacities"], "colors": canonical["rgb"]}
+        layers, _ = self.pose(flame.reshape(1, -1), None if translation is None else translation.reshape(1, 3))
+        posed = {key: torch.cat([getattr(layer, key)[0] for layer in layers])
+                 for key in ("means", "scales", "quats", "opacities", "colors")}
+        return {"means": posed["means"], "log_scales": torch.log(posed["scales"]), "quats": posed["quats"],
+                "opacity_logits": torch.logit(posed["opacities"], eps=1e-6), "colors": posed["colors"]}
 
     # --- checkpoints --------------------------------------------------------------------------------
     def to_payload(self) -> dict:
@@ -226,6 +301,8 @@ class BodyModel(nn.Module):
             "gaussians": {name: {key: self.gaussians[name][key].detach().cpu() for key in GAUSSIAN_KEYS}
                           for name in LAYERS},
             "deform": {key: value.detach().cpu() for key, value in self.deform.state_dict().items()},
+            "mouth_deform": {key: value.detach().cpu() for key, value in self.mouth_deform.state_dict().items()},
+            "jaw_pivot": self.jaw_pivot.detach().cpu(),
         }
 
     @classmethod
@@ -236,7 +313,44 @@ class BodyModel(nn.Module):
                     mean_translation=payload["mean_translation"],
                     gaussians={name: gaussian_set_from_tensors(payload["gaussians"][name]) for name in LAYERS})
         model.deform.load_state_dict(payload["deform"])
+        model.mouth_deform.load_state_dict(payload["mouth_deform"])
+        with torch.no_grad():
+            model.jaw_pivot.copy_(payload["jaw_pivot"])
         return model.to(device)
+
+
+MAX_GRAPHED_BATCH = 16  # larger batches run eagerly: a graph keeps its [B,N,hidden] intermediates alive, and
+# at 16+ frames a render is bound by the GPU, not by launches
+
+
+class CapturedPose:
+    """:meth:`BodyModel.pose` and ``stack_in_order`` of a frozen CUDA body for one batch size, in a CUDA graph.
+
+    A call copies ``flame [B,56]`` (and ``translation [B,3]``) into the graph's static inputs and replays it:
+    one launch instead of the deformation's ~80 kernels. It returns the graph's static output layer, which the
+    next call overwrites, so use it (rasterise) before calling again.
+    """
+
+    def __init__(self, body: "BodyModel", batch: int, with_translation: bool):
+        self.flame = torch.zeros(batch, FLAME_DIM, device=body.device)
+        self.translation = body.mean_translation.expand(batch, 3).clone() if with_translation else None
+        side = torch.cuda.Stream(body.device)
+        side.wait_stream(torch.cuda.current_stream(body.device))
+        near_plane = body.camera.near_plane
+        with torch.cuda.stream(side):  # warm up (and fill the canonical cache) outside the capture
+            for _ in range(2):
+                stack_in_order(body.pose(self.flame, self.translation)[0], near_plane)
+        torch.cuda.current_stream(body.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.layer = stack_in_order(body.pose(self.flame, self.translation)[0], near_plane)
+
+    def __call__(self, flame: torch.Tensor, translation: torch.Tensor | None) -> GaussianLayer:
+        self.flame.copy_(flame)
+        if translation is not None:
+            self.translation.copy_(translation)
+        self.graph.replay()
+        return self.layer
 
 
 def _pivot_from_mask(subject: Subject, index: int, depth: float) -> np.ndarray:

@@ -6,6 +6,8 @@
     offsets["means"]   # [B,N,3] position offsets (canonical space)
     offsets["quats"]   # [B,N,4] additive wxyz rotation offsets
     offsets["scales"]  # [B,N,3] log-scale offsets
+    offsets["opacities"], offsets["colors"]  # [B,N], [B,N,3] logit offsets (appearance=True): per-Gaussian
+                                             # appearance decoded with the code (lips thin out, teeth show)
 
 Cost: the first MLP layer is split into a spatial part (computed once per call for all N Gaussians, independent
 of the frame) and a code part (once per frame); they are broadcast-added, so a batch of B frames costs one
@@ -22,7 +24,8 @@ from torch import nn
 
 from utils.flame import DEFORMATION_DIM
 
-OFFSET_DIMS = {"means": 3, "quats": 4, "scales": 3}
+GEOMETRY_OFFSETS = {"means": 3, "quats": 4, "scales": 3}
+APPEARANCE_OFFSETS = {"opacities": 1, "colors": 3}
 # The three axis-aligned planes of the tri-plane: (xy, xz, yz) as coordinate index pairs.
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 
@@ -31,7 +34,7 @@ PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 class DeformConfig:
     plane_resolution: int = 64  # R: each plane is [C,R,R]
     plane_channels: int = 16  # C features per plane
-    bound: float = 0.25  # metres: canonical box [-bound, bound]^3 mapped onto the planes
+    bound: float = 0.25  # metres: the canonical box (the net's centre ± bound) mapped onto the planes
     code_width: int = 32  # expression+jaw embedding width
     hidden: int = 64  # MLP width
     hidden_layers: int = 2  # hidden layers after the fused first layer
@@ -40,9 +43,10 @@ class DeformConfig:
 class TriPlane(nn.Module):
     """Three dense feature planes sampled bilinearly with ``grid_sample``; features are concatenated."""
 
-    def __init__(self, resolution: int, channels: int, bound: float):
+    def __init__(self, resolution: int, channels: int, bound: float, centre: list[float]):
         super().__init__()
         self.bound = bound
+        self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).reshape(3), persistent=False)
         self.planes = nn.Parameter(0.1 * torch.randn(len(PLANE_AXES), channels, resolution, resolution))
 
     @property
@@ -51,17 +55,21 @@ class TriPlane(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """``points [N,3]`` -> features ``[N,3C]``; points outside the box read the border features."""
-        normalized = (points / self.bound).clamp(-1, 1)
+        normalized = ((points - self.centre) / self.bound).clamp(-1, 1)
         grid = torch.stack([normalized[:, list(axes)] for axes in PLANE_AXES])  # [3,N,2]
         sampled = F.grid_sample(self.planes, grid.unsqueeze(1), mode="bilinear", align_corners=True)  # [3,C,1,N]
         return sampled.squeeze(2).permute(2, 0, 1).reshape(points.shape[0], -1)  # [N,3C]
 
 
 class FlameDeformNet(nn.Module):
-    def __init__(self, cfg: DeformConfig):
+    """``centre`` (canonical metres) is the middle of the tri-plane box; with ``appearance`` the net also
+    decodes opacity and colour offsets."""
+
+    def __init__(self, cfg: DeformConfig, *, centre=(0.0, 0.0, 0.0), appearance: bool = False):
         super().__init__()
         self.cfg = cfg
-        self.triplane = TriPlane(cfg.plane_resolution, cfg.plane_channels, cfg.bound)
+        self.triplane = TriPlane(cfg.plane_resolution, cfg.plane_channels, cfg.bound, list(centre))
+        self.offset_dims = {**GEOMETRY_OFFSETS, **(APPEARANCE_OFFSETS if appearance else {})}
         self.code_embed = nn.Sequential(nn.Linear(DEFORMATION_DIM, cfg.code_width), nn.SiLU())
         self.spatial_in = nn.Linear(self.triplane.out_dim, cfg.hidden)
         self.code_in = nn.Linear(cfg.code_width, cfg.hidden, bias=False)
@@ -69,7 +77,7 @@ class FlameDeformNet(nn.Module):
         for _ in range(cfg.hidden_layers):
             layers += [nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)]
         self.trunk = nn.Sequential(*layers, nn.SiLU())
-        self.head = nn.Linear(cfg.hidden, sum(OFFSET_DIMS.values()))
+        self.head = nn.Linear(cfg.hidden, sum(self.offset_dims.values()))
         # Start from the identity deformation: the canonical head is fitted first, offsets grow from zero.
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -84,5 +92,8 @@ class FlameDeformNet(nn.Module):
             raise ValueError(f"deformation code must be [B,{DEFORMATION_DIM}], got {tuple(code.shape)}")
         per_frame = self.code_in(self.code_embed(code))  # [B,H]
         hidden = self.trunk(spatial.unsqueeze(0) + per_frame.unsqueeze(1))  # [B,N,H]
-        out = self.head(hidden)  # [B,N,10]
-        return dict(zip(OFFSET_DIMS, out.split(list(OFFSET_DIMS.values()), dim=-1)))
+        out = self.head(hidden)  # [B,N,10 or 14]
+        offsets = dict(zip(self.offset_dims, out.split(list(self.offset_dims.values()), dim=-1)))
+        if "opacities" in offsets:
+            offsets["opacities"] = offsets["opacities"][..., 0]  # [B,N], like the opacities themselves
+        return offsets

@@ -8,6 +8,7 @@ expect, so ``DefaultStrategy`` can clone, split and prune it directly:
     quats      [N,4]  wxyz, not necessarily normalised
     opacities  [N]    logit
     colors     [N,3]  logit of RGB in [0,1]
+    jaw        [N]    logit of the Gaussian's share of the jaw rotation (0: skull, 1: jaw; see scene.body)
 
 Initialisation (no FLAME meshes are available): pixels inside the first training frame's head+neck mask
 are back-projected onto a surface of revolution about the vertical axis through the head pivot — each
@@ -15,7 +16,9 @@ mask row is a circular slice as wide as the row, centred at the pivot's depth, w
 or a cylinder and close for a head and neck — and the far side of each slice gets a share of the points
 too, so a turned head has something to show. Points are then taken into canonical space by undoing that
 frame's rigid pose, and coloured from the frame. The inside-mouth set is a small, dark ellipsoid at a
-configurable canonical position behind the lips (FLAME-like head proportions).
+configurable canonical position behind the lips (FLAME-like head proportions). Jaw shares start at 1 on
+the lower lip and chin (below the lips' seam, in front, above the chin) and on the lower half of the mouth
+set, 0 elsewhere, and are learned from there.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from torch import nn
 
 from scene.rotation import axis_angle_split, rotate_about_axis
 
-GAUSSIAN_KEYS = ("means", "scales", "quats", "opacities", "colors")
+GAUSSIAN_KEYS = ("means", "scales", "quats", "opacities", "colors", "jaw")
 MOUTH_COLOR = (0.35, 0.12, 0.12)  # inside of a mouth: dark red
 
 
@@ -42,6 +45,11 @@ class GaussianInitConfig:
     # The inside of the mouth, canonical metres (pivot at the top of the neck, y down, face towards -z).
     mouth_center: list[float] = field(default_factory=lambda: [0.0, -0.012, -0.065])
     mouth_radii: list[float] = field(default_factory=lambda: [0.02, 0.008, 0.015])
+    # Where the jaw shares start at 1 (canonical metres): below the lips' seam, in front of jaw_front_z and
+    # above the bottom of the chin.
+    lip_seam_y: float = -0.015
+    jaw_front_z: float = -0.03
+    chin_y: float = 0.055
 
 
 def inverse_sigmoid(value):
@@ -50,9 +58,11 @@ def inverse_sigmoid(value):
 
 
 def make_gaussian_set(means: torch.Tensor, colors: torch.Tensor, scale: float | torch.Tensor,
-                      opacity: float) -> nn.ParameterDict:
-    """Isotropic Gaussians at ``means [N,3]`` with ``colors [N,3]`` in [0,1]."""
+                      opacity: float, jaw_share: torch.Tensor | None = None) -> nn.ParameterDict:
+    """Isotropic Gaussians at ``means [N,3]`` with ``colors [N,3]`` in [0,1] and ``jaw_share [N]`` in [0,1]
+    (default: none of them on the jaw)."""
     count = means.shape[0]
+    jaw_share = torch.zeros(count) if jaw_share is None else jaw_share
     log_scale = torch.log(torch.as_tensor(scale, dtype=torch.float32)).expand(count, 1).repeat(1, 3)
     quats = torch.zeros(count, 4)
     quats[:, 0] = 1
@@ -62,6 +72,7 @@ def make_gaussian_set(means: torch.Tensor, colors: torch.Tensor, scale: float | 
         "quats": nn.Parameter(quats),
         "opacities": nn.Parameter(inverse_sigmoid(torch.full((count,), opacity))),
         "colors": nn.Parameter(inverse_sigmoid(colors.float()).contiguous()),
+        "jaw": nn.Parameter(inverse_sigmoid(jaw_share.float()).contiguous()),
     })
 
 
@@ -75,6 +86,13 @@ def gaussian_set_from_tensors(tensors: dict[str, torch.Tensor]) -> nn.ParameterD
         if tensors[key].shape[0] != count:
             raise ValueError(f"Gaussian set: {key} has {tensors[key].shape[0]} rows, means has {count}")
     return nn.ParameterDict({key: nn.Parameter(tensors[key].float().clone()) for key in GAUSSIAN_KEYS})
+
+
+def initial_jaw_share(cfg: GaussianInitConfig, means: torch.Tensor) -> torch.Tensor:
+    """``[N,3]`` canonical means -> ``[N]`` in [0,1]: ~1 on the lower lip and chin, ~0 elsewhere (smooth)."""
+    x, y, z = means.unbind(-1)
+    return (torch.sigmoid((y - cfg.lip_seam_y) / 0.003) * torch.sigmoid((cfg.jaw_front_z - z) / 0.01)
+            * torch.sigmoid((cfg.chin_y - y) / 0.008))
 
 
 def backproject(u: np.ndarray, v: np.ndarray, depth: np.ndarray, intrinsics: dict[str, float]) -> np.ndarray:
@@ -121,7 +139,8 @@ def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, mask: np.ndarray, 
     points = backproject(u, v, depth, intrinsics)
     # One Gaussian per ~(area / count) of mask: its radius roughly the spacing between neighbours.
     spacing = math.sqrt(len(rows) / cfg.face_count) / intrinsics["fx"] * pivot_depth
-    return make_gaussian_set(to_canonical(points, global_rot, translation), colors, max(spacing, 1e-4), cfg.opacity)
+    means = to_canonical(points, global_rot, translation)
+    return make_gaussian_set(means, colors, max(spacing, 1e-4), cfg.opacity, initial_jaw_share(cfg, means))
 
 
 def init_mouth_set(cfg: GaussianInitConfig, rng: np.random.Generator) -> nn.ParameterDict:
@@ -132,4 +151,5 @@ def init_mouth_set(cfg: GaussianInitConfig, rng: np.random.Generator) -> nn.Para
     points = np.asarray(cfg.mouth_center) + directions * radii * rng.random((cfg.mouth_count, 1)) ** (1 / 3)
     colors = torch.tensor(MOUTH_COLOR).expand(cfg.mouth_count, 3)
     scale = float(radii.mean()) / max(1.0, cfg.mouth_count ** (1 / 3))
-    return make_gaussian_set(torch.as_tensor(points, dtype=torch.float32), colors, scale, cfg.opacity)
+    lower_half = torch.sigmoid(torch.as_tensor((points[:, 1] - cfg.mouth_center[1]) / 0.002, dtype=torch.float32))
+    return make_gaussian_set(torch.as_tensor(points, dtype=torch.float32), colors, scale, cfg.opacity, lower_half)

@@ -7,20 +7,27 @@
     <subject>/translation.npy    float32 [N,3]   optional
     <subject>/background.png     optional static plate; black if absent
     <subject>/splits.json        optional {"train": [ids], "val": [ids]}; default: last 1/11 is val
+    <subject>/mouth_masks/000000.png  optional uint8 0/255, same size; 255 = inside the lips (teeth, tongue, interior)
 
     subject = Subject("data/synthetic")
     frame = subject.frame(0)        # uint8 [H,W,3], read on first use, then kept in a bounded cache
     mask = subject.mask(0)          # uint8 [H,W]
+    subject.has_mouth_masks         # True when mouth_masks/ exists (then one image per frame, checked)
+    mouth = subject.mouth_mask(0)   # uint8 [H,W]
     subject.flame                   # float32 [N,56]
     subject.train_ids, subject.val_ids
 
 Images are decoded only when asked for and kept as uint8 in an LRU cache of ``cache_frames`` entries, so a
 5k-frame subject at 512×512 stays far below the 4 GB RAM target (the whole video as uint8 would be ~3.9 GB).
-Every refusal is a :class:`SubjectError` naming the file and the problem.
+The cache is guarded by a lock, so threads may decode frames in parallel (Pillow releases the GIL).
+Every refusal is a :class:`SubjectError` naming the file and the problem: a missing or extra image in
+``frames/``, ``masks/`` or ``mouth_masks/`` when the subject is opened, an unreadable or wrongly sized one when
+it is read.
 """
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -33,6 +40,7 @@ from utils.flame import FLAME_DIM, FPS
 
 META_KEYS = ("fps", "width", "height", "fx", "fy", "cx", "cy")
 VAL_FRACTION = 1 / 11  # default split: the last 1/11 of the frames is validation
+MOUTH_MASKS = "mouth_masks"  # the optional folder of inside-the-lips masks
 
 
 class SubjectError(InputError):
@@ -68,10 +76,12 @@ class Subject:
             raise SubjectError(f"{self.root / 'flame.npy'}: no frames")
         self.translation = (self._read_array("translation.npy", 3)  # [N,3] or None
                             if (self.root / "translation.npy").is_file() else None)
+        self.has_mouth_masks = (self.root / MOUTH_MASKS).is_dir()
         self._check_frame_files()
         self.train_ids, self.val_ids = self._read_splits()
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_size = max(0, int(cache_frames))
+        self._cache_lock = threading.Lock()
 
     @property
     def intrinsics(self) -> dict[str, float]:
@@ -86,6 +96,12 @@ class Subject:
         """uint8 ``[H,W]`` head+neck mask of frame ``index`` (0/255)."""
         return self._cached("masks", index)
 
+    def mouth_mask(self, index: int) -> np.ndarray:
+        """uint8 ``[H,W]`` inside-the-lips mask of frame ``index`` (0/255); only when :attr:`has_mouth_masks`."""
+        if not self.has_mouth_masks:
+            raise SubjectError(f"{self.root}: the subject has no {MOUTH_MASKS}/ folder")
+        return self._cached(MOUTH_MASKS, index)
+
     def background(self) -> np.ndarray:
         """uint8 ``[H,W,3]`` static plate; black when the subject has no ``background.png``."""
         path = self.root / "background.png"
@@ -97,14 +113,16 @@ class Subject:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"{self.root}: frame {index} out of range (the subject has {self.num_frames})")
         key = (folder, index)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         image = self._read_image(self.root / folder / frame_name(index), "RGB" if folder == "frames" else "L")
-        if self._cache_size:
-            self._cache[key] = image
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        with self._cache_lock:
+            if self._cache_size:
+                self._cache[key] = image
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return image
 
     def _read_image(self, path: Path, mode: str) -> np.ndarray:
@@ -146,7 +164,7 @@ class Subject:
         return check_array(load_npy(path, error=SubjectError), width, str(path), error=SubjectError)
 
     def _check_frame_files(self) -> None:
-        for folder in ("frames", "masks"):
+        for folder in ("frames", "masks") + ((MOUTH_MASKS,) if self.has_mouth_masks else ()):
             directory = self.root / folder
             if not directory.is_dir():
                 raise SubjectError(f"{directory}: missing folder")

@@ -1,17 +1,31 @@
-"""Training one subject's body: config, data, optimisers, losses, validation, checkpoints and the loop.
+"""Training one subject's body: config, data order, optimisers, losses, validation, checkpoints and the loop.
 
     from scene.training import BodyTrainingConfig, train
     cfg = load_config(BodyTrainingConfig, "configs/body_tiny.yaml", ["subject=data/synth", "model_dir=out/b"])
     train(cfg)                         # what ``python train_body.py`` runs
 
-The schedule is a list of phases (``train.phases``): each runs for a fraction of ``train.max_steps`` and
-names the parameter groups it updates (``face``, ``mouth``, ``deform``). The presets first fit the
-canonical Gaussians with the deformation frozen, then train everything jointly. gsplat's ``DefaultStrategy``
-densifies and prunes each Gaussian set (``densify.*``).
+The schedule is a list of phases (``train.phases``): each runs for a fraction of the run and names the
+parameter groups it updates (``face``, ``mouth``, ``deform``). The presets first fit the canonical Gaussians
+with the deformation frozen, then train everything jointly. gsplat's ``DefaultStrategy`` densifies and
+prunes each Gaussian set (``densify.*``). The run's *progress* (0..1) drives the phases, the learning-rate
+decay and the densification window: ``step / max_steps``, or, with ``train.time_schedule`` and a
+``train.max_minutes`` budget, whichever of that and ``elapsed / budget`` is further — so a capped run still
+anneals and ends with a finished model whatever the machine's speed. The loop stops early enough to
+validate and save before the budget runs out.
+
+Exact resume: a step's randomness (which frames, gsplat's split noise) is a function of (seed, step) only,
+and a checkpoint holds the optimisers, the densification state, the head scale and the validation history,
+so a run killed between checkpoints and resumed with the same config ends with the weights an uninterrupted
+run has (with the step schedule; a time schedule depends on the clock by design).
+
+With mouth masks (``<subject>/mouth_masks``) three more losses teach the two layers the open mouth: extra
+L1 inside the mouth (``loss.mouth_l1``: the mouth is a small part of the image, so a whole-image loss barely
+sees it), the face layer's coverage there (``loss.face_alpha_in_mouth``: the face must open over the inside
+of the lips) and the mouth layer's missing coverage there (``loss.mouth_alpha``).
 
 The model directory receives ``body.pth`` (kind "body": the model and the training state to resume from,
 written atomically at every save, so it is always a usable model), ``config.yaml``, ``scalars.csv``,
-``val_preview.png`` and, at the end, ``summary.json``.
+``val_preview.png`` (the worst validation frames: truth | render | error) and, at the end, ``summary.json``.
 """
 from __future__ import annotations
 
@@ -29,6 +43,8 @@ from tqdm import tqdm
 
 from gaussian_renderer import resolve_backend
 from scene.body import CHECKPOINT_NAME, LAYERS, BodyModel, BodyModelConfig
+from scene.evaluate import contact_sheet, evaluate_body
+from scene.frames import SubjectFrames
 from scene.gaussian_sets import GAUSSIAN_KEYS
 from scene.image_metrics import psnr, ssim
 from scene.subject import Subject
@@ -44,7 +60,7 @@ PARAMETER_GROUPS = ("face", "mouth", "deform")
 @dataclass
 class PhaseConfig:
     name: str = "joint"
-    fraction: float = 1.0  # share of train.max_steps spent in this phase
+    fraction: float = 1.0  # share of the run (progress) spent in this phase
     groups: list[str] = field(default_factory=lambda: list(PARAMETER_GROUPS))  # what this phase updates
 
 
@@ -55,9 +71,11 @@ class LearningRates:
     quats: float = 1e-3
     opacities: float = 5e-2
     colors: float = 5e-3
+    jaw: float = 1e-2  # the logits of each Gaussian's share of the jaw rotation
     deform_mlp: float = 1e-3
     deform_planes: float = 5e-3
-    final_factor: float = 0.1  # means and deformation decay exponentially to this factor by max_steps
+    jaw_pivot: float = 1e-4  # metres per step
+    final_factor: float = 0.1  # means and deformation decay exponentially to this factor by the end
 
 
 @dataclass
@@ -66,30 +84,38 @@ class LossConfig:
     dssim: float = 0.2
     alpha: float = 0.1  # L1 between rendered head coverage and the head+neck mask
     offset: float = 0.01  # mean squared position offset, in head radii², plus log-scale offsets²
+    appearance_offset: float = 0.001  # mean squared opacity and colour logit offsets
+    # With mouth masks (sums over the mouth-mask pixels, averaged over all pixels like l1 and alpha):
+    mouth_l1: float = 4.0  # extra L1 of the composite inside the mouth: a mouth pixel counts 1 + 4/0.8 times
+    face_alpha_in_mouth: float = 1.0  # the face layer's coverage inside the mouth (it must open there)
+    mouth_alpha: float = 1.0  # 1 - the mouth layer's coverage inside the mouth
 
 
 @dataclass
 class DensifyConfig:
     enabled: bool = True
     start_step: int = 500
-    stop_fraction: float = 0.6  # no refinement after this share of max_steps
+    stop_fraction: float = 0.6  # no refinement after this share of the run (progress)
     every: int = 100
     grad_threshold: float = 2e-4
     prune_opacity: float = 0.005
-    max_gaussians: int = 120000  # per set; refinement pauses for a set above this
+    max_gaussians: int = 80000  # face set; its refinement pauses above this
+    max_mouth_gaussians: int = 10000  # mouth set
 
 
 @dataclass
 class BodyRunConfig:
     """The ``train`` section: how long, on what, how often to log, validate and save."""
     max_steps: int = 30000
-    max_minutes: float = 0.0  # wall-clock budget; 0 = none. Stops cleanly and saves when reached
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none. Stops in time to validate and save
+    time_schedule: bool = False  # progress = max(step / max_steps, elapsed / budget) (needs max_minutes)
     batch_size: int = 1
     seed: int = 0
     device: str = "auto"
     backend: str = "auto"  # renderer backend: auto | gsplat | reference
-    workers: int = 0  # DataLoader worker processes decoding PNGs
-    cache_frames: int = 256  # decoded frames kept per process (uint8)
+    preload_max_gb: float = 8.0  # keep the training frames on the device when they fit, else decode per batch
+    load_threads: int = 8  # threads decoding PNGs (no worker processes)
+    cache_frames: int = 256  # decoded frames the subject reader keeps (when not preloaded)
     log_every: int = 50
     val_every: int = 1000
     val_frames: int = 32  # evenly spaced validation frames per evaluation
@@ -110,44 +136,30 @@ class BodyTrainingConfig:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
 
-# --- data ---------------------------------------------------------------------------------------------
-class FrameDataset(torch.utils.data.Dataset):
-    """Subject frames by position in ``ids``: flame ``[56]``, translation ``[3]``, image ``[H,W,3]``, mask ``[H,W]``."""
+# --- the data order -----------------------------------------------------------------------------------
+class EpochOrder:
+    """The training-frame positions of step ``s``: sample ``i = s * B + j`` is position ``i % N`` of epoch
+    ``i // N``'s permutation, seeded by (seed, epoch) — a pure function of the step, so a resumed run reads
+    the frames an uninterrupted one would have."""
 
-    def __init__(self, subject: Subject, ids: list[int], mean_translation: np.ndarray):
-        self.subject, self.ids = subject, list(ids)
-        self.mean_translation = np.asarray(mean_translation, np.float32)
+    def __init__(self, count: int, batch_size: int, seed: int):
+        self.count, self.batch_size, self.seed = count, batch_size, seed
+        self._permutations: dict[int, list[int]] = {}
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def _permutation(self, epoch: int) -> list[int]:
+        if epoch not in self._permutations:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._permutations = {epoch: torch.randperm(self.count, generator=generator).tolist(),
+                                  **{e: p for e, p in self._permutations.items() if e == epoch - 1}}
+        return self._permutations[epoch]
 
-    def __getitem__(self, position: int) -> dict:
-        index = self.ids[position]
-        translation = (self.subject.translation[index] if self.subject.translation is not None
-                       else self.mean_translation)
-        return {"index": index, "flame": torch.from_numpy(self.subject.flame[index].copy()),
-                "translation": torch.as_tensor(translation, dtype=torch.float32),
-                "image": torch.from_numpy(self.subject.frame(index).copy()),
-                "mask": torch.from_numpy(self.subject.mask(index).copy())}
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    """uint8 images -> float [B,H,W,3] in [0,1]; masks -> float [B,H,W,1] in {0,1}."""
-    return {"flame": batch["flame"].to(device), "translation": batch["translation"].to(device),
-            "image": batch["image"].to(device).float() / 255.0,
-            "mask": (batch["mask"].to(device) > 127).float().unsqueeze(-1)}
+    def __call__(self, step: int) -> list[int]:
+        samples = range(step * self.batch_size, (step + 1) * self.batch_size)
+        return [self._permutation(i // self.count)[i % self.count] for i in samples]
 
 
-def training_batches(cfg: BodyTrainingConfig, subject: Subject, model: BodyModel, device: torch.device, step: int):
-    """An endless iterator over shuffled training batches (DataLoader with ``train.workers`` processes)."""
-    dataset = FrameDataset(subject, subject.train_ids, model.mean_translation.cpu().numpy())
-    generator = torch.Generator().manual_seed(cfg.train.seed + step)
-    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10 ** 9, generator=generator)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler,
-                                         num_workers=cfg.train.workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=cfg.train.workers > 0)
-    while True:
-        yield from loader
+def step_seed(cfg: BodyTrainingConfig, step: int) -> int:
+    return cfg.train.seed * 1_000_003 + step
 
 
 # --- building -----------------------------------------------------------------------------------------
@@ -165,15 +177,16 @@ def build_optimizers(cfg: BodyTrainingConfig, model: BodyModel, scale: float) ->
     """One Adam per Gaussian parameter per set (the layout gsplat's strategy edits) and one for the deformation."""
     lr = cfg.lr
     rates = {"means": lr.means * scale, "scales": lr.scales, "quats": lr.quats, "opacities": lr.opacities,
-             "colors": lr.colors}
+             "colors": lr.colors, "jaw": lr.jaw}
     optimizers: dict[str, dict] = {}
     for name in LAYERS:
         params = model.gaussians[name]
         optimizers[name] = {key: torch.optim.Adam([params[key]], lr=rates[key], eps=1e-15) for key in GAUSSIAN_KEYS}
-    planes = [model.deform.triplane.planes]
-    mlp = [p for n, p in model.deform.named_parameters() if not n.startswith("triplane.")]
+    planes = [model.deform.triplane.planes, model.mouth_deform.triplane.planes]
+    mlp = [p for p in model.deformation_parameters() if all(p is not other for other in [*planes, model.jaw_pivot])]
     optimizers["deform"] = {"all": torch.optim.Adam([{"params": planes, "lr": lr.deform_planes},
-                                                     {"params": mlp, "lr": lr.deform_mlp}])}
+                                                     {"params": mlp, "lr": lr.deform_mlp},
+                                                     {"params": [model.jaw_pivot], "lr": lr.jaw_pivot}])}
     for group_optimizers in optimizers.values():
         for optimizer in group_optimizers.values():
             for group in optimizer.param_groups:
@@ -183,31 +196,40 @@ def build_optimizers(cfg: BodyTrainingConfig, model: BodyModel, scale: float) ->
 
 def build_strategy(cfg: BodyTrainingConfig):
     """gsplat's DefaultStrategy when densification is on, else None. It reads the per-layer ``info`` of either
-    backend (gsplat's packed meta on CUDA, the reference rasteriser's unpacked one on CPU)."""
+    backend (gsplat's packed meta on CUDA, the reference rasteriser's unpacked one on CPU). Its own stop step
+    is never reached: the loop ends refinement at ``densify.stop_fraction`` of the run's progress."""
     if not cfg.densify.enabled:
         return None
     from gsplat.strategy import DefaultStrategy
 
     densify = cfg.densify
     return DefaultStrategy(prune_opa=densify.prune_opacity, grow_grad2d=densify.grad_threshold,
-                           refine_start_iter=densify.start_step,
-                           refine_stop_iter=int(densify.stop_fraction * cfg.train.max_steps),
+                           refine_start_iter=densify.start_step, refine_stop_iter=10 ** 9,
                            refine_every=densify.every, reset_every=10 ** 9,  # no opacity reset: frames are dense
                            key_for_gradient="means2d")
 
 
-def phase_at(cfg: BodyTrainingConfig, step: int) -> PhaseConfig:
+# --- the schedule -------------------------------------------------------------------------------------
+def schedule_progress(cfg: BodyTrainingConfig, step: int, elapsed_s: float) -> float:
+    """How far the run is, 0..1: by steps, or (time schedule) by steps or wall time, whichever is further."""
+    progress = step / max(1, cfg.train.max_steps)
+    if cfg.train.time_schedule and cfg.train.max_minutes > 0:
+        progress = max(progress, elapsed_s / (60 * cfg.train.max_minutes))
+    return min(1.0, progress)
+
+
+def phase_at(cfg: BodyTrainingConfig, progress: float) -> PhaseConfig:
     boundary = 0.0
     for phase in cfg.train.phases:
-        boundary += phase.fraction * cfg.train.max_steps
-        if step < boundary:
+        boundary += phase.fraction
+        if progress < boundary:
             return phase
     return cfg.train.phases[-1]
 
 
-def set_learning_rates(optimizers: dict[str, dict], cfg: BodyTrainingConfig, step: int) -> None:
+def set_learning_rates(optimizers: dict[str, dict], cfg: BodyTrainingConfig, progress: float) -> None:
     """Exponential decay of the position and deformation rates (3DGS-style); others stay constant."""
-    decay = cfg.lr.final_factor ** min(1.0, step / max(1, cfg.train.max_steps))
+    decay = cfg.lr.final_factor ** progress
     decayed = [optimizers[name]["means"] for name in LAYERS] + [optimizers["deform"]["all"]]
     for optimizer in decayed:
         for group in optimizer.param_groups:
@@ -215,23 +237,39 @@ def set_learning_rates(optimizers: dict[str, dict], cfg: BodyTrainingConfig, ste
 
 
 # --- one step -----------------------------------------------------------------------------------------
+def mouth_losses(out: dict, batch: dict) -> dict[str, torch.Tensor]:
+    """Inside the mouth mask: the composite's L1, the face layer's coverage, the mouth layer's missing
+    coverage — each summed over the mask and averaged over all pixels like the whole-image terms, so a
+    weight says how much more a mouth pixel counts than any pixel (and a tiny mouth cannot blow a term up)."""
+    inside = batch["mouth"]  # [B,H,W,1]
+    face_alpha, mouth_alpha = out["layers"][0]["alpha"], out["layers"][1]["alpha"]
+    return {"mouth_l1": ((out["color"] - batch["image"]).abs() * inside).mean(),
+            "face_alpha_in_mouth": (face_alpha * inside).mean(),
+            "mouth_alpha": ((1 - mouth_alpha) * inside).mean()}
+
+
 def compute_loss(cfg: BodyTrainingConfig, out: dict, batch: dict, scale: float) -> dict[str, torch.Tensor]:
     color = out["color"]  # [B,H,W,3]
-    l1 = (color - batch["image"]).abs().mean()
-    dssim = 1 - ssim(color, batch["image"]).mean()
-    alpha = (out["alpha"] - batch["mask"]).abs().mean()
     offsets = out["offsets"]
-    offset = offsets["means"].pow(2).mean() / scale ** 2 + offsets["scales"].pow(2).mean()
-    total = cfg.loss.l1 * l1 + cfg.loss.dssim * dssim + cfg.loss.alpha * alpha + cfg.loss.offset * offset
-    return {"loss": total, "l1": l1, "dssim": dssim, "alpha_loss": alpha, "offset": offset}
+    parts = {"l1": (color - batch["image"]).abs().mean(),
+             "dssim": 1 - ssim(color, batch["image"]).mean(),
+             "alpha": (out["alpha"] - batch["mask"]).abs().mean(),
+             "offset": offsets["means"].pow(2).mean() / scale ** 2 + offsets["scales"].pow(2).mean()}
+    if "opacities" in offsets:
+        parts["appearance_offset"] = offsets["opacities"].pow(2).mean() + offsets["colors"].pow(2).mean()
+    if batch["mouth"] is not None:
+        parts.update(mouth_losses(out, batch))
+    total = sum(getattr(cfg.loss, name) * value for name, value in parts.items())
+    return {"loss": total, **parts}
 
 
 def train_step(cfg: BodyTrainingConfig, model: BodyModel, batch: dict, optimizers: dict[str, dict], strategy,
-               strategy_states: dict, step: int, backend: str, scale: float) -> dict[str, float]:
+               strategy_states: dict, step: int, progress: float, backend: str, scale: float) -> dict[str, float]:
     """Render the batch, take one optimiser step on the phase's groups, densify (gsplat), return scalars."""
-    phase = phase_at(cfg, step)
+    phase = phase_at(cfg, progress)
+    refine = strategy is not None and progress < cfg.densify.stop_fraction
     out = model(batch["flame"], batch["translation"], backend=backend)
-    if strategy is not None:
+    if refine:
         for name, layer_out in zip(LAYERS, out["layers"]):
             strategy.step_pre_backward(model.gaussians[name], optimizers[name], strategy_states[name], step,
                                        layer_out["info"])
@@ -244,69 +282,54 @@ def train_step(cfg: BodyTrainingConfig, model: BodyModel, batch: dict, optimizer
             if group in phase.groups:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    if strategy is not None:
+    if refine:
+        limits = {"face": cfg.densify.max_gaussians, "mouth": cfg.densify.max_mouth_gaussians}
         for name, layer_out in zip(LAYERS, out["layers"]):
-            if model.gaussians[name]["means"].shape[0] <= cfg.densify.max_gaussians:
+            if model.gaussians[name]["means"].shape[0] <= limits[name]:
                 strategy.step_post_backward(model.gaussians[name], optimizers[name], strategy_states[name], step,
                                             layer_out["info"], packed=layer_out["info"]["packed"])
     return {key: float(value.detach()) for key, value in losses.items()}
 
 
-# --- validation ---------------------------------------------------------------------------------------
+# --- validation and memory ----------------------------------------------------------------------------
 def validation_ids(subject: Subject, count: int) -> list[int]:
     ids = subject.val_ids or subject.train_ids[-1:]
     picks = np.linspace(0, len(ids) - 1, min(count, len(ids))).round().astype(int)
     return [ids[i] for i in sorted(set(picks.tolist()))]
 
 
-@torch.no_grad()
-def evaluate_body(model: BodyModel, subject: Subject, ids: list[int], backend: str, *,
-                  batch_size: int = 4) -> tuple[dict[str, float], np.ndarray]:
-    """Mean PSNR/SSIM over ``ids`` and a preview strip (prediction above target) of up to 4 frames."""
-    dataset = FrameDataset(subject, ids, model.mean_translation.cpu().numpy())
-    scores = {"psnr": [], "ssim": []}
-    preview = []
-    for start in range(0, len(ids), batch_size):
-        batch = to_device(torch.utils.data.default_collate([dataset[i] for i in
-                                                            range(start, min(len(ids), start + batch_size))]),
-                          model.device)
-        color = model(batch["flame"], batch["translation"], backend=backend)["color"].clamp(0, 1)
-        scores["psnr"] += psnr(color, batch["image"]).tolist()
-        scores["ssim"] += ssim(color, batch["image"]).tolist()
-        if len(preview) < 4:
-            for pred, target in zip(color, batch["image"]):
-                preview.append(torch.cat([pred, target], dim=0))
-    strip = (torch.cat(preview[:4], dim=1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    return {key: float(np.mean(values)) for key, values in scores.items()}, strip
-
-
-def mean_frame_baseline(subject: Subject, ids: list[int], *, max_frames: int = 200) -> dict[str, float]:
+def mean_frame_baseline(train_frames: SubjectFrames, val_frames: SubjectFrames) -> dict[str, float]:
     """Val PSNR/SSIM of predicting every frame as the mean training frame: what a model must beat."""
-    picks = np.linspace(0, len(subject.train_ids) - 1, min(max_frames, len(subject.train_ids))).astype(int)
-    mean = np.mean([subject.frame(subject.train_ids[i]).astype(np.float32) for i in picks], axis=0) / 255.0
-    mean = torch.from_numpy(mean)[None]
-    targets = torch.stack([torch.from_numpy(subject.frame(i).copy()).float() / 255.0 for i in ids])
-    prediction = mean.expand_as(targets)
-    return {"psnr": float(psnr(prediction, targets).mean()), "ssim": float(ssim(prediction, targets).mean())}
+    mean = train_frames.mean_image()[None]
+    scores = {"psnr": [], "ssim": []}
+    for batch in val_frames.batches(16):
+        prediction = mean.expand_as(batch["image"])
+        scores["psnr"] += psnr(prediction, batch["image"]).tolist()
+        scores["ssim"] += ssim(prediction, batch["image"]).tolist()
+    return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
-def _rss_bytes(pid: int) -> int:
-    """Resident set size of one process from /proc (Linux); 0 when unavailable."""
+def _proc_kb(path: Path, field_name: str) -> int:
+    """A ``<field>: N kB`` line of a /proc file (Linux), 0 when unavailable."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        for line in path.read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
     except OSError:
         pass
     return 0
 
 
 def memory_report(device: torch.device) -> dict[str, float]:
-    """Peak RSS of the trainer, current RSS of trainer + DataLoader workers, peak GPU memory (GB)."""
-    children_file = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-    children = [int(pid) for pid in children_file.read_text().split()] if children_file.exists() else []
+    """Peak RSS of the trainer, its current proportional set size (PSS: shared pages split between the
+    processes mapping them) plus its children's, and peak GPU memory, in GB. The trainer starts no worker
+    processes, so its RSS is the whole of it."""
+    pid = os.getpid()
+    children_file = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(child) for child in children_file.read_text().split()] if children_file.exists() else []
+    pss_kb = sum(_proc_kb(Path(f"/proc/{process}/smaps_rollup"), "Pss") for process in [pid, *children])
     report = {"ram_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-              "ram_with_workers_gb": sum(_rss_bytes(pid) for pid in [os.getpid(), *children]) / 1024 ** 3}
+              "ram_pss_gb": pss_kb / 1024 ** 2}
     if device.type == "cuda":
         report["gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 1024 ** 3
     return report
@@ -325,6 +348,7 @@ class TrainingRun:
     elapsed_before: float = 0.0  # seconds trained before this process (resume)
     started: float = field(default_factory=time.perf_counter)
     history: list[dict] = field(default_factory=list)  # one row per validation
+    finish_s: float = 0.0  # how long the last validation + save took: kept free at the end of a budget
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -339,9 +363,10 @@ def start_run(cfg: BodyTrainingConfig, subject: Subject, device: torch.device, *
         if "train_state" not in payload:
             raise CheckpointError(f"{path}: has no training state to resume from")
         model = BodyModel.from_payload(payload, device)
+        scale = float(payload["train_state"]["scale"])
     else:
         model = build_model(cfg, subject, device)
-    scale = head_radius(model)
+        scale = head_radius(model)
     optimizers = build_optimizers(cfg, model, scale)
     strategy = build_strategy(cfg)
     strategy_states = {name: strategy.initialize_state(scene_scale=scale) if strategy else {} for name in LAYERS}
@@ -359,7 +384,8 @@ def start_run(cfg: BodyTrainingConfig, subject: Subject, device: torch.device, *
         for name, saved in train_state["strategy"].items():
             strategy_states[name].update({k: v.to(device) if torch.is_tensor(v) else v for k, v in saved.items()})
     run.step = int(payload["step"])
-    run.elapsed_before = float(train_state.get("elapsed_s", 0.0))
+    run.elapsed_before = float(train_state["elapsed_s"])
+    run.history = list(train_state["history"])
     return run
 
 
@@ -371,23 +397,25 @@ def save_body(cfg: BodyTrainingConfig, run: TrainingRun) -> None:
                                        for group, opts in run.optimizers.items()},
                         "strategy": {name: {key: value for key, value in state.items() if value is not None}
                                      for name, state in run.strategy_states.items()},
-                        "elapsed_s": run.elapsed()},
+                        "elapsed_s": run.elapsed(), "scale": run.scale, "history": run.history},
     })
     save_checkpoint(payload, Path(cfg.model_dir) / CHECKPOINT_NAME, kind="body")
 
 
-def validate(run: TrainingRun, subject: Subject, val_ids: list[int], backend: str, device: torch.device,
+def validate(run: TrainingRun, val_frames: SubjectFrames, backend: str, device: torch.device,
              logger: ScalarLogger, model_dir: Path) -> None:
-    """Score the validation frames, log them with the Gaussian count and memory, refresh the preview."""
-    run.model.eval()
-    scores, strip = evaluate_body(run.model, subject, val_ids, backend)
-    run.model.train()
-    row = {"step": run.step, "wall_s": run.elapsed(), "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
+    """Score the validation frames (the numbers of ``scene.evaluate``), log them with the Gaussian count and
+    memory, refresh the preview of the worst frames."""
+    scores = evaluate_body(run.model, val_frames, backend=backend, keep_worst=4)
+    metrics = scores.metrics()
+    row = {"step": run.step, "wall_s": run.elapsed(), "val_psnr": metrics["psnr"], "val_ssim": metrics["ssim"],
+           "val_psnr_worst_decile": metrics["psnr_worst_decile"],
+           **({"val_mouth_psnr": metrics["mouth_psnr"]} if metrics.get("mouth_psnr") is not None else {}),
            "gaussians": sum(run.model.num_gaussians().values()), **memory_report(device)}
     run.history.append(row)
     logger.log(run.step, **{k: v for k, v in row.items() if k != "step"})
     with atomic_output(model_dir / "val_preview.png") as tmp:
-        Image.fromarray(strip).save(tmp, format="PNG")
+        Image.fromarray(contact_sheet(scores)).save(tmp, format="PNG")
 
 
 def check_config(cfg: BodyTrainingConfig, resume: bool) -> Path:
@@ -398,6 +426,8 @@ def check_config(cfg: BodyTrainingConfig, resume: bool) -> Path:
         unknown = sorted(set(phase.groups) - set(PARAMETER_GROUPS))
         if unknown:
             raise ConfigError(f"train.phases '{phase.name}': unknown group(s) {unknown}; known: {PARAMETER_GROUPS}")
+    if cfg.train.time_schedule and cfg.train.max_minutes <= 0:
+        raise ConfigError("train.time_schedule needs a train.max_minutes budget")
     model_dir = Path(cfg.model_dir)
     if not resume and (model_dir / CHECKPOINT_NAME).exists():
         raise FileExistsError(f"{model_dir / CHECKPOINT_NAME} exists: pass --resume to continue it, "
@@ -413,6 +443,22 @@ def training_device(cfg: BodyTrainingConfig) -> torch.device:
     return device
 
 
+def out_of_time(cfg: BodyTrainingConfig, run: TrainingRun) -> bool:
+    """Whether the budget (if any) leaves no room for another step and the final validation + save."""
+    budget_s = 60 * cfg.train.max_minutes
+    return budget_s > 0 and run.elapsed() + run.finish_s >= budget_s
+
+
+def finish_checkpoint(cfg: BodyTrainingConfig, run: TrainingRun, val_frames: SubjectFrames, backend: str,
+                      device: torch.device, logger: ScalarLogger, model_dir: Path, *, validate_now: bool) -> None:
+    """Validate (when due) and save, timing both so a budgeted run keeps room for the last ones."""
+    started = time.perf_counter()
+    if validate_now:
+        validate(run, val_frames, backend, device, logger, model_dir)
+    save_body(cfg, run)
+    run.finish_s = max(run.finish_s, time.perf_counter() - started)
+
+
 # --- the loop -----------------------------------------------------------------------------------------
 def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) the body described by ``cfg``; returns the model directory."""
@@ -421,57 +467,70 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
     device = training_device(cfg)
     subject = Subject(cfg.subject, cache_frames=cfg.train.cache_frames)
     subject.frame(subject.train_ids[0])  # fail now, not mid-run, when images do not match meta.json
+    if subject.has_mouth_masks:
+        subject.mouth_mask(subject.train_ids[0])
     run = start_run(cfg, subject, device, resume=resume)
     backend = resolve_backend(cfg.train.backend, device)  # the renderer decides what "auto" means
+    mean_translation = run.model.mean_translation.cpu().numpy()
+    train_frames = SubjectFrames(subject, subject.train_ids, device, mean_translation=mean_translation,
+                                 preload_max_gb=cfg.train.preload_max_gb, threads=cfg.train.load_threads)
+    val_frames = SubjectFrames(subject, validation_ids(subject, cfg.train.val_frames), device,
+                               mean_translation=mean_translation, preload_max_gb=cfg.train.preload_max_gb,
+                               threads=cfg.train.load_threads)
+    order = EpochOrder(len(train_frames), cfg.train.batch_size, cfg.train.seed)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(model_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    # A run resumed after a crash logged steps past its checkpoint: the logger drops those rows first.
     logger = ScalarLogger(model_dir, resume_step=run.step if resume else None, tensorboard=False)
-    val_ids = validation_ids(subject, cfg.train.val_frames)
-    baseline = mean_frame_baseline(subject, val_ids)
+    baseline = mean_frame_baseline(train_frames, val_frames)
     if run.step == 0:
         logger.log(0, val_psnr_mean_frame=baseline["psnr"], val_ssim_mean_frame=baseline["ssim"])
-    batches = training_batches(cfg, subject, run.model, device, run.step)
 
     run.model.train()
     bar = tqdm(total=cfg.train.max_steps, initial=run.step, desc="body", disable=not progress, dynamic_ncols=True)
-    budget_s = cfg.train.max_minutes * 60
-    while run.step < cfg.train.max_steps and not (budget_s and run.elapsed() >= budget_s):
-        batch = to_device(next(batches), device)
-        set_learning_rates(run.optimizers, cfg, run.step)
+    while run.step < cfg.train.max_steps and not out_of_time(cfg, run):
+        torch.manual_seed(step_seed(cfg, run.step))  # gsplat's split noise: a function of the step
+        batch = train_frames.batch(order(run.step))
+        now = schedule_progress(cfg, run.step, run.elapsed())
+        set_learning_rates(run.optimizers, cfg, now)
         scalars = train_step(cfg, run.model, batch, run.optimizers, run.strategy, run.strategy_states, run.step,
-                             backend, run.scale)
+                             now, backend, run.scale)
         run.step += 1
         bar.update(1)
         if run.step % cfg.train.log_every == 0:
-            logger.log(run.step, **scalars, gaussians=sum(run.model.num_gaussians().values()))
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}", phase=phase_at(cfg, run.step - 1).name)
-        if run.step % cfg.train.val_every == 0:
-            validate(run, subject, val_ids, backend, device, logger, model_dir)
-        if run.step % cfg.train.save_every == 0:
-            save_body(cfg, run)
+            logger.log(run.step, **scalars, progress=now, gaussians=sum(run.model.num_gaussians().values()))
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", phase=phase_at(cfg, now).name)
+        if run.step % cfg.train.val_every == 0 or run.step % cfg.train.save_every == 0:
+            finish_checkpoint(cfg, run, val_frames, backend, device, logger, model_dir,
+                              validate_now=run.step % cfg.train.val_every == 0)
     bar.close()
 
     if not run.history or run.history[-1]["step"] != run.step:
-        validate(run, subject, val_ids, backend, device, logger, model_dir)
+        validate(run, val_frames, backend, device, logger, model_dir)
     save_body(cfg, run)
-    summary = {"steps": run.step, "wall_s": run.elapsed(), "baseline_mean_frame": baseline,
-               "final": run.history[-1], "history": run.history, "gaussians": run.model.num_gaussians(),
-               "device": str(device), "backend": backend}
+    stopped_by = "max_steps" if run.step >= cfg.train.max_steps else "max_minutes"
+    summary = {"steps": run.step, "stopped_by": stopped_by, "wall_s": run.elapsed(),
+               "baseline_mean_frame": baseline, "final": run.history[-1], "history": run.history,
+               "gaussians": run.model.num_gaussians(), "device": str(device), "backend": backend,
+               "frames_preloaded": train_frames.preloaded}
     save_json(model_dir / "summary.json", summary)
     logger.close()
+    train_frames.close()
+    val_frames.close()
     if progress:
         print_summary(summary)
     return model_dir
 
 
 def print_summary(summary: dict) -> None:
-    print(f"\n{'step':>7} {'wall s':>8} {'val PSNR':>9} {'val SSIM':>9} {'Gaussians':>10} {'GPU GB':>7} "
-          f"{'RAM GB':>7} {'+workers':>9}")
+    print(f"\n{'step':>7} {'wall s':>8} {'val PSNR':>9} {'worst 10%':>9} {'mouth':>7} {'val SSIM':>9} "
+          f"{'Gaussians':>10} {'GPU GB':>7} {'RSS GB':>7} {'PSS GB':>7}")
     for row in summary["history"]:
-        print(f"{row['step']:>7} {row['wall_s']:>8.1f} {row['val_psnr']:>9.2f} {row['val_ssim']:>9.4f} "
-              f"{row['gaussians']:>10} {row.get('gpu_peak_gb', float('nan')):>7.2f} {row['ram_peak_gb']:>7.2f} "
-              f"{row['ram_with_workers_gb']:>9.2f}")
+        print(f"{row['step']:>7} {row['wall_s']:>8.1f} {row['val_psnr']:>9.2f} {row['val_psnr_worst_decile']:>9.2f} "
+              f"{row.get('val_mouth_psnr', float('nan')):>7.2f} {row['val_ssim']:>9.4f} {row['gaussians']:>10} "
+              f"{row.get('gpu_peak_gb', float('nan')):>7.2f} {row['ram_peak_gb']:>7.2f} {row['ram_pss_gb']:>7.2f}")
     base = summary["baseline_mean_frame"]
-    print(f"mean-training-frame baseline on the same val frames: PSNR {base['psnr']:.2f}, SSIM {base['ssim']:.4f}")
+    print(f"mean-training-frame baseline on the same val frames: PSNR {base['psnr']:.2f}, SSIM {base['ssim']:.4f}; "
+          f"stopped by {summary['stopped_by']} after {summary['steps']} steps, {summary['wall_s'] / 60:.2f} min")

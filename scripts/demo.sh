@@ -34,7 +34,7 @@ case "$DEMO_PRESET" in
         # help (measured ~2x faster training with one thread on a loaded 2-core machine).
         export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
         brain_config=configs/brain_tiny.yaml; body_config=configs/body_tiny.yaml
-        corpus_args=(--clips 40 --seconds 12); subject_args=(--size 64 --frames 300) ;;
+        corpus_args=(--clips 40 --seconds 12); subject_args=(--size 128 --frames 300 --supersample 1) ;;
     full)
         brain_config=configs/brain_config.yaml; body_config=configs/body.yaml
         corpus_args=(--clips 200 --seconds 60); subject_args=(--size 512 --frames 4500 --device cuda) ;;

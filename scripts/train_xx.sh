@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train one subject's body with the full schedule (configs/body.yaml) on one GPU, then render its
-# validation frames as a check. Re-running continues from the last checkpoint.
+# Train one subject's body with the full schedule (configs/body.yaml) on one GPU, then score it on its
+# validation frames (python -m scene.evaluate: <model>/eval/metrics.json and the worst frames) and render
+# them as a check. Re-running continues from the last checkpoint.
 #   bash scripts/train_xx.sh data/<ID> output/<project_name> <GPU_ID> [key=value ...]
 #   bash scripts/train_xx.sh data/obama output/obama_body 0 train.max_minutes=20
 set -euo pipefail
@@ -17,7 +18,8 @@ if [ -f "$model_dir/body.pth" ]; then
     resume=(--resume)
 fi
 python "$repo_root/train_body.py" -s "$subject" -m "$model_dir" --config "$repo_root/configs/body.yaml" \
-    "${resume[@]}" train.workers="${BODY_WORKERS:-6}" "$@"
+    "${resume[@]}" "$@"
+python -m scene.evaluate -m "$model_dir" -s "$subject" --out "$model_dir/eval"
 # Render the validation frames' FLAME with the trained body next to the model (one PNG per frame).
 python - "$subject" "$model_dir" <<'PY'
 import sys

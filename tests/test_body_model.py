@@ -24,7 +24,8 @@ def tiny_body(seed=0, *, perturb_deformation=True) -> BodyModel:
     generator = torch.Generator().manual_seed(seed)
     head = torch.randn(40, 3, generator=generator) * 0.04 + torch.tensor([0.0, -0.06, 0.0])
     torso = torch.rand(20, 3, generator=generator) * torch.tensor([0.2, 0.05, 0.05]) + torch.tensor([-0.1, 0.15, 0.0])
-    face = make_gaussian_set(torch.cat([head, torso]), torch.rand(60, 3, generator=generator), 0.01, 0.7)
+    on_jaw = torch.cat([(head[:, 1] > -0.06).float(), torch.ones(20)])  # the lower head, and (ignored) the torso
+    face = make_gaussian_set(torch.cat([head, torso]), torch.rand(60, 3, generator=generator), 0.01, 0.7, on_jaw)
     mouth = make_gaussian_set(torch.randn(8, 3, generator=generator) * 0.01, torch.rand(8, 3, generator=generator),
                               0.005, 0.7)
     cfg = BodyModelConfig(deform=DeformConfig(plane_resolution=8, plane_channels=4, code_width=8, hidden=16,
@@ -34,7 +35,7 @@ def tiny_body(seed=0, *, perturb_deformation=True) -> BodyModel:
                      gaussians={"face": face, "mouth": mouth})
     if perturb_deformation:  # a non-trivial deformation, so the tests see offsets that are not zero
         with torch.no_grad():
-            for parameter in body.deform.head.parameters():
+            for parameter in [*body.deform.head.parameters(), *body.mouth_deform.head.parameters()]:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
     return body
 
@@ -136,6 +137,56 @@ def test_expression_and_jaw_move_the_head_not_the_torso():
     weight = body.rigid_weight(torch.cat([body.gaussians[n]["means"] for n in ("face", "mouth")]))[:, 0]
     change = (posed_means(body, opened) - posed_means(body, flame))[0].norm(dim=1)
     assert change[weight == 1].max() > 1e-4 and change[weight == 0].max() == 0
+
+
+def test_jaw_turns_its_share_of_each_gaussian_about_the_pivot():
+    body = tiny_body(perturb_deformation=False)  # no learned offsets: the jaw rotation alone
+    flame = torch.zeros(2, FLAME_DIM)
+    flame[1, JAW] = torch.tensor([0.3, 0.05, 0.0])
+    means = torch.cat([body.gaussians[n]["means"] for n in ("face", "mouth")]).detach()
+    share = torch.sigmoid(torch.cat([body.gaussians[n]["jaw"] for n in ("face", "mouth")])).detach()
+    weight = body.rigid_weight(means)[:, 0]
+    rest, opened = posed_means(body, flame)[0], posed_means(body, flame)[1]
+    on_jaw, off_jaw = (share > 0.99) & (weight == 1), share < 0.01
+    assert on_jaw.sum() > 5 and off_jaw.sum() > 5
+    rotation = axis_angle_to_matrix(flame[1, JAW])
+    pivot = body.jaw_pivot.detach()
+    torch.testing.assert_close(opened[on_jaw], (rest[on_jaw] - PIVOT - pivot) @ rotation.T + pivot + PIVOT,
+                               atol=1e-4, rtol=0)  # rigid about the pivot (at mean translation, no head turn)
+    torch.testing.assert_close(opened[off_jaw], rest[off_jaw])
+    torso = weight == 0
+    assert torso.sum() == 20 and (share[torso] > 0.99).all()  # torso Gaussians with a jaw share ...
+    torch.testing.assert_close(opened[torso], rest[torso])  # ... still do not follow the jaw
+    body.cfg.jaw.enabled = False
+    torch.testing.assert_close(posed_means(body, flame)[1], rest)
+
+
+def test_appearance_offsets_follow_the_code_and_switch_off():
+    body = tiny_body()
+    flame = random_flame(2)
+    layers, offsets = body.pose(flame)
+    opacities = torch.cat([layer.opacities for layer in layers], dim=1)  # [B,N]
+    assert offsets["opacities"].shape == opacities.shape and offsets["colors"].shape[-1] == 3
+    assert (opacities[0] - opacities[1]).abs().max() > 1e-4  # two expressions, two appearances
+    static = BodyModel(BodyModelConfig(deform=body.cfg.deform, appearance=False), camera=body.camera, fps=25,
+                       background=body.background, mean_translation=PIVOT,
+                       gaussians={name: body.gaussians[name] for name in ("face", "mouth")})
+    plain = torch.cat([layer.opacities for layer in static.pose(flame)[0]], dim=1)
+    logits = torch.cat([body.gaussians[n]["opacities"] for n in ("face", "mouth")])
+    torch.testing.assert_close(plain, torch.sigmoid(logits).expand(2, -1))
+
+
+def test_fast_render_path_is_the_two_layer_composite():
+    # render_frames draws both layers in one rasteriser pass (stacked); forward composites two passes.
+    body = tiny_body()
+    body.eval()
+    flame = random_flame(4)
+    flame[:, JAW] = torch.tensor([0.3, 0.0, 0.0])  # the mouth opens: both layers show
+    with torch.no_grad():
+        reference = body(flame)["color"].clamp(0, 1)
+        fast = body.render_frames(flame).float() / 255
+    difference = (fast - reference).abs()
+    assert difference.max() <= 0.5 / 255 + 2e-3 and difference.mean() < 0.5 / 255  # uint8 rounding (+ early stop)
 
 
 def test_frozen_body_caches_canonical_features_without_changing_output():

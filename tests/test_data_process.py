@@ -12,8 +12,9 @@ from PIL import Image
 from data_utils.emoca_io import weak_perspective_to_translation
 from fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
     write_frames_video
+from data_utils import process
 from data_utils.process import (ProcessError, ProcessOptions, main, masked_median, mediapipe_head_masker,
-                                process_subject)
+                                mouth_mask_from_lips, process_subject)
 from scene.subject import Subject
 from utils.flame import FLAME_DIM
 
@@ -154,11 +155,45 @@ def test_mediapipe_masks_keep_the_person_above_the_neck(monkeypatch):
             process=lambda frame: types.SimpleNamespace(
                 multi_face_landmarks=[types.SimpleNamespace(landmark=landmarks)]))))
     monkeypatch.setitem(sys.modules, "mediapipe", types.SimpleNamespace(solutions=solutions))
-    mask = mediapipe_head_masker()(np.zeros((height, width, 3), np.uint8))
+    mask, mouth = mediapipe_head_masker()(np.zeros((height, width, 3), np.uint8))
     neck_limit = 22 + 0.5 * (22 - 6)  # chin + half a face height
     rows = np.nonzero(mask.any(axis=1))[0]
     assert rows.min() == 5 and rows.max() == int(np.ceil(neck_limit)) - 1
     assert set(np.unique(mask)) == {0, 255}
+    assert not mouth.any()  # every lip landmark at one point: closed lips, an empty mouth mask
+
+
+def test_mouth_mask_is_the_inside_of_the_inner_lip_contour():
+    # An open mouth: the contour runs along the upper lip (y = 10) and back along the lower lip (y = 16).
+    upper = [(x, 10.0) for x in np.linspace(8, 24, 11)]
+    lower = [(x, 16.0) for x in np.linspace(24, 8, 11)[1:-1]]
+    mouth = mouth_mask_from_lips(np.array(upper + lower), 32, 40)
+    assert mouth.shape == (32, 40) and set(np.unique(mouth)) == {0, 255}
+    rows, cols = np.nonzero(mouth)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 15, 8, 23)  # pixel centres inside
+    closed = [(x, 12.0) for x in np.linspace(8, 24, 11)] + [(x, 12.0) for x in np.linspace(24, 8, 11)[1:-1]]
+    assert not mouth_mask_from_lips(np.array(closed), 32, 40).any()
+
+
+def test_mediapipe_writes_mouth_masks_the_subject_reader_accepts(monkeypatch, subject_inputs, tmp_path):
+    # A stand-in masker (mediapipe is an optional extra): a head, and an open mouth in every other frame.
+    def masker(frame):
+        head = np.zeros(frame.shape[:2], np.uint8)
+        head[2:14, 3:13] = 255
+        mouth = np.zeros_like(head)
+        masker.calls += 1
+        if masker.calls % 2:
+            mouth[9:11, 6:10] = 255
+        return head, mouth
+
+    masker.calls = 0
+    monkeypatch.setattr(process, "mediapipe_head_masker", lambda: masker)
+    out = tmp_path / "subject"
+    process_subject(subject_inputs["video"], subject_inputs["emoca"], out, ProcessOptions(size=16),
+                    mask_method="mediapipe")
+    subject = Subject(out)
+    assert subject.has_mouth_masks and subject.num_frames == masker.calls
+    assert [int((subject.mouth_mask(i) > 0).sum()) for i in range(4)] == [8, 0, 8, 0]
 
 
 def test_missing_mediapipe_gives_an_install_hint_before_any_output(monkeypatch, subject_inputs, tmp_path):

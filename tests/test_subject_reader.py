@@ -9,10 +9,13 @@ from scene.subject import Subject, SubjectError
 from utils.flame import FLAME_DIM
 
 
-def write_subject(root, frames=11, width=8, height=6, *, translation=True, splits=None):
-    """A hand-made subject: ``frames`` distinct solid-colour frames with a centred square mask."""
+def write_subject(root, frames=11, width=8, height=6, *, translation=True, splits=None, mouth_masks=False):
+    """A hand-made subject: ``frames`` distinct solid-colour frames with a centred square mask (and, with
+    ``mouth_masks``, a mouth mask whose inside grows with the frame index)."""
     (root / "frames").mkdir(parents=True)
     (root / "masks").mkdir()
+    if mouth_masks:
+        (root / "mouth_masks").mkdir()
     meta = {"fps": 25, "width": width, "height": height, "fx": 10.0, "fy": 10.0, "cx": width / 2, "cy": height / 2}
     (root / "meta.json").write_text(json.dumps(meta))
     for i in range(frames):
@@ -20,6 +23,10 @@ def write_subject(root, frames=11, width=8, height=6, *, translation=True, split
         mask = np.zeros((height, width), np.uint8)
         mask[1:-1, 2:-2] = 255
         Image.fromarray(mask).save(root / "masks" / f"{i:06d}.png")
+        if mouth_masks:
+            mouth = np.zeros((height, width), np.uint8)
+            mouth.reshape(-1)[:i] = 255  # frame i has i pixels inside the mouth
+            Image.fromarray(mouth).save(root / "mouth_masks" / f"{i:06d}.png")
     np.save(root / "flame.npy", np.zeros((frames, FLAME_DIM), np.float32))
     if translation:
         np.save(root / "translation.npy", np.tile(np.float32([0, 0, 0.5]), (frames, 1)))
@@ -110,3 +117,31 @@ def test_refuses_bad_images_when_read(tmp_path):
         subject.mask(4)
     with pytest.raises(IndexError, match="out of range"):
         subject.frame(11)
+
+
+def test_mouth_masks_are_optional_and_read_when_present(tmp_path):
+    without = Subject(write_subject(tmp_path / "plain"))
+    assert not without.has_mouth_masks
+    with pytest.raises(SubjectError, match="no mouth_masks/ folder"):
+        without.mouth_mask(0)
+    subject = Subject(write_subject(tmp_path / "mouth", mouth_masks=True))
+    assert subject.has_mouth_masks
+    mouth = subject.mouth_mask(7)
+    assert mouth.shape == (6, 8) and mouth.dtype == np.uint8 and int((mouth == 255).sum()) == 7
+    assert set(np.unique(mouth)) == {0, 255}
+
+
+def test_refuses_a_missing_or_wrongly_sized_mouth_mask_naming_the_file(tmp_path):
+    root = write_subject(tmp_path / "missing", mouth_masks=True)
+    (root / "mouth_masks" / "000004.png").unlink()
+    with pytest.raises(SubjectError, match=r"mouth_masks/000004.png: missing file"):
+        Subject(root)
+    root = write_subject(tmp_path / "extra", mouth_masks=True)
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(root / "mouth_masks" / "000011.png")
+    with pytest.raises(SubjectError, match=r"mouth_masks: holds 12 images but flame.npy has 11"):
+        Subject(root)
+    root = write_subject(tmp_path / "size", mouth_masks=True)
+    Image.fromarray(np.zeros((6, 7), np.uint8)).save(root / "mouth_masks" / "000003.png")
+    subject = Subject(root)
+    with pytest.raises(SubjectError, match=r"mouth_masks/000003.png: image is 7x6 but meta.json says 8x6"):
+        subject.mouth_mask(3)

@@ -6,8 +6,10 @@ import pytest
 from scipy.ndimage import maximum_filter
 
 from data_utils import synthetic_semantics as sem
-from data_utils.synthetic_subject import (EYE_RADIUS, EYES, MOUTH_HALF_WIDTH, MOUTH_Y, PIVOT, main, render_subject,
-                                          subject_camera, synthetic_listener_motion, write_synthetic_subject)
+from data_utils.synthetic_subject import (EYE_RADIUS, EYES, MOUTH_HALF_WIDTH, MOUTH_Y, PIVOT, SUBTLE_PARAMS, main,
+                                          render_subject, subject_camera, subtle_projection,
+                                          synthetic_listener_motion, write_synthetic_subject)
+from gaussian_renderer import Camera
 from scene.subject import Subject
 from utils.flame import FLAME_DIM
 
@@ -48,9 +50,11 @@ def test_folder_passes_the_subject_reader(written):
     meta = json.loads((path / "meta.json").read_text())
     camera = subject_camera(32)
     assert (meta["fx"], meta["cx"]) == (camera.fx, camera.cx)
+    assert subject.has_mouth_masks
     for index in range(subject.num_frames):
         mask = subject.mask(index)
-        assert set(np.unique(mask)) <= {0, 255}
+        assert set(np.unique(mask)) <= {0, 255} and set(np.unique(subject.mouth_mask(index))) <= {0, 255}
+        assert not ((subject.mouth_mask(index) > 0) & (mask == 0)).any()  # the mouth lies inside the head
         assert 0.1 < (mask > 0).mean() < 0.7  # a head and neck, not nothing and not everything
         assert subject.frame(index).shape == (32, 32, 3)
     assert subject.background().shape == (32, 32, 3) and subject.background().std() > 1
@@ -59,7 +63,8 @@ def test_folder_passes_the_subject_reader(written):
 
 def test_same_seed_same_files_other_seed_other_motion(written):
     _, first, again = written
-    for name in ["flame.npy", "translation.npy", "background.png", "frames/000007.png", "masks/000011.png"]:
+    for name in ["flame.npy", "translation.npy", "background.png", "frames/000007.png", "masks/000011.png",
+                 "mouth_masks/000009.png"]:
         assert (first / name).read_bytes() == (again / name).read_bytes(), name
     other = synthetic_listener_motion(12, seed=4)["flame"]
     assert not np.allclose(other, np.load(first / "flame.npy"))
@@ -77,6 +82,10 @@ def test_motion_is_smooth_listener_like_and_covers_the_ranges():
     assert np.abs(flame[:, sem.HEAD_YAW]).max() > 0.1 and flame[:, sem.SMILE].max() > 0.3
     assert flame[:, sem.EYE_CLOSE].max() > 0.5  # blinks happen
     assert flame[:, sem.HEAD_PITCH].std() > 0.01
+    # The mouth opens often, through the jaw and through the expression dims (lip parting) alone.
+    assert 0.12 < (jaw > 0.1).mean() < 0.5 and (jaw > 0.25).any()
+    lip_part = flame[:, sem.SUBTLE_EXP] @ subtle_projection()[:, SUBTLE_PARAMS.index("lip_part")]
+    assert ((lip_part > 1.0) & (jaw < 0.03)).mean() > 0.02
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +102,14 @@ def posed():
     return flame, render_subject(flame, size=SIZE)
 
 
+def lip_parting(amount):
+    """Expression dims that part the lips by ``amount`` units of lip_part, with the jaw closed."""
+    direction = subtle_projection()[:, SUBTLE_PARAMS.index("lip_part")]
+    flame = rest(1)
+    flame[0, sem.SUBTLE_EXP] = amount * direction / (direction @ direction)
+    return flame
+
+
 def test_jaw_opens_the_mouth(posed):
     _, out = posed
     changed = changed_pixels(out["frames"][0], out["frames"][1])
@@ -103,6 +120,38 @@ def test_jaw_opens_the_mouth(posed):
     window = np.s_[int(row) - 1:int(row) + 2, int(col) - 1:int(col) + 2]
     # The opened mouth shows its dark interior where skin and lips were.
     assert out["frames"][1][window].mean() < 0.7 * out["frames"][0][window].mean()
+
+
+def test_mouth_masks_mark_the_inside_of_the_open_mouth(posed):
+    _, out = posed
+    mouth = out["mouth_masks"] > 0
+    assert not mouth[0].any() and not mouth[3].any() and not mouth[5].any()  # closed at rest, brows, a turn
+    assert mouth[1].sum() > 15  # the jaw opened
+    rows, cols = np.nonzero(mouth[1])
+    centre_col, seam_row = pixel_of((0, MOUTH_Y, -0.08))
+    half_width = pixel_of((MOUTH_HALF_WIDTH, MOUTH_Y, -0.08))[0] - centre_col
+    assert np.abs(cols + 0.5 - centre_col).max() < 1.3 * half_width and rows.min() >= seam_row - 2
+    # Inside the mask the open mouth is darker on average than the closed lips and skin it replaced.
+    assert out["frames"][1][mouth[1]].mean() < out["frames"][0][mouth[1]].mean() - 10
+
+
+def mouth_close_up(size=48):
+    """A camera looking closely at the mouth at rest (a 7.8 cm wide field): sub-millimetre openings show."""
+    focal = 6.0 * size
+    depth = PIVOT[2] - 0.08
+    return Camera(width=size, height=size, fx=focal, fy=focal, cx=size / 2,
+                  cy=size / 2 - focal * (MOUTH_Y + PIVOT[1]) / depth)
+
+
+def test_the_mouth_opens_through_expression_dims_with_the_jaw_closed():
+    smile = rest(1)
+    smile[0, sem.SMILE] = 1.8
+    flame = np.concatenate([rest(1), lip_parting(0.4), lip_parting(3.0), smile])
+    out = render_subject(flame, camera=mouth_close_up())
+    pixels = (out["mouth_masks"] > 0).sum((1, 2))
+    assert pixels[0] == 0 and pixels[1] == 0  # closed at rest and below LIP_PART_START
+    assert pixels[2] > 20 and pixels[3] > 5  # parted lips, and a broad smile over the teeth
+    assert (flame[:, sem.JAW_OPEN] == 0).all()
 
 
 def test_expressions_move_their_own_regions(posed):
@@ -170,3 +219,4 @@ def test_cuda_render_matches_cpu():
     difference = np.abs(on_cpu["frames"].astype(int) - on_gpu["frames"].astype(int))
     assert difference.mean() < 0.05 and (difference > 2).mean() < 1e-3  # rounding, not different pictures
     assert (on_cpu["masks"] != on_gpu["masks"]).mean() < 1e-3
+    assert (on_cpu["mouth_masks"] != on_gpu["mouth_masks"]).mean() < 1e-3
