@@ -285,12 +285,17 @@ def _train_argv(corpus, out, *overrides):
             *overrides]
 
 
-def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    return write_synthetic_corpus(tmp_path_factory.mktemp("brain_resume") / "corpus", clips=6, seconds=8, seed=0)
+
+
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(small_corpus, tmp_path):
     """SIGKILL after step 15 (checkpoint of step 10 on disk), resume with the unchanged command: the final
     model, EMA and optimiser state equal an uninterrupted run's, and scalars.csv has every step once. The
     cosine decay (warm-up 5 of 30 steps) makes the learning rate depend on max_steps, as in a real run."""
-    assert train_diffusion.main(_train_argv(corpus, tmp_path / "whole", *RESUME_RUN)) == 0
-    argv = _train_argv(corpus, tmp_path / "resumed", *RESUME_RUN)
+    assert train_diffusion.main(_train_argv(small_corpus, tmp_path / "whole", *RESUME_RUN)) == 0
+    argv = _train_argv(small_corpus, tmp_path / "resumed", *RESUME_RUN)
     killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_LOGGING, "15", *argv], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
