@@ -4,8 +4,9 @@
 # --resume continues the step count. The CPU version of these checks (gloo, 2 processes, with a crash between
 # checkpoints and exact weights) is tests/test_brain_ddp.py.
 #   PYTHONPATH=. bash benchmarks/ddp_check.sh [N=2] [work_dir]
-# A CPU smoke run of the script itself (gloo, tiny model, ~2 min on 2 cores):
-#   DEVICE=cpu PRESET=configs/brain_tiny.yaml CLIPS=6 CLIP_SECONDS=8 STEPS=40 BATCH=16 \
+# A CPU smoke run of the script itself (gloo, tiny model, ~1.5 min on 2 cores; 120 tiny steps only lower the
+# validation loss by ~30%, hence VAL_RATIO):
+#   DEVICE=cpu PRESET=configs/brain_tiny.yaml CLIPS=6 CLIP_SECONDS=8 STEPS=40 BATCH=16 VAL_RATIO=0.9 \
 #       PYTHONPATH=. bash benchmarks/ddp_check.sh 2
 set -euo pipefail
 n="${1:-2}"
@@ -23,7 +24,7 @@ expected_device=$([ "$device" = cpu ] && echo cpu || echo cuda:0)
 grep -q "device $expected_device, $n process(es)" "$work/first.log" \
     || { echo "rank 0 is not on $expected_device with $n processes"; exit 1; }
 torchrun --standalone --nproc_per_node "$n" train_diffusion.py "${common[@]}" train.max_steps=$((3 * steps)) --resume
-python - "$work/run" $((3 * steps)) <<'PY'
+python - "$work/run" $((3 * steps)) "${VAL_RATIO:-0.5}" <<'PY'
 import csv
 import sys
 from pathlib import Path
@@ -41,6 +42,6 @@ assert steps == sorted(set(steps)), "rank 0 alone should log, each step once"
 with open(run / "scalars.csv", newline="") as handle:
     rows = [(row["step"], row["name"]) for row in csv.DictReader(handle)]
 assert len(rows) == len(set(rows)), "every scalar of every step should appear once"
-assert val[-1][1] < 0.5 * val[0][1], "validation loss should fall clearly"
+assert val[-1][1] < float(sys.argv[3]) * val[0][1], f"validation loss should fall below {sys.argv[3]} x its start"
 print("DDP check passed")
 PY
