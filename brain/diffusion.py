@@ -23,9 +23,10 @@ analytic numbers).
   differences + ``acceleration_weight`` · L2 of second differences. The differences include the step from
   the last history frame into the window, which is what teaches seamless chunk joins.
 * Sampling: ``sampler="dpmpp_2m"`` (DPM-Solver++(2M), Lu et al. 2022: second order, one network
-  evaluation per step) or ``"ddim"`` (its first-order special case, with optional ancestral noise ``eta``),
-  over Karras's noise levels ``σ_max → σ_min`` (``rho``) and a final step to σ = 0. ``steps`` is the number
-  of network evaluations per window.
+  evaluation per step) or ``"ddim"`` (its first-order special case), over Karras's noise levels
+  ``σ_max → σ_min`` (``rho``) and a final step to σ = 0. ``steps`` is the number of network evaluations per
+  window; ``eta`` in [0, 1] re-draws that share of each step's noise (0: the deterministic ODE solver; 1 with
+  ``ddim``: DDPM's ancestral sampling; with ``dpmpp_2m``: DPM-Solver++(2M) SDE).
 * Classifier-free guidance per modality. Training drops audio, expression or both (exclusive, with
   ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``).
   Sampling evaluates three branches in one batched forward — none, audio only, audio + expression — and
@@ -184,8 +185,6 @@ class ListenerDiffusion(nn.Module):
             raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if not 0 <= eta <= 1:
             raise UsageError(f"eta must be in [0, 1], got {eta}")
-        if eta and sampler != "ddim":
-            raise UsageError(f"eta > 0 needs sampler 'ddim' (got sampler {sampler!r}, eta {eta})")
 
     def sampling_sigmas(self, steps: int) -> list[float]:
         """The noise levels of a ``steps``-evaluation sampling run, ``sigma_max`` → 0 (``steps + 1`` values)."""
@@ -217,10 +216,16 @@ class ListenerDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
                eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
-               noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               noise: torch.Tensor | None = None, step_noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
-        None) -> clean window ``[B,W,56]``. ``eta`` (``ddim`` only): the share of each step's noise that is
-        drawn afresh (ancestral sampling); 0 is deterministic."""
+        None) -> clean window ``[B,W,56]``.
+
+        ``eta`` in [0, 1] makes the solver stochastic: each step re-draws that share of its noise
+        (``ddim``: ancestral sampling; ``dpmpp_2m``: DPM-Solver++(2M) SDE), from ``step_noise [steps,B,W,56]``
+        (unit normal; drawn from ``generator`` if None — passing it in keeps the loop CUDA-graph capturable).
+        ``eta = 0`` is the deterministic ODE solver.
+        """
         if self.objective == "regression":
             return self._regress(denoiser, cond, (cond.batch_size, denoiser.cfg.window_frames, cond.history.shape[-1]))
         self.check_sampling_options(steps, sampler, eta)
@@ -228,40 +233,35 @@ class ListenerDiffusion(nn.Module):
         shape = (batch, denoiser.cfg.window_frames, cond.history.shape[-1])
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=device)
+        if eta and step_noise is None:
+            step_noise = torch.randn((steps, *shape), generator=generator, device=device)
         guided = not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0)
         encoded = self.encode_for_sampling(denoiser, cond, guided)
         sigmas = self.sampling_sigmas(steps)
         x = noise * sigmas[0]
         previous_x0, previous_step = None, None
-        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        for index, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp)
-            if sampler == "ddim":
-                x = self._ddim_step(x, x0, sigma, sigma_next, eta, generator)
-                continue
             if sigma_next == 0:
                 x = x0
-                continue
+                break
             step = math.log(sigma / sigma_next)  # h: the step in λ = −ln σ
+            # The step's exact solution for a constant x0 (the solver's first order), with a share eta of
+            # the noise re-drawn: x' = (σ'/σ)·e^(−ηh)·x + (1 − e^(−(1+η)h))·x0 + σ'·sqrt(1 − e^(−2ηh))·z.
+            gain = -math.expm1(-(1 + eta) * step)
             direction = x0
-            if previous_x0 is not None:  # second order: extrapolate x0 along the last step
-                ratio = previous_step / step
-                direction = (1 + 1 / (2 * ratio)) * x0 - 1 / (2 * ratio) * previous_x0
-            x = (sigma_next / sigma) * x - math.expm1(-step) * direction
+            if sampler == "dpmpp_2m" and previous_x0 is not None:  # second order: x0's slope over the last step
+                direction = x0 + (x0 - previous_x0) * previous_step_share(previous_step, step)
+            x = (sigma_next / sigma) * math.exp(-eta * step) * x + gain * direction
+            if eta:
+                x = x + sigma_next * math.sqrt(-math.expm1(-2 * eta * step)) * step_noise[index]
             previous_x0, previous_step = x0, step
         return x
 
-    @staticmethod
-    def _ddim_step(x: torch.Tensor, x0: torch.Tensor, sigma: float, sigma_next: float, eta: float,
-                   generator: torch.Generator | None) -> torch.Tensor:
-        """First-order step ``sigma → sigma_next``; with ``eta > 0`` part of the noise is drawn afresh."""
-        if sigma_next == 0:
-            return x0
-        sigma_up = min(sigma_next, eta * math.sqrt(sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2))
-        sigma_down = math.sqrt(sigma_next ** 2 - sigma_up ** 2)
-        x = x0 + (sigma_down / sigma) * (x - x0)
-        if sigma_up > 0:
-            x = x + sigma_up * torch.randn(x.shape, generator=generator, device=x.device)
-        return x
+
+def previous_step_share(previous_step: float, step: float) -> float:
+    """DPM-Solver++(2M)'s weight of ``x0 − x0_previous``: half the ratio of this step to the last (in λ)."""
+    return step / (2 * previous_step)
 
 
 def build_denoiser_and_diffusion(cfg) -> tuple[ListenerDenoiser, ListenerDiffusion]:

@@ -50,8 +50,8 @@ class ListenerPolicy:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
         self.precision = precision
-        # CUDA graphs replay a captured sampling loop per (num_samples, options); eta > 0 stays eager (its
-        # per-step noise comes from the stream's generator).
+        # CUDA graphs replay a captured sampling loop per (num_samples, options); every random number it uses
+        # (the start noise, and with eta > 0 each step's) is drawn outside and copied in.
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict = {}
         self.denoiser = denoiser.to(self.device).eval()
@@ -114,24 +114,27 @@ class ListenerPolicy:
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     @torch.no_grad()
-    def sample_window(self, cond: Conditioning, noise: torch.Tensor, generator: torch.Generator,
+    def sample_window(self, cond: Conditioning, noise: torch.Tensor, step_noise: torch.Tensor | None,
                       options: dict) -> torch.Tensor:
-        """One denoised window ``[K,W,56]`` (normalised units) for a batch of conditionings."""
-        if self.cuda_graphs and options["eta"] == 0:
+        """One denoised window ``[K,W,56]`` (normalised units) for a batch of conditionings, from its start
+        noise ``[K,W,56]`` and, when ``options["eta"] > 0``, its per-step noise ``[steps,K,W,56]``."""
+        if self.cuda_graphs:
             key = (cond.batch_size, tuple(sorted(options.items())))
             if key not in self._graphs:
-                self._graphs[key] = GraphedWindowSampler(self, cond, noise, options)
-            return self._graphs[key](cond, noise)
+                self._graphs[key] = GraphedWindowSampler(self, cond, noise, step_noise, options)
+            return self._graphs[key](cond, noise, step_noise)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.diffusion.sample(self.denoiser, cond, noise=noise, generator=generator, **options)
+            return self.diffusion.sample(self.denoiser, cond, noise=noise, step_noise=step_noise, **options)
 
 
 class GraphedWindowSampler:
     """The sampling loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
 
-    def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor, options: dict):
+    def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor,
+                 step_noise: torch.Tensor | None, options: dict):
         self.static_cond = Conditioning(*(value.clone() for value in cond.tensors()))
         self.static_noise = noise.clone()
+        self.static_step_noise = None if step_noise is None else step_noise.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm-up outside the graph (allocator, kernel selection)
@@ -145,12 +148,15 @@ class GraphedWindowSampler:
     def _run(self, policy: ListenerPolicy, options: dict) -> torch.Tensor:
         # Autocast's weight-cast cache must be off inside a graph capture (the casts are part of the graph).
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=policy.precision == "bf16", cache_enabled=False):
-            return policy.diffusion.sample(policy.denoiser, self.static_cond, noise=self.static_noise, **options)
+            return policy.diffusion.sample(policy.denoiser, self.static_cond, noise=self.static_noise,
+                                           step_noise=self.static_step_noise, **options)
 
-    def __call__(self, cond: Conditioning, noise: torch.Tensor) -> torch.Tensor:
+    def __call__(self, cond: Conditioning, noise: torch.Tensor, step_noise: torch.Tensor | None) -> torch.Tensor:
         for static, value in zip(self.static_cond.tensors(), cond.tensors()):
             static.copy_(value)
         self.static_noise.copy_(noise)
+        if step_noise is not None:
+            self.static_step_noise.copy_(step_noise)
         self.graph.replay()
         return self.static_out.clone()
 
@@ -226,8 +232,12 @@ class ListenerStream:
         cond = Conditioning(history=history, history_valid=history_valid.expand(k, -1),
                             speaker_audio=speaker_audio.expand(k, -1, -1),
                             speaker_exp=speaker_exp.expand(k, -1, -1), speaker_valid=speaker_valid.expand(k, -1))
-        noise = torch.randn((k, self.window_frames, FLAME_DIM), generator=self.generator, device=device)
-        window = policy.sample_window(cond, noise, self.generator, self.options)  # [K,W,56]
+        shape = (k, self.window_frames, FLAME_DIM)
+        noise = torch.randn(shape, generator=self.generator, device=device)
+        step_noise = None
+        if self.options["eta"] > 0:
+            step_noise = torch.randn((self.options["steps"], *shape), generator=self.generator, device=device)
+        window = policy.sample_window(cond, noise, step_noise, self.options)  # [K,W,56]
         emitted = window[:, :emit]
         self.history = torch.cat([self.history, emitted], dim=1)[:, -history_frames:]
         self.emitted += emit

@@ -375,6 +375,9 @@ def load_body(model_dir_or_file: str | Path, device: str | torch.device = "cpu")
     """
     path = checkpoint_path(model_dir_or_file)
     payload = load_checkpoint(path, kind="body")
+    if "model_config" in payload:  # the layout before the jaw skinning and the mouth's own deformation
+        raise CheckpointError(f"{path}: a body of the earlier layout (no jaw skinning, one deformation network); "
+                              f"re-train it with this version")
     try:
         model = BodyModel.from_payload(payload, device)
     except (KeyError, ValueError, RuntimeError) as exc:

@@ -10,8 +10,8 @@ Writes into ``--out`` (each file atomically):
   validation frames pooled; only when the subject has ``mouth_masks/``, ``null`` if no frame shows the mouth),
   ``frames``, ``mouth_pixels`` and the ``worst_frames`` (id and PSNR);
 * ``per_frame.csv`` — frame, PSNR, SSIM, mouth pixels, mouth squared error, jaw opening;
-* ``worst_frames.png`` — a contact sheet of the worst frames, one row each: ground truth | render | error
-  (absolute difference, x4);
+* ``worst_frames.png`` — a contact sheet of the worst frames, worst first, one row each: ground truth | render |
+  error (absolute difference, x4), under a caption with the frame and its PSNR;
 * ``psnr_per_frame.png`` — PSNR of every validation frame against its jaw opening.
 
 The body is rendered through :meth:`scene.body.BodyModel.render_frames` (the uint8 frames synthesis gets).
@@ -20,7 +20,6 @@ evenly spaced subset of the validation frames.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import heapq
 import io
@@ -38,12 +37,13 @@ from scene.frames import SubjectFrames
 from scene.image_metrics import ssim
 from scene.subject import Subject, SubjectError
 from utils.atomic import atomic_output, save_json
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.flame import JAW
 from utils.runtime import configure_threads, resolve_device
 
 WORST_FRACTION = 0.1
 ERROR_GAIN = 4.0  # the contact sheet's error column shows |render - truth| x 4
+CAPTION_HEIGHT = 12  # pixels of caption above each row of the contact sheet
 
 
 @dataclass
@@ -112,13 +112,15 @@ def keep_worst_frame(scores: BodyScores, keep: int, psnr: float, frame: int, tru
 
 
 def contact_sheet(scores: BodyScores) -> np.ndarray:
-    """uint8 ``[rows*H, 3*W, 3]``: per worst frame (worst first) ground truth | render | error x4, captioned."""
+    """uint8 ``[rows*(12+H), 3*W, 3]``: per worst frame (worst first) a caption line (frame id, PSNR) above
+    ground truth | render | error x4."""
     rows = []
     for negative, frame, truth, render in sorted(scores.worst, key=lambda item: -item[0]):
         error = np.abs(render.astype(np.float32) - truth.astype(np.float32)) * ERROR_GAIN
-        row = Image.fromarray(np.concatenate([truth, render, error.clip(0, 255).astype(np.uint8)], axis=1))
-        ImageDraw.Draw(row).text((3, 2), f"frame {frame}  {-negative:.2f} dB", fill=(255, 255, 0))
-        rows.append(np.asarray(row))
+        images = np.concatenate([truth, render, error.clip(0, 255).astype(np.uint8)], axis=1)
+        caption = Image.new("RGB", (images.shape[1], CAPTION_HEIGHT))
+        ImageDraw.Draw(caption).text((2, 0), f"frame {frame}  {-negative:.2f} dB", fill=(255, 255, 0))
+        rows += [np.asarray(caption), images]
     return np.concatenate(rows, axis=0)
 
 
@@ -161,8 +163,7 @@ def write_report(out: Path, scores: BodyScores) -> dict:
 
 @cli_main("scene.evaluate")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scene.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("scene.evaluate", __doc__)
     parser.add_argument("-m", "--model", required=True, help="body model directory or body.pth")
     parser.add_argument("-s", "--subject", required=True, help="the subject folder the body was trained on")
     parser.add_argument("--out", required=True, help="folder for metrics.json and the contact sheet")

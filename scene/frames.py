@@ -67,16 +67,17 @@ class SubjectFrames:
         return images, masks
 
     def batch(self, positions) -> dict:
-        """The frames at ``positions`` (indices into :attr:`ids`) as float tensors on the device."""
-        positions = torch.as_tensor(positions, dtype=torch.long)
+        """The frames at ``positions`` (indices into :attr:`ids`: a list, or a LongTensor already on the device,
+        which for preloaded frames costs no host sync) as float tensors on the device; ``ids`` (the subject's
+        frame indices) only for a list."""
+        host = None if torch.is_tensor(positions) else [int(p) for p in positions]
+        index = torch.as_tensor(positions if host is None else host, dtype=torch.long).to(self.device)
         if self.preloaded:
-            on_device = positions.to(self.device)
-            images, masks = self._images[on_device], self._masks[on_device]
+            images, masks = self._images[index], self._masks[index]
         else:
-            images, masks = self._decode_many([self.ids[p] for p in positions.tolist()])
-        device_positions = positions.to(self.device)
-        return {"ids": [self.ids[p] for p in positions.tolist()],
-                "flame": self.flame[device_positions], "translation": self.translation[device_positions],
+            images, masks = self._decode_many([self.ids[p] for p in (host or index.tolist())])
+        return {"ids": None if host is None else [self.ids[p] for p in host],
+                "flame": self.flame[index], "translation": self.translation[index],
                 "image": images.float() / 255.0,
                 "mask": (masks & HEAD_BIT).bool().float().unsqueeze(-1),
                 "mouth": (masks & MOUTH_BIT).bool().float().unsqueeze(-1) if self.has_mouth else None}
@@ -91,7 +92,7 @@ class SubjectFrames:
         picks = np.unique(np.linspace(0, len(self.ids) - 1, min(max_frames, len(self.ids))).round().astype(int))
         total = torch.zeros(self.subject.height, self.subject.width, 3, dtype=torch.float64, device=self.device)
         for start in range(0, len(picks), CHUNK_FRAMES):
-            total += self.batch(picks[start:start + CHUNK_FRAMES])["image"].double().sum(0)
+            total += self.batch(picks[start:start + CHUNK_FRAMES].tolist())["image"].double().sum(0)
         return (total / len(picks)).float()
 
     def close(self) -> None:

@@ -140,22 +140,27 @@ class BodyTrainingConfig:
 class EpochOrder:
     """The training-frame positions of step ``s``: sample ``i = s * B + j`` is position ``i % N`` of epoch
     ``i // N``'s permutation, seeded by (seed, epoch) — a pure function of the step, so a resumed run reads
-    the frames an uninterrupted one would have."""
+    the frames an uninterrupted one would have. Permutations live on ``device`` (one copy per epoch), so a
+    step's positions cost no host-device copy."""
 
-    def __init__(self, count: int, batch_size: int, seed: int):
-        self.count, self.batch_size, self.seed = count, batch_size, seed
-        self._permutations: dict[int, list[int]] = {}
+    def __init__(self, count: int, batch_size: int, seed: int, device: torch.device):
+        self.count, self.batch_size, self.seed, self.device = count, batch_size, seed, device
+        self._permutations: dict[int, torch.Tensor] = {}
 
-    def _permutation(self, epoch: int) -> list[int]:
+    def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._permutations:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._permutations = {epoch: torch.randperm(self.count, generator=generator).tolist(),
-                                  **{e: p for e, p in self._permutations.items() if e == epoch - 1}}
+            permutation = torch.randperm(self.count, generator=generator).to(self.device)
+            self._permutations = {epoch: permutation, **{e: p for e, p in self._permutations.items() if e == epoch - 1}}
         return self._permutations[epoch]
 
-    def __call__(self, step: int) -> list[int]:
-        samples = range(step * self.batch_size, (step + 1) * self.batch_size)
-        return [self._permutation(i // self.count)[i % self.count] for i in samples]
+    def __call__(self, step: int) -> torch.Tensor:
+        """LongTensor ``[B]`` on the device."""
+        first, last = step * self.batch_size, (step + 1) * self.batch_size - 1
+        parts = [self._permutation(epoch)[max(first, epoch * self.count) - epoch * self.count:
+                                          min(last, (epoch + 1) * self.count - 1) - epoch * self.count + 1]
+                 for epoch in range(first // self.count, last // self.count + 1)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def step_seed(cfg: BodyTrainingConfig, step: int) -> int:
@@ -264,8 +269,10 @@ def compute_loss(cfg: BodyTrainingConfig, out: dict, batch: dict, scale: float) 
 
 
 def train_step(cfg: BodyTrainingConfig, model: BodyModel, batch: dict, optimizers: dict[str, dict], strategy,
-               strategy_states: dict, step: int, progress: float, backend: str, scale: float) -> dict[str, float]:
-    """Render the batch, take one optimiser step on the phase's groups, densify (gsplat), return scalars."""
+               strategy_states: dict, step: int, progress: float, backend: str,
+               scale: float) -> dict[str, torch.Tensor]:
+    """Render the batch, take one optimiser step on the phase's groups, densify (gsplat); return the loss parts
+    as detached scalar tensors (reading them syncs the device, so the loop does that only when it logs)."""
     phase = phase_at(cfg, progress)
     refine = strategy is not None and progress < cfg.densify.stop_fraction
     out = model(batch["flame"], batch["translation"], backend=backend)
@@ -275,8 +282,6 @@ def train_step(cfg: BodyTrainingConfig, model: BodyModel, batch: dict, optimizer
                                        layer_out["info"])
     losses = compute_loss(cfg, out, batch, scale)
     losses["loss"].backward()
-    if not torch.isfinite(losses["loss"]):
-        raise FloatingPointError(f"step {step}: loss is {losses['loss'].item()}; lower the learning rates")
     for group in PARAMETER_GROUPS:
         for optimizer in optimizers[group].values():
             if group in phase.groups:
@@ -288,7 +293,7 @@ def train_step(cfg: BodyTrainingConfig, model: BodyModel, batch: dict, optimizer
             if model.gaussians[name]["means"].shape[0] <= limits[name]:
                 strategy.step_post_backward(model.gaussians[name], optimizers[name], strategy_states[name], step,
                                             layer_out["info"], packed=layer_out["info"]["packed"])
-    return {key: float(value.detach()) for key, value in losses.items()}
+    return {key: value.detach() for key, value in losses.items()}
 
 
 # --- validation and memory ----------------------------------------------------------------------------
@@ -477,7 +482,7 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
     val_frames = SubjectFrames(subject, validation_ids(subject, cfg.train.val_frames), device,
                                mean_translation=mean_translation, preload_max_gb=cfg.train.preload_max_gb,
                                threads=cfg.train.load_threads)
-    order = EpochOrder(len(train_frames), cfg.train.batch_size, cfg.train.seed)
+    order = EpochOrder(len(train_frames), cfg.train.batch_size, cfg.train.seed, device)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(model_dir / "config.yaml") as tmp:
@@ -500,6 +505,9 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
         run.step += 1
         bar.update(1)
         if run.step % cfg.train.log_every == 0:
+            scalars = {key: float(value) for key, value in scalars.items()}
+            if not np.isfinite(scalars["loss"]):
+                raise FloatingPointError(f"step {run.step}: loss is {scalars['loss']}; lower the learning rates")
             logger.log(run.step, **scalars, progress=now, gaussians=sum(run.model.num_gaussians().values()))
             bar.set_postfix(loss=f"{scalars['loss']:.4f}", phase=phase_at(cfg, now).name)
         if run.step % cfg.train.val_every == 0 or run.step % cfg.train.save_every == 0:

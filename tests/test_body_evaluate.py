@@ -85,7 +85,9 @@ def test_metrics_equal_a_hand_computation(model_and_subject, tmp_path):
     # The noise grows with the frame index, so the worst frames are the last ones.
     assert [row["frame"] for row in metrics["worst_frames"]] == [13, 12, 11]
     sheet = np.asarray(Image.open(tmp_path / "eval" / "worst_frames.png"))
-    assert sheet.shape[1] == 3 * SIZE and sheet.shape[0] >= 3 * SIZE  # three rows: truth | render | error
+    assert sheet.shape == (3 * (12 + SIZE), 3 * SIZE, 3)  # three captioned rows: truth | render | error
+    worst_truth = np.asarray(Image.open(subject / "frames" / "000013.png"))
+    np.testing.assert_array_equal(sheet[12:12 + SIZE, :SIZE], worst_truth)  # the worst frame comes first
     with open(tmp_path / "eval" / "per_frame.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["frame"]) for row in rows] == VAL

@@ -13,15 +13,20 @@ from scene.evaluate import evaluate_body
 from scene.frames import SubjectFrames
 from scene.subject import Subject
 from utils.config import load_config
+from utils.flame import FPS
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def subject_dir(tmp_path_factory):
-    from data_utils.synthetic_subject import write_synthetic_subject
+    from data_utils import synthetic_semantics as sem
+    from data_utils.synthetic_subject import synthetic_listener_motion, write_synthetic_subject
 
-    root = write_synthetic_subject(tmp_path_factory.mktemp("gpu") / "subject", frames=80, size=128, seed=3,
+    motion = synthetic_listener_motion(80, seed=3)
+    seconds = np.arange(80) / FPS
+    motion["flame"][:, sem.JAW_OPEN] = 0.3 * np.clip(np.sin(2 * np.pi * seconds / 1.6), 0, None) ** 2  # opens often
+    root = write_synthetic_subject(tmp_path_factory.mktemp("gpu") / "subject", size=128, motion=motion,
                                    device="cuda")
     subject = Subject(root)  # validation: the four frames that show most of the mouth, and four others
     pixels = np.array([(subject.mouth_mask(i) > 0).sum() for i in range(subject.num_frames)])
@@ -32,11 +37,11 @@ def subject_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_body(subject_dir, tmp_path_factory):
-    """configs/body.yaml for 300 steps on the 128x128 subject: densified, deformed, mouth trained."""
+    """configs/body.yaml for 600 steps on the 128x128 subject: densified, deformed, mouth trained."""
     model_dir = tmp_path_factory.mktemp("gpu_body") / "m"
     cfg = load_config(training.BodyTrainingConfig, "configs/body.yaml",
-                      [f"subject={subject_dir}", f"model_dir={model_dir}", "train.max_steps=300",
-                       "train.max_minutes=0", "train.time_schedule=false", "train.val_every=150",
+                      [f"subject={subject_dir}", f"model_dir={model_dir}", "train.max_steps=600",
+                       "train.max_minutes=0", "train.time_schedule=false", "train.val_every=300",
                        "model.init.face_count=4000", "model.init.mouth_count=400", "densify.start_step=50",
                        "densify.every=50", "densify.stop_fraction=0.9"])
     training.train(cfg, progress=False)

@@ -230,6 +230,10 @@ def test_checkpoint_round_trip_and_refusing_a_brain(tmp_path):
         load_body(tmp_path / "brain.pth")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_body(tmp_path / "missing")
+    earlier = {key: value for key, value in body.to_payload().items() if key not in ("mouth_deform", "jaw_pivot")}
+    save_checkpoint({**earlier, "model_config": {}, "step": 0}, tmp_path / "old" / "body.pth", kind="body")
+    with pytest.raises(CheckpointError, match="earlier layout"):
+        load_body(tmp_path / "old")
 
 
 def test_ply_round_trip_canonical_and_posed(tmp_path):
