@@ -236,6 +236,8 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
     dist_info = Distributed(cfg.train.device)
     device = dist_info.device
     try:
+        # A checkpoint that cannot be resumed is refused before the corpus is read.
+        payload = load_resumable_checkpoint(checkpoint_path, cfg, device) if resume and checkpoint_path.is_file() else None
         seed_everything(cfg.train.seed)
         train_set, val_set, normalizer = build_data(cfg, device)
         model, diffusion = build_denoiser_and_diffusion(cfg)
@@ -243,8 +245,7 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         optimizer = build_optimizer(cfg, model)
         step, val_losses = 0, {}
-        if resume and checkpoint_path.is_file():
-            payload = load_resumable_checkpoint(checkpoint_path, cfg, device)
+        if payload is not None:
             model.load_state_dict(payload["model"])
             ema.load_state_dict(payload["ema"])
             optimizer.load_state_dict(payload["optimizer"])
