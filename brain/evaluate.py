@@ -4,7 +4,7 @@
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
-        [--cuda_graphs]
+        [--cuda_graphs] [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
@@ -16,6 +16,7 @@ refused):
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
     <dir>/samples/<method>/<clip_id>.npy   float32 [K,T,56], with --save_samples
+    <dir>/attitude_confusion.png, <dir>/intensity_sweep.png, <dir>/guidance_attitude_sweep.png   with --attitudes
 
 Methods: ``diffusion`` (``--checkpoint``), the baselines of ``brain.baselines`` (``--baselines all`` or a
 comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of the diffusion model, named
@@ -28,6 +29,12 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
   the policy API has no switch for the learned null audio).
 * ``--step_sweep``: DDIM steps (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
   guidance_speaker_exp = g`` (default 1.5 2 3).
+
+``--attitudes`` (a labelled corpus and checkpoint) adds a row ``diffusion[attitude=<name>]`` per attitude
+(every test clip sampled with that attitude), ``diffusion[own_attitude]`` (each clip with its own), and the
+reaction-control evaluation of :mod:`brain.attitude_eval` — an attitude classifier's confusion matrices,
+realism per attitude, the intensity sweep (``--intensity_sweep``, default 0.5 0.7 1 1.4 2) and optionally
+an attitude-guidance sweep — under ``"attitudes"`` in metrics.json and after the tables in metrics.md.
 
 Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming loop, so ``seam`` (jumps at
 8-frame chunk boundaries) of ``diffusion`` is the streamed output's.
@@ -45,6 +52,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from brain.attitude_eval import (ATTITUDE_METHOD, DEFAULT_GUIDANCE_SWEEP as DEFAULT_ATTITUDE_GUIDANCE_SWEEP,
+                                 DEFAULT_INTENSITY_SWEEP, OWN_ATTITUDE_METHOD, AttitudeEvaluation)
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import CorpusError, DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
@@ -83,6 +92,10 @@ class EvalConfig:
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
     plot_clips: int = 2
+    attitudes: bool = False  # the reaction-control evaluation (brain.attitude_eval)
+    intensity_sweep: list[float] = field(default_factory=lambda: list(DEFAULT_INTENSITY_SWEEP))
+    attitude_guidance_sweep: list[float] = field(default_factory=list)
+    sweep_samples: int = 2  # samples per clip at each swept value
 
 
 @dataclass
@@ -103,7 +116,7 @@ def load_clips(cfg: EvalConfig) -> tuple[list, list]:
         test_clips = test_clips[:cfg.max_clips]
     if cfg.max_seconds:
         cut_to_seconds(test_clips, cfg.max_seconds)
-    needs_train = cfg.speaker_exp_only or (_baseline_names(cfg) not in ([], ["regression"]))
+    needs_train = cfg.speaker_exp_only or cfg.attitudes or (_baseline_names(cfg) not in ([], ["regression"]))
     train_clips = corpus.load_split("train") if needs_train else []
     return test_clips, train_clips
 
@@ -154,6 +167,9 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
         for scale in cfg.guidance_sweep:
             methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
                                   {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
+        if cfg.attitudes:
+            methods += [Method(ATTITUDE_METHOD.format(name), policy, {**base, "attitude": name})
+                        for name in policy.attitudes]
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -189,8 +205,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     methods = build_methods(cfg, test_clips, train_clips, device)
     chunk_frames = getattr(methods[0].generator, "chunk_frames", 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
+    attitude_report = _attitude_evaluation(cfg, methods, test_clips, train_clips, chunk_frames)
 
     results = {"ground_truth": evaluate_method(context, [c.listener[None] for c in test_clips])}
+    if attitude_report:
+        attitude_report.score("ground_truth", [c.listener[None] for c in test_clips])
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
     with atomic_output(out, directory=True) as staging:
@@ -199,6 +218,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
             results[method.name] = evaluate_method(context, samples)
+            if attitude_report:
+                attitude_report.score(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
             plotted[method.name] = samples[:plot_count]
             if cfg.save_samples:
@@ -206,13 +227,31 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
-        _write_json(staging / "metrics.json", results)
-        (staging / "metrics.md").write_text(format_tables(results, len(test_clips), cfg.samples))
+        metrics, tables = results, ""
+        if attitude_report:
+            results[OWN_ATTITUDE_METHOD] = evaluate_method(context, attitude_report.own_attitude_samples())
+            attitude_section, attitude_tables = attitude_report.finish(staging)
+            metrics, tables = {**results, "attitudes": attitude_section}, "\n" + attitude_tables
+        _write_json(staging / "metrics.json", metrics)
+        (staging / "metrics.md").write_text(format_tables(results, len(test_clips), cfg.samples) + tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
                "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
         _write_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results
+
+
+def _attitude_evaluation(cfg: EvalConfig, methods: list[Method], test_clips, train_clips,
+                         chunk_frames: int) -> AttitudeEvaluation | None:
+    """The ``--attitudes`` evaluation of the diffusion brain, or None without the flag."""
+    if not cfg.attitudes:
+        return None
+    policy = next((m.generator for m in methods if m.name == "diffusion"), None)
+    if policy is None:
+        raise ValueError("--attitudes needs --checkpoint (a brain trained on a labelled corpus)")
+    return AttitudeEvaluation(policy, test_clips, train_clips, samples_per_sweep=cfg.sweep_samples, seed=cfg.seed,
+                              sampling={"steps": cfg.steps, "eta": cfg.eta}, intensity_sweep=cfg.intensity_sweep,
+                              guidance_sweep=cfg.attitude_guidance_sweep, chunk_frames=chunk_frames)
 
 
 def _write_plots(folder: Path, clips, plotted: dict, stds: dict) -> None:
@@ -305,11 +344,22 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--attitudes", action="store_true",
+                        help="reaction-control evaluation: attitude classifier, realism per attitude, intensity sweep")
+    parser.add_argument("--intensity_sweep", type=float, nargs="+", default=None,
+                        help=f"with --attitudes: intensities (default {' '.join(map(str, DEFAULT_INTENSITY_SWEEP))})")
+    parser.add_argument("--attitude_guidance_sweep", type=float, nargs="*", default=None,
+                        help="with --attitudes: attitude guidance scales, the alternative intensity knob "
+                             f"(no values: {' '.join(map(str, DEFAULT_ATTITUDE_GUIDANCE_SWEEP))})")
+    parser.add_argument("--sweep_samples", type=int, default=defaults.sweep_samples,
+                        help="samples per clip at each swept value")
     args = vars(parser.parse_args(argv))
     if args["step_sweep"] is not None:
         args["step_sweep"] = args["step_sweep"] or list(DEFAULT_STEP_SWEEP)
     if args["guidance_sweep"] is not None:
         args["guidance_sweep"] = args["guidance_sweep"] or list(DEFAULT_GUIDANCE_SWEEP)
+    if args["attitude_guidance_sweep"] is not None:
+        args["attitude_guidance_sweep"] = args["attitude_guidance_sweep"] or list(DEFAULT_ATTITUDE_GUIDANCE_SWEEP)
     args = {k: v for k, v in args.items() if v is not None}
     return EvalConfig(**args)
 
