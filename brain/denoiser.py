@@ -38,6 +38,10 @@ from brain.conditions import NO_ATTITUDE
 from brain.config import ModelConfig
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
+# The intensity input log2(energy / typical) spans about ±1 in the data; scaled by this it spans a range like the
+# timesteps' (0..50), so its sinusoidal embedding (SDXL's micro-conditioning) tells 5 % apart.
+INTENSITY_EMBEDDING_SCALE = 25.0
+
 
 @dataclass
 class Conditioning:
@@ -171,7 +175,7 @@ class ListenerDenoiser(nn.Module):
             self.attitude_embedding = nn.Embedding(len(cfg.attitudes), width)
             self.null_attitude = nn.Parameter(torch.zeros(width))
         if cfg.intensity_frames > 0:
-            self.intensity_mlp = nn.Sequential(nn.Linear(1, width), nn.SiLU(), nn.Linear(width, width))
+            self.intensity_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.out_modulation = nn.Linear(width, 2 * width)
@@ -239,7 +243,7 @@ class ListenerDenoiser(nn.Module):
             reaction = torch.where(known[:, None], self.attitude_embedding(attitude.clamp(min=0)), self.null_attitude)
         if cfg.intensity_frames > 0:
             intensity = cond.intensity if cond.intensity is not None else torch.zeros(batch, device=device)
-            embedded = self.intensity_mlp(intensity[:, None].float())
+            embedded = self.intensity_mlp(timestep_embedding(INTENSITY_EMBEDDING_SCALE * intensity, cfg.width))
             reaction = embedded if reaction is None else reaction + embedded
         return reaction
 

@@ -7,7 +7,9 @@ is visible in the motion:
 * neutral: every dim's motion around the clip mean halved (a calm listener);
 * negative: a frown (smile −0.5, brows −0.3) and head shakes (2.5 Hz, 0.06 rad yaw) for 1.2 s every ~5 s.
 
-So a model that ignores the label cannot match the data, and one that follows it must differ by label.
+So a model that ignores the label cannot match the data, and one that follows it must differ by label. Then,
+independently of the attitude, clip i's motion around its mean is scaled by ``VIGOR[(i // 3) % 3]``: listeners
+of one attitude differ in how much they move, which is what the intensity condition has to pick up.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from data_utils import synthetic_semantics as sem
 from utils.flame import FPS
 
 ATTITUDES = ["positive", "neutral", "negative"]
+VIGOR = (1.0, 0.6, 1.6)
 
 
-def label_listener(listener: np.ndarray, attitude: str, rng: np.random.Generator) -> np.ndarray:
-    """``listener [T,56]`` rewritten to show ``attitude`` (module docstring)."""
+def label_listener(listener: np.ndarray, attitude: str, vigor: float, rng: np.random.Generator) -> np.ndarray:
+    """``listener [T,56]`` rewritten to show ``attitude``, its motion scaled by ``vigor`` (module docstring)."""
     listener = listener.astype(np.float64).copy()
     if attitude == "positive":
         listener[:, sem.SMILE] += 0.5
@@ -39,6 +42,7 @@ def label_listener(listener: np.ndarray, attitude: str, rng: np.random.Generator
         for start in np.arange(rng.uniform(0, 3), t[-1], 5.0):
             inside = (t >= start) & (t < start + 1.2)
             listener[inside, sem.HEAD_YAW] += 0.06 * np.sin(2 * np.pi * 2.5 * (t[inside] - start))
+    listener = listener.mean(0) + vigor * (listener - listener.mean(0))
     return listener.astype(np.float32)
 
 
@@ -49,7 +53,8 @@ def label_corpus(root: str | Path) -> Path:
     for index, clip_dir in enumerate(sorted((root / "clips").iterdir())):
         attitude = ATTITUDES[index % len(ATTITUDES)]
         listener = np.load(clip_dir / "listener.npy")
-        np.save(clip_dir / "listener.npy", label_listener(listener, attitude, np.random.default_rng(index)))
+        vigor = VIGOR[(index // len(ATTITUDES)) % len(VIGOR)]
+        np.save(clip_dir / "listener.npy", label_listener(listener, attitude, vigor, np.random.default_rng(index)))
         write_clip_labels(clip_dir, attitude)
     return root
 
