@@ -16,7 +16,6 @@ From Python: ``train(load_config(BrainConfig, "configs/brain_tiny.yaml", ["data=
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
@@ -34,31 +33,39 @@ from brain.data import CorpusError, DyadicCorpus
 from brain.dataset import WindowDataset, load_split_clips
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
+from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from utils.config import ConfigError, config_to_dict, load_config
+from utils.cli import cli_main, cli_parser
+from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 from utils.logger import ScalarLogger
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import configure_threads, resolve_device, seed_everything
 
 VALIDATION_SEED = 1234  # the same noise and timesteps at every validation, so the curve is comparable
 
 
 class Distributed:
-    """Rank, world size and device; a single process when not launched by torchrun."""
+    """Rank, world size and device; a single process when not launched by torchrun. A process group the
+    caller already initialised is used (and left open); otherwise one is created and closed here."""
 
     def __init__(self, device_name: str):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.enabled = self.world_size > 1
-        if self.enabled:
-            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-            if torch.cuda.is_available():
-                torch.cuda.set_device(local_rank)
-                self.device = torch.device("cuda", local_rank)
-            else:
-                self.device = torch.device("cpu")
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.owns_group = False
+        if dist.is_available() and dist.is_initialized():
+            self.world_size, self.rank = dist.get_world_size(), dist.get_rank()
         else:
-            self.device = resolve_device(device_name)
+            self.world_size, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.enabled = self.world_size > 1
+        self.device = resolve_device(device_name)  # train.device decides under torchrun too (cpu: gloo)
+        if self.enabled:
+            if self.device.type == "cuda":
+                if self.device.index is not None:
+                    raise ConfigError(f"train.device={device_name}: under torchrun each process uses the GPU of its "
+                                      f"LOCAL_RANK; set train.device=cuda (or auto) and pick GPUs with "
+                                      f"CUDA_VISIBLE_DEVICES")
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self.owns_group = True
 
     @property
     def is_main(self) -> bool:
@@ -69,7 +76,7 @@ class Distributed:
             dist.barrier()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.owns_group:
             dist.destroy_process_group()
 
 
@@ -177,6 +184,43 @@ class WindowBatches:
         return self.dataset.gather(self._order[position * self.batch_size:(position + 1) * self.batch_size])
 
 
+RESUME_MUST_MATCH = ("model", "diffusion")  # sections that define what the saved weights mean
+
+
+def resume_conflicts(saved: dict, current: dict, sections=RESUME_MUST_MATCH) -> list[str]:
+    """``"section.key: old -> new"`` for every setting of ``sections`` that differs between two config dicts."""
+    def flat(tree: dict, prefix: str) -> dict:
+        items = {}
+        for key, value in tree.items():
+            items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return items
+
+    changes = []
+    for section in sections:
+        old, new = flat(saved.get(section, {}), f"{section}."), flat(current.get(section, {}), f"{section}.")
+        changes += [f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+                    for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return changes
+
+
+def load_resumable_checkpoint(path: Path, cfg: BrainConfig, device: torch.device) -> dict:
+    """The checkpoint ``--resume`` continues from: refused when it is a slim export (no optimiser) or when
+    this run's ``model.*``/``diffusion.*`` settings differ from those it was trained with."""
+    payload = load_checkpoint(path, kind="brain", map_location=device)
+    if "optimizer" not in payload:
+        raise CheckpointError(f"{path}: a slim checkpoint (utils.checkpoint export) without optimiser state cannot "
+                              f"be resumed; resume from the training run's own checkpoint.pth")
+    try:  # fields added to the config since the checkpoint was written take their defaults
+        saved = config_to_dict(config_from_dict(BrainConfig, payload["config"]))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config does not fit this code ({exc})") from exc
+    changes = resume_conflicts(saved, config_to_dict(cfg))
+    if changes:
+        raise CheckpointError(f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(changes)}); "
+                              f"resume with the same {'.*/'.join(RESUME_MUST_MATCH)}.* settings, or start a new run")
+    return payload
+
+
 def save_training_checkpoint(path: Path, cfg: BrainConfig, step: int, model, ema, optimizer, normalizer,
                              val_losses: dict[str, float]) -> None:
     save_checkpoint({"config": config_to_dict(cfg), "step": step, "model": model.state_dict(),
@@ -203,11 +247,7 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
         optimizer = build_optimizer(cfg, model)
         step, val_losses = 0, {}
         if resume and checkpoint_path.is_file():
-            payload = load_checkpoint(checkpoint_path, kind="brain", map_location=device)
-            saved_model = payload["config"]["model"]
-            if saved_model != config_to_dict(cfg)["model"]:
-                raise CheckpointError(f"{checkpoint_path}: its model config {saved_model} differs from this run's; "
-                                      f"resume with the same model.* settings")
+            payload = load_resumable_checkpoint(checkpoint_path, cfg, device)
             model.load_state_dict(payload["model"])
             ema.load_state_dict(payload["ema"])
             optimizer.load_state_dict(payload["optimizer"])
@@ -221,9 +261,9 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
         generator = torch.Generator(device=device)
         logger = None
         if dist_info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            logger = ScalarLogger(out)
+            with atomic_output(out / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            logger = ScalarLogger(out, resume_step=step if step > 0 else None)
             print(f"[train] {len(train_set)} train windows, {len(val_set)} val windows, "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, device {device}, "
                   f"{dist_info.world_size} process(es), step {step} -> {cfg.train.max_steps}")
@@ -264,23 +304,20 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
     return checkpoint_path
 
 
+@cli_main("train_diffusion.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("train_diffusion.py", __doc__, epilog=True)
     parser.add_argument("--config", default="configs/brain_config.yaml", help="YAML preset")
     parser.add_argument("--data", help="dyadic corpus folder (DESIGN.md §3.1)")
     parser.add_argument("--out", help="run folder; holds checkpoint.pth, config.yaml, scalars.csv")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=200")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(BrainConfig, args.config, args.overrides)
-        cfg.data = args.data or cfg.data
-        cfg.out = args.out or cfg.out
-        train(cfg, resume=args.resume)
-    except (ConfigError, CorpusError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after --resume
+    configure_threads()
+    cfg = load_config(BrainConfig, args.config, args.overrides)
+    cfg.data = args.data or cfg.data
+    cfg.out = args.out or cfg.out
+    train(cfg, resume=args.resume)
     return 0
 
 

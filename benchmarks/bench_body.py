@@ -5,7 +5,7 @@ Usage:
     PYTHONPATH=. python benchmarks/bench_body.py --model output/body      # a trained model directory
     PYTHONPATH=. python benchmarks/bench_body.py --gaussians 30000 --batch 1 4 16 --iters 200
 
-Prints one row per batch size: median milliseconds per call of ``body.render`` (float frames) and of
+Prints one row per batch size: median milliseconds per call of ``body(flame)`` (float frames) and of
 ``body.render_frames`` (uint8, what synthesis consumes), frames per second, and the deformation network's
 share (``body.pose`` alone). Without CUDA it runs the reference rasteriser on CPU at a small size
 (a smoke test of the script, not a measurement).
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's timers and camera
 from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
 from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
-from scene.gaussians import make_gaussian_set  # noqa: E402
+from scene.gaussian_sets import make_gaussian_set  # noqa: E402
 from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for batch in args.batch:
             flame = motion(batch, device)
-            render_ms = time_call(lambda: body.render(flame), args.iters, args.warmup, device)
+            render_ms = time_call(lambda: body(flame), args.iters, args.warmup, device)
             frames_ms = time_call(lambda: body.render_frames(flame), args.iters, args.warmup, device)
             pose_ms = time_call(lambda: body.pose(flame), args.iters, args.warmup, device)
             print(f"{batch:>5} {render_ms:>10.3f} {batch * 1000 / render_ms:>8.1f} {frames_ms:>9.3f} "

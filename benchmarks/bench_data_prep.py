@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for path in (REPO_ROOT, REPO_ROOT / "tests"):  # the project, and the tests' real-format writers (fixtures)
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
-from data_utils.fixtures import (emoca_results_dir, moving_disk_frames, smooth_codes,  # noqa: E402
-                                 speech_like_audio, write_emoca_frames, write_frames_video)
+from fixtures import (emoca_results_dir, moving_disk_frames, smooth_codes,  # noqa: E402
+                      speech_like_audio, write_emoca_frames, write_frames_video)
 from data_utils.process import ProcessOptions, process_subject  # noqa: E402
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecExtractor  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402

@@ -1,4 +1,4 @@
-"""Rasteriser speed: gsplat (CUDA) at 512x512 and the PyTorch reference (CPU) at 64x64, through ``render()``.
+"""Rasteriser speed: gsplat (CUDA) at 512x512 and the PyTorch reference (CPU) at 64x64, through ``render_layers()``.
 
 Usage (repo root):
     PYTHONPATH=. python benchmarks/bench_rasterizer.py                       # GPU machine: both tables
@@ -7,7 +7,7 @@ Usage (repo root):
 
 Scenes are head-like: ``N`` Gaussians on and around a head-sized ellipsoid ~0.55 m in front of a camera
 with ``f = 1.5 x size``, scaled so that the surface is covered about once whatever ``N`` is (what a trained
-body looks like). Each measurement renders one layer composited over a background (``render()``, so the
+body looks like). Each measurement renders one layer composited over a background (``render_layers()``, so the
 compositing is included); forward is timed under ``no_grad``, forward+backward with a loss on colour,
 alpha and depth and gradients for all five Gaussian parameters. GPU times are medians of CUDA-event
 timings after warm-up; CPU times are medians of wall-clock timings.
@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from gaussian_renderer import Camera, GaussianLayer, render  # noqa: E402
+from gaussian_renderer import Camera, GaussianLayer, render_layers  # noqa: E402
 
 HEAD_RADII = (0.09, 0.12, 0.1)
 HEAD_DEPTH = 0.55
@@ -87,10 +87,10 @@ def measure(backend: str, size: int, batch: int, count: int, warmup: int, repeat
 
     def forward():
         with torch.no_grad():
-            render(layer, camera, background=background, backend=backend)
+            render_layers(layer, camera, background=background, backend=backend)
 
     def forward_backward():
-        out = render(layer, camera, background=background, backend=backend)
+        out = render_layers(layer, camera, background=background, backend=backend)
         (out["color"].mean() + out["alpha"].mean() + out["depth"].mean()).backward()
         for name in ("means", "quats", "scales", "opacities", "colors"):
             getattr(layer, name).grad = None

@@ -38,7 +38,6 @@ pooled test frames (one Gaussian over all clips) next to the per-clip FD.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -52,6 +51,8 @@ from brain.baselines import build_baselines  # noqa: E402
 from brain.data import DyadicCorpus  # noqa: E402
 from brain.evaluate import cut_to_seconds  # noqa: E402
 from brain.metrics import PARTS, GaussianStats, frechet_distance  # noqa: E402
+from utils.atomic import save_json  # noqa: E402
+from utils.cli import cli_main  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
 SHRINK_FACTORS = (0.25, 0.5, 0.75)
@@ -185,8 +186,9 @@ def print_table(header: list[str], rows: dict[str, dict], keys: list[str]) -> No
         print(f"| {name} | " + " | ".join(_fmt(values[key]) for key in keys) + " |")
 
 
+@cli_main("benchmarks/fd_analysis.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/fd_analysis.py", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="corpus folder (data_utils.synthetic_dyadic)")
     parser.add_argument("--seconds", type=float, default=12.0, help="cut test clips to their first S seconds")
     parser.add_argument("--samples", type=int, default=10, help="K samples per clip for the baselines")
@@ -219,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 ["windows", "within_window_trace", "next_window_mean_term", "next_window_cov_term",
                  "iid_gaussian_cov_term"])
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": vars(args), "fd_terms": results, "spread": spreads,
-                                               "estimation_noise": noise}, indent=1) + "\n")
+        save_json(args.json, {"config": vars(args), "fd_terms": results, "spread": spreads,
+                              "estimation_noise": noise})
     return 0
 
 

@@ -63,7 +63,7 @@ stage_check() {
 stage_train() {
     # The three trainings share the GPU (none of them fills it), so they run side by side:
     # body (synthetic 512x512 subject, body.yaml capped by BODY_MINUTES) and both brains of the eval report.
-    local eval_work="$work/eval" corpus="$work/eval/corpus_200x60s_seed0" steps="${BRAIN_STEPS:-4000}"
+    local eval_work="$work/eval" corpus="$work/eval/corpus_300x20s_seed0" steps="${BRAIN_STEPS:-4000}"
     mkdir -p "$eval_work"
     (
         ensure_subject512
@@ -71,7 +71,7 @@ stage_train() {
         python3 benchmarks/bench_body.py --model "$work/body512"
     ) > "$log_dir/body.log" 2>&1 &
     local body_pid=$!
-    run corpus200 python3 -m data_utils.synthetic_dyadic --out "$corpus" --clips 200 --seconds 60 --seed 0
+    run corpus300 python3 -m data_utils.synthetic_dyadic --out "$corpus" --clips 300 --seconds 20 --seed 0  # eval_report.sh's world
     python3 train_diffusion.py --config configs/brain_config.yaml --data "$corpus" --out "$eval_work/diffusion" \
         "train.max_steps=$steps" > "$log_dir/train_diffusion.log" 2>&1 &
     local diffusion_pid=$!

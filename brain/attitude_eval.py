@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from brain.conditions import ENERGY_LAG_FRAMES, motion_energy
 from brain.metrics import MetricContext, evaluate_method
+from utils.errors import UsageError
 from utils.flame import EXP
 
 matplotlib.use("Agg")
@@ -58,7 +59,7 @@ def window_features(motion: np.ndarray, stride: int = CLASSIFIER_WINDOW_FRAMES) 
     motion = np.asarray(motion, dtype=np.float64)
     length = min(CLASSIFIER_WINDOW_FRAMES, len(motion))
     if length <= ENERGY_LAG_FRAMES:
-        raise ValueError(f"the attitude classifier needs clips longer than {ENERGY_LAG_FRAMES} frames")
+        raise UsageError(f"the attitude classifier needs clips longer than {ENERGY_LAG_FRAMES} frames")
     windows = np.lib.stride_tricks.sliding_window_view(motion, length, axis=0)[::stride]  # [n,56,L]
     displacement = windows[..., ENERGY_LAG_FRAMES:] - windows[..., :-ENERGY_LAG_FRAMES]
     return np.concatenate([windows.mean(-1), windows.std(-1), np.sqrt((displacement ** 2).mean(-1))], axis=1)
@@ -84,7 +85,7 @@ class AttitudeClassifier:
         features, labels = np.concatenate(features), np.concatenate(labels)
         missing = sorted(set(range(len(attitudes))) - set(labels.tolist()))
         if missing:
-            raise ValueError(f"the train split has no clip of attitude(s) {', '.join(attitudes[i] for i in missing)}; "
+            raise UsageError(f"the train split has no clip of attitude(s) {', '.join(attitudes[i] for i in missing)}; "
                              f"the attitude classifier needs every attitude")
         mean, std = features.mean(0), np.maximum(features.std(0), 1e-8)
         inputs = np.concatenate([(features - mean) / std, np.ones((len(features), 1))], axis=1)  # [N,F+1]
@@ -138,13 +139,13 @@ class AttitudeEvaluation:
         self.policy = policy
         self.attitudes = policy.attitudes
         if not self.attitudes:
-            raise ValueError("--attitudes needs a checkpoint trained on a labelled corpus (this one has no attitudes)")
+            raise UsageError("--attitudes needs a checkpoint trained on a labelled corpus (this one has no attitudes)")
         labels = {clip.attitude for clip in list(test_clips) + list(train_clips)}
         if None in labels:
-            raise ValueError("--attitudes needs a labelled corpus (meta.json \"attitudes\", clips/<id>/labels.json)")
+            raise UsageError("--attitudes needs a labelled corpus (meta.json \"attitudes\", clips/<id>/labels.json)")
         unknown = sorted(labels - set(self.attitudes))
         if unknown:
-            raise ValueError(f"the corpus labels attitude(s) {', '.join(unknown)} that the checkpoint does not know "
+            raise UsageError(f"the corpus labels attitude(s) {', '.join(unknown)} that the checkpoint does not know "
                              f"(it knows {', '.join(self.attitudes)})")
         if policy.cfg.model.intensity_frames == 0:
             intensity_sweep = ()  # a checkpoint without an intensity condition has nothing to sweep

@@ -21,6 +21,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from brain.data import Clip, check_speaker_inputs
+from utils.errors import UsageError
 from utils.flame import EXP, FLAME_DIM
 
 MIRROR_DELAY_FRAMES = 10  # 0.4 s at 25 fps: a plausible listener reaction lag
@@ -33,16 +34,16 @@ class MotionGenerator(Protocol):
     """Anything that turns a speaker into K listener motions: the policy and every baseline."""
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
-                 steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None) -> np.ndarray: ...
+                 **sampling_options) -> np.ndarray: ...
 
 
 class Baseline:
     """Validates the speaker input and hands a seeded generator to :meth:`_generate`."""
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
-                 steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None) -> np.ndarray:
+                 **sampling_options) -> np.ndarray:
+        """``[T,768]``, ``[T,50]`` -> ``[K,T,56]``; the diffusion policy's sampling options (steps, sampler,
+        guidance, ...) mean nothing to a baseline and are ignored."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -156,13 +157,13 @@ def build_baselines(names: Sequence[str], train_clips: Sequence[Clip], *, regres
     }
     unknown = [n for n in names if n not in builders]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: all, {', '.join(builders)}")
+        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}; known: all, {', '.join(builders)}")
     return {name: builders[name]() for name in names}
 
 
 def _load_regression(checkpoint, device: str) -> MotionGenerator:
     if not checkpoint:
-        raise ValueError("the regression baseline needs --regression_checkpoint (a brain trained with "
+        raise UsageError("the regression baseline needs --regression_checkpoint (a brain trained with "
                          "model.objective=regression)")
     from brain.policy import ListenerPolicy
 

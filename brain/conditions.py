@@ -30,27 +30,29 @@ import math
 import numpy as np
 import torch
 
+from utils.errors import UsageError
+
 NO_ATTITUDE = -1  # the attitude index of "no attitude": the null embedding
 ENERGY_LAG_FRAMES = 5  # 0.2 s at 25 fps: the displacement lag of the motion energy
 
 
 def attitude_index(attitudes: list[str], attitude: str | None) -> int:
-    """The embedding index of ``attitude`` (``NO_ATTITUDE`` for None); ValueError listing the valid names."""
+    """The embedding index of ``attitude`` (``NO_ATTITUDE`` for None); UsageError listing the valid names."""
     if attitude is None:
         return NO_ATTITUDE
     if not attitudes:
-        raise ValueError(f"attitude {attitude!r} asked of a model trained without attitude labels; it takes "
+        raise UsageError(f"attitude {attitude!r} asked of a model trained without attitude labels; it takes "
                          f"no attitude (use None)")
     if attitude not in attitudes:
-        raise ValueError(f"unknown attitude {attitude!r}; this model knows {', '.join(attitudes)}")
+        raise UsageError(f"unknown attitude {attitude!r}; this model knows {', '.join(attitudes)}")
     return attitudes.index(attitude)
 
 
 def intensity_condition(intensity: float | None) -> float:
-    """The denoiser's intensity input ``log2(intensity)`` (None: 1, the typical); ValueError unless > 0."""
+    """The denoiser's intensity input ``log2(intensity)`` (None: 1, the typical); UsageError unless > 0."""
     intensity = 1.0 if intensity is None else float(intensity)
     if not (math.isfinite(intensity) and intensity > 0):
-        raise ValueError(f"intensity must be a positive number (1 = the data's typical motion), got {intensity}")
+        raise UsageError(f"intensity must be a positive number (1 = the data's typical motion), got {intensity}")
     return math.log2(intensity)
 
 
@@ -64,7 +66,7 @@ def motion_energy(normalized_listener: np.ndarray | torch.Tensor) -> np.ndarray:
     """The motion energy of whole sequences ``[...,T,56]`` (z-scored, T > lag) -> ``[...]`` (float64)."""
     motion = torch.as_tensor(np.asarray(normalized_listener, dtype=np.float64))
     if motion.shape[-2] <= ENERGY_LAG_FRAMES:
-        raise ValueError(f"motion energy needs more than {ENERGY_LAG_FRAMES} frames, got {motion.shape[-2]}")
+        raise UsageError(f"motion energy needs more than {ENERGY_LAG_FRAMES} frames, got {motion.shape[-2]}")
     return displacement_energy(motion).mean(-1).sqrt().numpy()
 
 
@@ -84,7 +86,7 @@ def window_energies(normalized_listener: torch.Tensor, clip_start: torch.Tensor,
     first = torch.maximum(centre - span_frames // 2, clip_start)
     stop = torch.minimum(centre - span_frames // 2 + span_frames, clip_end) - lag  # pairs starting before stop
     if (stop <= first).any():
-        raise ValueError(f"a window's intensity span holds no {lag}-frame displacement: use "
+        raise UsageError(f"a window's intensity span holds no {lag}-frame displacement: use "
                          f"model.intensity_frames > {lag} and clips longer than {lag} frames")
     return ((prefix[stop] - prefix[first]) / (stop - first)).sqrt().float()
 

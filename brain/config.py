@@ -29,7 +29,16 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    train_steps: int = 50  # T of the cosine schedule
+    # Noise levels σ in normalised listener units (EDM's formulation, see brain/diffusion.py).
+    sigma_data: float = 1.0  # the data's std: the listener is z-scored per dimension
+    sigma_min: float = 0.005  # the sampler's least and largest noise levels
+    sigma_max: float = 10.0
+    rho: float = 7.0  # Karras spacing of the sampling noise levels (larger: more steps at small σ)
+    p_mean: float = -1.2  # training noise levels: ln σ ~ N(p_mean, p_std²)
+    p_std: float = 1.6
+    # Loss weight per noise level: "edm" = 1 / c_out² (a unit-weighted loss on the network's output F,
+    # EDM's choice); "x0" = 1 (plain x0 L2, as MDM-style motion models train).
+    loss_weighting: Literal["edm", "x0"] = "edm"
     velocity_weight: float = 1.0
     acceleration_weight: float = 0.1
     # Classifier-free guidance dropout (per sample; audio / exp / both are exclusive, history independent).
@@ -46,8 +55,9 @@ class DiffusionConfig:
 @dataclass
 class SampleConfig:
     """Defaults the policy uses when a caller passes ``None``."""
-    steps: int = 15
-    eta: float = 0.0
+    steps: int = 15  # network evaluations per window
+    sampler: Literal["dpmpp_2m", "ddim"] = "dpmpp_2m"
+    eta: float = 0.0  # ddim only: share of each step's noise drawn afresh
     guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
     guidance_speaker_exp: float = 1.0
     guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (a fourth branch)

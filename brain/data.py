@@ -24,13 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.arrays import check_array, load_npy
+from utils.atomic import save_json
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 
 SPLITS = ("train", "val", "test")
 CLIP_FILES = {"speaker_audio": AUDIO_DIM, "speaker_exp": SPEAKER_EXP_DIM, "listener": FLAME_DIM}
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """Corpus data that breaks the §3.1 contract."""
 
 
@@ -48,41 +51,17 @@ class Clip:
         return len(self.listener)
 
 
-def check_array(array: np.ndarray, width: int, source: str) -> np.ndarray:
-    """Return ``array`` as float32 ``[T,width]``, or raise naming ``source`` and the offending numbers."""
-    array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != width:
-        raise CorpusError(f"{source}: expected shape [T,{width}], got {list(array.shape)}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise CorpusError(f"{source}: expected float values, got dtype {array.dtype}")
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad_rows = np.unique(np.nonzero(~finite)[0])
-        raise CorpusError(f"{source}: {int((~finite).sum())} NaN/Inf values in {len(bad_rows)} frame(s), "
-                          f"first at frame {int(bad_rows[0])}")
-    return array.astype(np.float32, copy=False)
-
-
 def check_speaker_inputs(speaker_audio: np.ndarray, speaker_exp: np.ndarray, *, audio_source: str = "audio",
                          exp_source: str = "speaker_exp") -> tuple[np.ndarray, np.ndarray]:
     """Validate a speaker's ``[T,768]`` audio features and ``[T,50]`` expression: widths, finiteness, equal T."""
-    speaker_audio = check_array(speaker_audio, AUDIO_DIM, audio_source)
-    speaker_exp = check_array(speaker_exp, SPEAKER_EXP_DIM, exp_source)
+    speaker_audio = check_array(speaker_audio, AUDIO_DIM, audio_source, error=CorpusError)
+    speaker_exp = check_array(speaker_exp, SPEAKER_EXP_DIM, exp_source, error=CorpusError)
     if len(speaker_audio) != len(speaker_exp):
         raise CorpusError(f"{audio_source} has {len(speaker_audio)} frames but {exp_source} has "
                           f"{len(speaker_exp)}: speaker audio and expression must have the same length")
     if len(speaker_audio) == 0:
         raise CorpusError(f"{audio_source}: no frames")
     return speaker_audio, speaker_exp
-
-
-def load_npy(path: Path, source: str) -> np.ndarray:
-    if not path.is_file():
-        raise CorpusError(f"{source}: missing file {path}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise CorpusError(f"{source}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
 
 
 class DyadicCorpus:
@@ -123,7 +102,7 @@ class DyadicCorpus:
         for name, width in CLIP_FILES.items():
             path = clip_dir / f"{name}.npy"
             source = f"clip {clip_id}, {name}.npy"
-            arrays[name] = check_array(load_npy(path, source), width, source)
+            arrays[name] = check_array(load_npy(path, source, error=CorpusError), width, source, error=CorpusError)
         lengths = {name: len(a) for name, a in arrays.items()}
         if len(set(lengths.values())) != 1:
             detail = ", ".join(f"{name}.npy has {n}" for name, n in lengths.items())
@@ -175,16 +154,10 @@ def _attitude_names(names, meta_path: Path) -> list[str]:
 
 
 def write_corpus_meta(root: str | Path, attitudes: list[str] | None = None) -> None:
-    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``
-    makes it a labelled corpus, whose every clip then needs a ``labels.json`` (module docstring)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``: the
+    names a clip's ``labels.json`` may use, written as ``meta["attitudes"]`` — a labelled corpus, whose every
+    clip then needs a ``labels.json`` (module docstring)."""
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
     if attitudes is not None:
-        meta["attitudes"] = _attitude_names(list(attitudes), root / "meta.json")
-    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def write_clip_labels(clip_dir: str | Path, attitude: str) -> None:
-    """Write ``clips/<id>/labels.json`` = ``{"attitude": attitude}``."""
-    Path(clip_dir, "labels.json").write_text(json.dumps({"attitude": attitude}) + "\n")
+        meta["attitudes"] = _attitude_names(list(attitudes), Path(root) / "meta.json")
+    save_json(Path(root) / "meta.json", meta)

@@ -6,19 +6,19 @@ Tokens, on one time axis relative to the window start ``s`` (``H`` history, ``W`
     speaker tokens   [s-H .. s+C-1]               LayerNorm(audio)→Linear + exp→Linear, summed per frame
 
 Each block: AdaLN-modulated self-attention over the listener tokens, cross-attention to the speaker
-tokens, AdaLN-modulated MLP; the diffusion timestep drives the modulation (DiT's adaLN-zero). The
+tokens, AdaLN-modulated MLP; the noise level (ln σ) drives the modulation (DiT's adaLN-zero). The
 cross-attention mask lets a listener token at time ``t`` see speaker frames ``<= min(t, s+C-1)`` only, so
 emitting the chunk ``[s, s+C)`` never needs speaker frames past it: that is what makes streaming causal.
 A learned always-visible "sink" speaker token keeps rows whose speaker frames are all missing (the start
 of a clip) well defined.
 
 ``forward`` = ``denoise(noisy, t, encode(cond))``: the speaker stream, the history tokens and the masks
-(``encode``) do not depend on the noisy window or the timestep, so sampling encodes them once per window
+(``encode``) do not depend on the noisy window or the noise level, so sampling encodes them once per window
 and runs only ``denoise`` per DDIM step.
 
 Reaction controls (brain/conditions.py), when the model has them: the attitude (a learned embedding per
 ``model.attitudes`` name, or a null one) and the intensity (an MLP of the scalar ``log2(energy/typical)``)
-are summed into the timestep embedding, so like the timestep they drive every block's adaLN modulation
+are summed into the noise-level embedding, so like the noise level they drive every block's adaLN modulation
 (DiT's class conditioning). They are encoded once per window with the rest of the condition.
 
 Classifier-free guidance drops the audio, the expression, the history and/or the attitude per sample by
@@ -36,10 +36,11 @@ from torch import nn
 
 from brain.conditions import NO_ATTITUDE
 from brain.config import ModelConfig
+from utils.config import ConfigError
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
-# The intensity input log2(energy / typical) spans about ±1 in the data; scaled by this it spans a range like the
-# timesteps' (0..50), so its sinusoidal embedding (SDXL's micro-conditioning) tells 5 % apart.
+# The intensity input log2(energy / typical) spans about ±1 in the data; scaled by this, the noise level's sinusoidal
+# embedding (as SDXL embeds its size micro-conditioning) tells intensities 5 % apart.
 INTENSITY_EMBEDDING_SCALE = 25.0
 
 
@@ -81,14 +82,14 @@ class EncodedCondition:
     history_tokens: torch.Tensor  # [B,H,D] embedded history (null where invalid or dropped), with type embedding
     speaker: torch.Tensor  # [B,1+S,D] sink token + speaker tokens
     cross_mask: torch.Tensor  # [B,1,H+W,1+S] bool, True = may attend
-    reaction: torch.Tensor | None = None  # [B,D] attitude + intensity embedding, added to the timestep's
+    reaction: torch.Tensor | None = None  # [B,D] attitude + intensity embedding, added to the noise level's
 
 
-def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding ``[B] -> [B,dim]``."""
+def noise_level_embedding(noise_level: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of the noise level ``ln σ``: ``[B] -> [B,dim]``."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32) / half)
-    angles = timesteps.float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=noise_level.device, dtype=torch.float32) / half)
+    angles = noise_level.float()[:, None] * freqs[None]
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
@@ -143,7 +144,8 @@ class Block(nn.Module):
 
 
 class ListenerDenoiser(nn.Module):
-    """``(noisy_window [B,W,56], timestep [B], Conditioning) -> predicted clean window [B,W,56]``.
+    """``(scaled noisy window [B,W,56], noise level ln σ [B], Conditioning) -> correction F [B,W,56]``
+    (:class:`brain.diffusion.ListenerDiffusion` turns F into the clean window).
 
     All listener values are in normalised units (:class:`brain.normalizer.Normalizer`).
     """
@@ -153,9 +155,9 @@ class ListenerDenoiser(nn.Module):
         self.cfg = cfg
         width, history, window, chunk = cfg.width, cfg.history_frames, cfg.window_frames, cfg.chunk_frames
         if chunk > window:
-            raise ValueError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
+            raise ConfigError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
         if width % cfg.heads:
-            raise ValueError(f"model.width ({width}) must be divisible by model.heads ({cfg.heads})")
+            raise ConfigError(f"model.width ({width}) must be divisible by model.heads ({cfg.heads})")
         self.listener_in = nn.Linear(FLAME_DIM, width)
         self.null_history = nn.Parameter(torch.zeros(width))
         self.token_type = nn.Parameter(torch.zeros(2, width))  # 0: history, 1: window
@@ -189,17 +191,17 @@ class ListenerDenoiser(nn.Module):
         causal = speaker_time <= torch.clamp(listener_time, max=history + chunk - 1)  # [H+W, H+C]
         self.register_buffer("causal_mask", causal, persistent=False)
 
-    def forward(self, noisy_window: torch.Tensor, timestep: torch.Tensor, cond: Conditioning,
+    def forward(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, cond: Conditioning,
                 drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
                 drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> torch.Tensor:
-        """``noisy_window [B,W,56]``, ``timestep [B]`` long; ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
+        """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ); ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
         encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history,
                               drop_attitude=drop_attitude)
-        return self.denoise(noisy_window, timestep, encoded)
+        return self.denoise(noisy_window, noise_level, encoded)
 
     def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> EncodedCondition:
-        """The part of the forward pass that does not depend on the noisy window or the timestep: computed
+        """The part of the forward pass that does not depend on the noisy window or the noise level: computed
         once per window and reused by every DDIM step."""
         cfg = self.cfg
         batch = cond.batch_size
@@ -243,12 +245,12 @@ class ListenerDenoiser(nn.Module):
             reaction = torch.where(known[:, None], self.attitude_embedding(attitude.clamp(min=0)), self.null_attitude)
         if cfg.intensity_frames > 0:
             intensity = cond.intensity if cond.intensity is not None else torch.zeros(batch, device=device)
-            embedded = self.intensity_mlp(timestep_embedding(INTENSITY_EMBEDDING_SCALE * intensity, cfg.width))
+            embedded = self.intensity_mlp(noise_level_embedding(INTENSITY_EMBEDDING_SCALE * intensity, cfg.width))
             reaction = embedded if reaction is None else reaction + embedded
         return reaction
 
-    def denoise(self, noisy_window: torch.Tensor, timestep: torch.Tensor, encoded: EncodedCondition) -> torch.Tensor:
-        """``noisy_window [B,W,56]``, ``timestep [B]`` and an :meth:`encode` result -> ``[B,W,56]``."""
+    def denoise(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, encoded: EncodedCondition) -> torch.Tensor:
+        """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ) and an :meth:`encode` result -> ``[B,W,56]``."""
         cfg = self.cfg
         batch = encoded.speaker.shape[0]
         if tuple(noisy_window.shape) != (batch, cfg.window_frames, FLAME_DIM):
@@ -256,7 +258,7 @@ class ListenerDenoiser(nn.Module):
                              f"got {list(noisy_window.shape)}")
         window_tokens = self.listener_in(noisy_window) + self.token_type[1]
         x = torch.cat([encoded.history_tokens, window_tokens], dim=1) + self.position  # [B,H+W,D]
-        time = self.time_mlp(timestep_embedding(timestep, cfg.width))  # [B,D]
+        time = self.time_mlp(noise_level_embedding(noise_level, cfg.width))  # [B,D]
         time = F.silu(time if encoded.reaction is None else time + encoded.reaction)
         for block in self.blocks:
             x = block(x, encoded.speaker, encoded.cross_mask, time)

@@ -1,19 +1,36 @@
-"""The diffusion process around a :class:`~brain.denoiser.ListenerDenoiser`: schedule, loss, DDIM sampling.
+"""The diffusion process around a :class:`~brain.denoiser.ListenerDenoiser`: noise levels, loss, sampling.
 
-* Cosine schedule with a short ``T`` (``diffusion.train_steps``, 50 by default); the model predicts x0,
-  through a skip parameterisation (EDM's preconditioning for unit-variance data, written in VP terms):
-  ``x0 = sqrt(ᾱ_t) · x_t + sqrt(1 − ᾱ_t) · F(x_t, t, cond)``. ``sqrt(ᾱ_t) · x_t`` is the best linear guess
-  of x0, so the network only supplies a unit-scale correction: at small t it does not have to learn the
-  identity first, which is what leaves residual noise (too much amplitude, jitter) in an undertrained
-  model's few-step samples.
-* Loss (normalised units): x0 L2 + ``velocity_weight`` · L2 of first differences + ``acceleration_weight``
-  · L2 of second differences. The differences include the step from the last history frame into the
-  window, which is what teaches seamless chunk joins.
+Continuous noise levels σ in EDM's formulation (Karras et al. 2022), all in normalised listener units:
+
+* a noisy window is ``x = x0 + σ·n``; the network sees it scaled to unit variance,
+  ``c_in·x = x / sqrt(σ² + σ_data²)``, with the noise level ``ln σ`` as its "timestep";
+* it predicts x0 through a skip: ``D(x, σ) = c_skip·x + c_out·F(c_in·x, ln σ)``, ``c_skip = σ_data² / (σ² +
+  σ_data²)``, ``c_out = σ·σ_data / sqrt(σ² + σ_data²)``. ``c_skip·x`` is the best linear guess of x0, so the
+  network only supplies a unit-scale correction;
+* training draws ``ln σ ~ N(p_mean, p_std²)`` and weights the loss by ``1 / c_out²`` (``loss_weighting="edm"``:
+  a unit-weighted loss on ``F``, every noise level down to the small ones that shape a window's fine detail
+  learned equally) or by 1 (``"x0"``: plain x0 L2).
+
+Why not the discrete VP schedule (cosine, T = 50) with DDIM that this module used before: with the *exact*
+x0 predictor of Gaussian data, that sampler's output std is 0.72 × the data's at 15 steps for a direction of
+std 0.1 (0.86 × at 50 steps, 0.53 × at 5), because DDIM is a first-order solver and T = 50's least-noisy
+level (σ ≈ 0.044) is not small next to such a direction. Given clean history, a listener window's
+near frames are such directions, and autoregressive windows compound the loss: that is the
+under-dispersion the brain showed (docs/BRAIN.md, "Sampler"; ``tests/test_brain_model.py`` pins the
+analytic numbers).
+
+* Loss (normalised units, weighted per sample by ``1 / c_out²``): x0 L2 + ``velocity_weight`` · L2 of first
+  differences + ``acceleration_weight`` · L2 of second differences. The differences include the step from
+  the last history frame into the window, which is what teaches seamless chunk joins.
+* Sampling: ``sampler="dpmpp_2m"`` (DPM-Solver++(2M), Lu et al. 2022: second order, one network
+  evaluation per step) or ``"ddim"`` (its first-order special case, with optional ancestral noise ``eta``),
+  over Karras's noise levels ``σ_max → σ_min`` (``rho``) and a final step to σ = 0. ``steps`` is the number
+  of network evaluations per window.
 * Classifier-free guidance per modality. Training drops audio, expression or both (exclusive, with
   ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``) and
   the attitude (``drop_attitude``). Sampling evaluates three branches in one batched forward — none, audio
   only, audio + expression, each with the requested attitude and intensity ``c`` — and, for attitude
-  guidance, a fourth: audio + expression without the attitude. It combines
+  guidance, a fourth: audio + expression without the attitude. It combines the x0 predictions
 
       x0 = x0(∅|c) + g_audio · (x0(audio|c) − x0(∅|c)) + g_exp · (x0(audio, exp|c) − x0(audio|c))
            + (g_attitude − 1) · (x0(audio, exp|c) − x0(audio, exp|no attitude))
@@ -21,7 +38,7 @@
   so ``g_audio = g_exp = g_attitude = 1`` is plain conditional sampling (then only one branch is run) and
   ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for.
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
-  timestep 0, no condition dropout; sampling is one forward pass.
+  noise level σ_data, no condition dropout; sampling is one forward pass.
 """
 from __future__ import annotations
 
@@ -29,121 +46,157 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from brain.config import DiffusionConfig
 from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
+from utils.config import ConfigError
+from utils.errors import UsageError
+
+SAMPLERS = ("dpmpp_2m", "ddim")
 
 
-def cosine_alpha_bar(steps: int, offset: float = 0.008) -> torch.Tensor:
-    """``[steps]`` cumulative signal fraction ᾱ for t = 1..steps (Nichol & Dhariwal's cosine schedule)."""
-    def f(t):
-        return math.cos((t / steps + offset) / (1 + offset) * math.pi / 2) ** 2
-
-    alpha_bar = [f(t) / f(0) for t in range(1, steps + 1)]
-    return torch.tensor(alpha_bar, dtype=torch.float64).clamp(min=1e-5, max=1.0).float()
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> list[float]:
+    """``steps`` noise levels from ``sigma_max`` down to ``sigma_min`` (Karras et al.'s spacing), then 0."""
+    if steps == 1:
+        return [sigma_max, 0.0]
+    ramp = [i / (steps - 1) for i in range(steps)]
+    top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [(top + r * (bottom - top)) ** rho for r in ramp] + [0.0]
 
 
 def motion_loss(predicted: torch.Tensor, target: torch.Tensor, previous: torch.Tensor, previous_valid: torch.Tensor,
-                velocity_weight: float, acceleration_weight: float) -> dict[str, torch.Tensor]:
+                velocity_weight: float, acceleration_weight: float,
+                sample_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """x0, velocity and acceleration L2 of ``[B,W,56]`` windows; ``previous [B,1,56]`` is the last history frame.
 
     The differences that reach into ``previous`` count only where ``previous_valid [B]`` is True.
+    ``sample_weight [B]`` (None: 1) weights each window's three terms in ``loss``; the reported parts
+    ``x0``/``velocity``/``acceleration`` are unweighted, so their curves read the same for any weighting.
     """
+    weight = torch.ones(predicted.shape[0], device=predicted.device) if sample_weight is None else sample_weight
     pred_seq = torch.cat([previous, predicted], dim=1)  # [B,1+W,56]
     target_seq = torch.cat([previous, target], dim=1)
-    weight = torch.ones_like(pred_seq[:, :, :1])  # [B,1+W,1]: validity of each frame
-    weight[:, 0, 0] = previous_valid.float()
-    velocity_error = (pred_seq.diff(dim=1) - target_seq.diff(dim=1)) ** 2  # [B,W,56]
-    velocity_weight_map = weight[:, 1:] * weight[:, :-1]
-    acceleration_error = (pred_seq.diff(n=2, dim=1) - target_seq.diff(n=2, dim=1)) ** 2  # [B,W-1,56]
-    acceleration_weight_map = velocity_weight_map[:, 1:] * velocity_weight_map[:, :-1]
-    x0 = F.mse_loss(predicted, target)
-    velocity = (velocity_error * velocity_weight_map).sum() / (velocity_weight_map.sum() * target.shape[-1])
-    acceleration = (acceleration_error * acceleration_weight_map).sum() / (
-        acceleration_weight_map.sum().clamp(min=1) * target.shape[-1])
-    total = x0 + velocity_weight * velocity + acceleration_weight * acceleration
+    valid = torch.ones_like(pred_seq[:, :, :1])  # [B,1+W,1]: validity of each frame
+    valid[:, 0, 0] = previous_valid.float()
+    velocity_valid = valid[:, 1:] * valid[:, :-1]  # [B,W,1]
+    acceleration_valid = velocity_valid[:, 1:] * velocity_valid[:, :-1]  # [B,W-1,1]
+    x0_error = ((predicted - target) ** 2).mean(dim=(1, 2))  # [B]
+    velocity_error = ((pred_seq.diff(dim=1) - target_seq.diff(dim=1)) ** 2 * velocity_valid).sum(dim=(1, 2))
+    acceleration_error = ((pred_seq.diff(n=2, dim=1) - target_seq.diff(n=2, dim=1)) ** 2
+                          * acceleration_valid).sum(dim=(1, 2))
+    velocity_count = velocity_valid.sum() * target.shape[-1]
+    acceleration_count = acceleration_valid.sum().clamp(min=1) * target.shape[-1]
+    batch = predicted.shape[0]
+
+    def reduce(per_sample: torch.Tensor, count, w: torch.Tensor) -> torch.Tensor:
+        return (per_sample * w).sum() / count
+
+    x0, velocity = x0_error.mean(), velocity_error.sum() / velocity_count
+    acceleration = acceleration_error.sum() / acceleration_count
+    total = (reduce(x0_error, batch, weight) + velocity_weight * reduce(velocity_error, velocity_count, weight)
+             + acceleration_weight * reduce(acceleration_error, acceleration_count, weight))
     return {"loss": total, "x0": x0, "velocity": velocity, "acceleration": acceleration}
 
 
 class ListenerDiffusion(nn.Module):
-    """Schedule buffers plus ``loss(denoiser, target, cond)`` and ``sample(denoiser, cond, ...)``."""
+    """Noise-level preconditioning plus ``loss(denoiser, target, cond)`` and ``sample(denoiser, cond, ...)``."""
 
     def __init__(self, cfg: DiffusionConfig, objective: str = "diffusion"):
         super().__init__()
         if objective not in ("diffusion", "regression"):
-            raise ValueError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
+            raise ConfigError(f"model.objective must be 'diffusion' or 'regression', got {objective!r}")
+        if not 0 < cfg.sigma_min < cfg.sigma_max:
+            raise ConfigError(f"diffusion.sigma_min ({cfg.sigma_min}) must be > 0 and below diffusion.sigma_max "
+                             f"({cfg.sigma_max})")
         self.cfg = cfg
         self.objective = objective
-        self.register_buffer("alpha_bar", cosine_alpha_bar(cfg.train_steps))  # [T], t=0 is the least noisy
 
-    @property
-    def num_steps(self) -> int:
-        return self.cfg.train_steps
+    def denoise(self, denoiser: ListenerDenoiser, noisy: torch.Tensor, sigma: torch.Tensor,
+                encoded: EncodedCondition) -> torch.Tensor:
+        """``D(x, σ)``: x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at noise levels ``sigma [B]``."""
+        sigma_data = self.cfg.sigma_data
+        sigma = sigma.float()[:, None, None]
+        variance = sigma ** 2 + sigma_data ** 2
+        correction = denoiser.denoise(noisy / variance.sqrt(), sigma.log().flatten(), encoded).float()
+        return sigma_data ** 2 / variance * noisy + sigma * sigma_data / variance.sqrt() * correction
 
-    def add_noise(self, clean: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """q(x_t | x_0) for ``clean [B,W,56]`` at ``timestep [B]``."""
-        alpha_bar = self.alpha_bar[timestep][:, None, None]
-        return alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
-
-    def predict_x0(self, denoiser: nn.Module, noisy: torch.Tensor, timestep: torch.Tensor, cond: Conditioning,
+    def predict_x0(self, denoiser: ListenerDenoiser, noisy: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
                    **drops: torch.Tensor) -> torch.Tensor:
-        """x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at ``timestep [B]`` (see the module docstring)."""
+        """x0 ``[B,W,56]`` from ``noisy [B,W,56]`` at ``sigma [B]``, with optional condition drops."""
         if self.objective == "regression":
-            return denoiser(torch.zeros_like(noisy), torch.zeros_like(timestep), cond).float()
-        return self._skip(noisy, timestep, denoiser(noisy, timestep, cond, **drops))
+            return self._regress(denoiser, cond)
+        return self.denoise(denoiser, noisy, sigma, denoiser.encode(cond, **drops))
 
-    def _skip(self, noisy: torch.Tensor, timestep: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
-        alpha_bar = self.alpha_bar[timestep][:, None, None]
-        return alpha_bar.sqrt() * noisy + (1 - alpha_bar).sqrt() * correction.float()
+    def _regress(self, denoiser: ListenerDenoiser, cond: Conditioning) -> torch.Tensor:
+        batch, device = cond.batch_size, cond.history.device
+        zeros = torch.zeros(batch, denoiser.cfg.window_frames, cond.history.shape[-1], device=device)
+        level = torch.full((batch,), math.log(self.cfg.sigma_data), device=device)
+        return denoiser.denoise(zeros, level, denoiser.encode(cond)).float()
 
     def _condition_drops(self, batch: int, generator: torch.Generator | None, device) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         draw = torch.rand(batch, generator=generator, device=device)
         drop_audio = draw < cfg.drop_audio
         drop_speaker_exp = (draw >= cfg.drop_audio) & (draw < cfg.drop_audio + cfg.drop_speaker_exp)
-        both = (draw >= cfg.drop_audio + cfg.drop_speaker_exp) & (draw < cfg.drop_audio + cfg.drop_speaker_exp + cfg.drop_both)
+        both = ((draw >= cfg.drop_audio + cfg.drop_speaker_exp)
+                & (draw < cfg.drop_audio + cfg.drop_speaker_exp + cfg.drop_both))
         drop_history = torch.rand(batch, generator=generator, device=device) < cfg.drop_history
         drop_attitude = torch.rand(batch, generator=generator, device=device) < cfg.drop_attitude
-        return {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both, "drop_history": drop_history,
-                "drop_attitude": drop_attitude}
+        return {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both,
+                "drop_history": drop_history, "drop_attitude": drop_attitude}
+
+    def training_sigmas(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        """``[B]`` noise levels: ``ln σ ~ N(p_mean, p_std²)``."""
+        normal = torch.randn(batch, generator=generator, device=device)
+        return (self.cfg.p_mean + self.cfg.p_std * normal).exp()
 
     def loss(self, denoiser: nn.Module, target: torch.Tensor, cond: Conditioning, *,
              generator: torch.Generator | None = None, drop_conditions: bool = True) -> dict[str, torch.Tensor]:
         """Training loss of ``target [B,W,56]`` (normalised); returns ``loss`` and its parts (scalars)."""
         batch, device = target.shape[0], target.device
+        previous, previous_valid = cond.history[:, -1:], cond.history_valid[:, -1]
         if self.objective == "regression":
-            timestep = torch.zeros(batch, dtype=torch.long, device=device)
-            predicted = self.predict_x0(denoiser, torch.zeros_like(target), timestep, cond)
-        else:
-            timestep = torch.randint(0, self.num_steps, (batch,), generator=generator, device=device)
-            noise = torch.randn(target.shape, generator=generator, device=device)
-            drops = self._condition_drops(batch, generator, device) if drop_conditions else {}
-            model_cond = cond
-            if drop_conditions and self.cfg.history_noise > 0:
-                scale = self.cfg.history_noise * torch.rand((batch, 1, 1), generator=generator, device=device)
-                history_noise = scale * torch.randn(cond.history.shape, generator=generator, device=device)
-                model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
-            predicted = self.predict_x0(denoiser, self.add_noise(target, timestep, noise), timestep, model_cond,
-                                        **drops)
-        return motion_loss(predicted, target, cond.history[:, -1:], cond.history_valid[:, -1],
-                           self.cfg.velocity_weight, self.cfg.acceleration_weight)
+            return motion_loss(self._regress(denoiser, cond), target, previous, previous_valid,
+                               self.cfg.velocity_weight, self.cfg.acceleration_weight)
+        sigma = self.training_sigmas(batch, generator, device)
+        noise = torch.randn(target.shape, generator=generator, device=device)
+        drops = self._condition_drops(batch, generator, device) if drop_conditions else {}
+        model_cond = cond
+        if drop_conditions and self.cfg.history_noise > 0:
+            scale = self.cfg.history_noise * torch.rand((batch, 1, 1), generator=generator, device=device)
+            history_noise = scale * torch.randn(cond.history.shape, generator=generator, device=device)
+            model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
+        predicted = self.predict_x0(denoiser, target + sigma[:, None, None] * noise, sigma, model_cond, **drops)
+        sigma_data = self.cfg.sigma_data
+        weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2 if self.cfg.loss_weighting == "edm" else None
+        return motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
+                           self.cfg.acceleration_weight, sample_weight=weight)
 
-    def sampling_timesteps(self, steps: int) -> list[int]:
-        """``steps`` timesteps from ``T-1`` down to 0, evenly spaced (DDIM respacing)."""
-        if not 1 <= steps <= self.num_steps:
-            raise ValueError(f"steps must be in 1..{self.num_steps} (the schedule's length), got {steps}")
-        return sorted({round(x) for x in torch.linspace(self.num_steps - 1, 0, steps).tolist()}, reverse=True)
+    @staticmethod
+    def check_sampling_options(steps: int, sampler: str, eta: float) -> None:
+        """Refuse a step count, sampler or eta that :meth:`sample` cannot run (UsageError)."""
+        if not 1 <= steps <= 1000:
+            raise UsageError(f"steps (network evaluations per window) must be in 1..1000, got {steps}")
+        if sampler not in SAMPLERS:
+            raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if not 0 <= eta <= 1:
+            raise UsageError(f"eta must be in [0, 1], got {eta}")
+        if eta and sampler != "ddim":
+            raise UsageError(f"eta > 0 needs sampler 'ddim' (got sampler {sampler!r}, eta {eta})")
 
-    def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, timestep: int, encoded: EncodedCondition,
+    def sampling_sigmas(self, steps: int) -> list[float]:
+        """The noise levels of a ``steps``-evaluation sampling run, ``sigma_max`` → 0 (``steps + 1`` values)."""
+        return karras_sigmas(steps, self.cfg.sigma_min, self.cfg.sigma_max, self.cfg.rho)
+
+    def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
                   guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0) -> torch.Tensor:
-        """x0 for ``x [B,W,56]``; ``encoded`` from :meth:`encode_for_sampling` (3B or 4B rows when guided)."""
+        """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling`
+        (3B or 4B rows when guided)."""
         batch = x.shape[0]
         branches = encoded.speaker.shape[0] // batch
-        t = torch.full((branches * batch,), timestep, dtype=torch.long, device=x.device)
-        x_in = x.repeat(branches, 1, 1)
-        x0 = self._skip(x_in, t, denoiser.denoise(x_in, t, encoded))
+        level = torch.full((branches * batch,), sigma, device=x.device)
+        x0 = self.denoise(denoiser, x.repeat(branches, 1, 1), level, encoded)
         if branches == 1:
             return x0
         none, audio, both, *no_attitude = x0.chunk(branches)
@@ -172,32 +225,53 @@ class ListenerDiffusion(nn.Module):
                                drop_attitude=branch >= 3 * batch)
 
     @torch.no_grad()
-    def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, eta: float = 0.0,
-               guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0, guidance_attitude: float = 1.0,
-               noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """DDIM from ``noise [B,W,56]`` (drawn from ``generator`` if None) -> clean window ``[B,W,56]``."""
-        batch, device = cond.batch_size, cond.history.device
-        window = denoiser.cfg.window_frames
+    def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
+               eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
+               guidance_attitude: float = 1.0, noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
+        None) -> clean window ``[B,W,56]``. ``eta`` (``ddim`` only): the share of each step's noise that is
+        drawn afresh (ancestral sampling); 0 is deterministic."""
         if self.objective == "regression":
-            timestep = torch.zeros(batch, dtype=torch.long, device=device)
-            zeros = torch.zeros(batch, window, cond.history.shape[-1], device=device)
-            return self.predict_x0(denoiser, zeros, timestep, cond)
+            return self._regress(denoiser, cond)
+        self.check_sampling_options(steps, sampler, eta)
+        batch, device = cond.batch_size, cond.history.device
+        shape = (batch, denoiser.cfg.window_frames, cond.history.shape[-1])
         if noise is None:
-            noise = torch.randn((batch, window, cond.history.shape[-1]), generator=generator, device=device)
+            noise = torch.randn(shape, generator=generator, device=device)
         encoded = self.encode_for_sampling(
             denoiser, cond, self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude))
-        x = noise
-        timesteps = self.sampling_timesteps(steps)
-        for index, timestep in enumerate(timesteps):
-            x0 = self.guided_x0(denoiser, x, timestep, encoded, guidance_audio, guidance_speaker_exp, guidance_attitude)
-            alpha_bar = self.alpha_bar[timestep]
-            last = index + 1 == len(timesteps)
-            alpha_bar_prev = torch.ones_like(alpha_bar) if last else self.alpha_bar[timesteps[index + 1]]
-            eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
-            sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
-            x = alpha_bar_prev.sqrt() * x0 + (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
-            if eta > 0 and not last:
-                x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
+        sigmas = self.sampling_sigmas(steps)
+        x = noise * sigmas[0]
+        previous_x0, previous_step = None, None
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+            x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp, guidance_attitude)
+            if sampler == "ddim":
+                x = self._ddim_step(x, x0, sigma, sigma_next, eta, generator)
+                continue
+            if sigma_next == 0:
+                x = x0
+                continue
+            step = math.log(sigma / sigma_next)  # h: the step in λ = −ln σ
+            direction = x0
+            if previous_x0 is not None:  # second order: extrapolate x0 along the last step
+                ratio = previous_step / step
+                direction = (1 + 1 / (2 * ratio)) * x0 - 1 / (2 * ratio) * previous_x0
+            x = (sigma_next / sigma) * x - math.expm1(-step) * direction
+            previous_x0, previous_step = x0, step
+        return x
+
+    @staticmethod
+    def _ddim_step(x: torch.Tensor, x0: torch.Tensor, sigma: float, sigma_next: float, eta: float,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        """First-order step ``sigma → sigma_next``; with ``eta > 0`` part of the noise is drawn afresh."""
+        if sigma_next == 0:
+            return x0
+        sigma_up = min(sigma_next, eta * math.sqrt(sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2))
+        sigma_down = math.sqrt(sigma_next ** 2 - sigma_up ** 2)
+        x = x0 + (sigma_down / sigma) * (x - x0)
+        if sigma_up > 0:
+            x = x + sigma_up * torch.randn(x.shape, generator=generator, device=x.device)
         return x
 
 

@@ -4,19 +4,20 @@
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
-        [--cuda_graphs] [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
+        [--cuda_graphs] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
+        [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
 
     <dir>/metrics.json        {method: {metric: value}}, ground truth's own statistics under "ground_truth"
     <dir>/metrics.md          the same as two Markdown tables (L2L/DIM metrics; REACT + motion quality)
-    <dir>/run.json            what was evaluated: config, clip ids, seconds per method
+    <dir>/run.json            what was evaluated: config, clip ids, seconds per method, notes on what was left out
     <dir>/motion_<clip>.png   ground truth vs diffusion samples (and speaker), per plotted clip
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
     <dir>/samples/<method>/<clip_id>.npy   float32 [K,T,56], with --save_samples
-    <dir>/attitude_confusion.png, <dir>/intensity_sweep.png, <dir>/guidance_attitude_sweep.png   with --attitudes
+    <dir>/attitude_confusion.png, intensity_sweep.png, guidance_attitude_sweep.png   with --attitudes
 
 Methods: ``diffusion`` (``--checkpoint``), the baselines of ``brain.baselines`` (``--baselines all`` or a
 comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of the diffusion model, named
@@ -27,22 +28,31 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--audio_only``: the model's own audio-only guidance branch (``guidance_speaker_exp=0``).
 * ``--speaker_exp_only``: the speaker audio replaced by the train split's mean audio frame (no audio information;
   the policy API has no switch for the learned null audio).
-* ``--step_sweep``: DDIM steps (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
+* ``--external NAME=DIR ...``: rows for samples made elsewhere (another system, an earlier version),
+  ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` per clip, scored exactly like the others.
+* ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
+  (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
+  on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
+* ``--step_sweep``: network evaluations (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
   guidance_speaker_exp = g`` (default 1.5 2 3).
+
+``--oracle R1 R2 ...``: resamples of ``--data`` (``data_utils.synthetic_dyadic --resample_seed``) score the
+``oracle`` (clip c's K = R samples are its resampled listeners) and ``oracle[shuffled]`` (clip c+1's) rows, and
+every method gets ``metrics.json[method]["ratio_to_oracle"][metric]`` and a ratio table in metrics.md
+(:mod:`brain.oracle`).
 
 ``--attitudes`` (a labelled corpus and checkpoint) adds a row ``diffusion[attitude=<name>]`` per attitude
 (every test clip sampled with that attitude), ``diffusion[own_attitude]`` (each clip with its own), and the
 reaction-control evaluation of :mod:`brain.attitude_eval` — an attitude classifier's confusion matrices,
-realism per attitude, the intensity sweep (``--intensity_sweep``, default 0.5 0.7 1 1.4 2) and optionally
-an attitude-guidance sweep — under ``"attitudes"`` in metrics.json and after the tables in metrics.md.
+realism per attitude (the oracle's too), the intensity sweep (``--intensity_sweep``, default 0.5 0.7 1 1.4 2)
+and optionally an attitude-guidance sweep — under ``"attitudes"`` in metrics.json and after the tables in
+metrics.md.
 
 Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming loop, so ``seam`` (jumps at
 8-frame chunk boundaries) of ``diffusion`` is the streamed output's.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -52,16 +62,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from brain import oracle
 from brain.attitude_eval import (ATTITUDE_METHOD, DEFAULT_GUIDANCE_SWEEP as DEFAULT_ATTITUDE_GUIDANCE_SWEEP,
                                  DEFAULT_INTENSITY_SWEEP, OWN_ATTITUDE_METHOD, AttitudeEvaluation)
 from brain.baselines import build_baselines, fit_to_length
-from brain.data import CorpusError, DyadicCorpus
+from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
-from utils.atomic import atomic_output
+from utils.arrays import check_array, load_npy
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.config import config_to_dict
+from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS
 from utils.plots import plot_motion_curves, plot_std_bars
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 DEFAULT_STEP_SWEEP = (5, 10, 15, 25, 50)
 DEFAULT_GUIDANCE_SWEEP = (1.5, 2.0, 3.0)
@@ -77,8 +91,9 @@ class EvalConfig:
     regression_checkpoint: str = ""
     baselines: str = "all"  # "all", "none" or a comma list of brain.baselines names
     samples: int = 10  # K per clip
-    steps: int = 15
-    eta: float = 0.0
+    steps: int | None = None  # None: the checkpoint's sampling defaults
+    sampler: str = ""  # "": the checkpoint's
+    eta: float | None = None
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"  # "bf16": diffusion sampling under bf16 autocast (ListenerPolicy)
@@ -91,7 +106,11 @@ class EvalConfig:
     speaker_exp_only: bool = False
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
+    sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
+    workers: int = 1  # processes that score methods while the next one samples
+    external: list[str] = field(default_factory=list)  # NAME=DIR: samples made elsewhere, DIR/<clip_id>.npy
     plot_clips: int = 2
+    oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
     attitudes: bool = False  # the reaction-control evaluation (brain.attitude_eval)
     intensity_sweep: list[float] = field(default_factory=lambda: list(DEFAULT_INTENSITY_SWEEP))
     attitude_guidance_sweep: list[float] = field(default_factory=list)
@@ -106,6 +125,7 @@ class Method:
     generator: object  # brain.baselines.MotionGenerator
     options: dict = field(default_factory=dict)
     speakers: list | None = None  # per clip (audio [T,768], exp [T,50]); None: the clip's own speaker
+    samples: list | None = None  # precomputed [K,T,56] per clip (the oracle rows); generator unused
 
 
 def load_clips(cfg: EvalConfig) -> tuple[list, list]:
@@ -129,9 +149,37 @@ def cut_to_seconds(clips, seconds: float) -> None:
         clip.listener = clip.listener[:frames]
 
 
+SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float}
+
+
+def parse_sweep_entry(entry: str) -> dict:
+    """``"sampler=ddim,steps=15,guidance=2"`` -> policy sampling options (``guidance`` sets both scales)."""
+    options = {}
+    for item in entry.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        names = ("guidance_audio", "guidance_speaker_exp") if key == "guidance" else (key,)
+        if not value or any(name not in SWEEP_OPTIONS for name in names):
+            raise UsageError(f"--sweep {entry!r}: expected key=value items with keys "
+                             f"{', '.join(['guidance', *SWEEP_OPTIONS])}")
+        try:
+            options.update({name: SWEEP_OPTIONS[name](value) for name in names})
+        except ValueError:
+            raise UsageError(f"--sweep {entry!r}: {key}={value!r} is not a valid value") from None
+    return options
+
+
 def _baseline_names(cfg: EvalConfig) -> list[str]:
     names = [n.strip() for n in cfg.baselines.split(",") if n.strip()]
     return [] if names == ["none"] else names
+
+
+def left_out_notes(cfg: EvalConfig) -> list[str]:
+    """What the requested evaluation leaves out, and why: printed, and kept in ``run.json`` and ``metrics.md``."""
+    if "all" in _baseline_names(cfg) and not cfg.regression_checkpoint:
+        return ["--baselines all without --regression_checkpoint: the regression baseline is left out "
+                "(train one with model.objective=regression and pass it as --regression_checkpoint)"]
+    return []
 
 
 def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Method]:
@@ -142,11 +190,12 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
 
         policy = ListenerPolicy.from_checkpoint(cfg.checkpoint, device=device, precision=cfg.precision,
                                                 cuda_graphs=cfg.cuda_graphs)
-        base = {"steps": cfg.steps, "eta": cfg.eta}
+        base = {name: value for name, value in (("steps", cfg.steps), ("sampler", cfg.sampler or None),
+                                                  ("eta", cfg.eta)) if value is not None}
         methods.append(Method("diffusion", policy, base))
         if cfg.shuffled_speaker:
             if len(test_clips) < 2:
-                raise ValueError("--shuffled_speaker needs at least 2 test clips")
+                raise UsageError("--shuffled_speaker needs at least 2 test clips")
             shuffled = []
             for index, clip in enumerate(test_clips):
                 other = test_clips[(index + 1) % len(test_clips)]
@@ -162,24 +211,47 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                       for c in test_clips]
             methods.append(Method("diffusion[speaker_exp_only]", policy, base, silent))
         for steps in cfg.step_sweep:
-            if steps != cfg.steps:
+            if steps != base.get("steps", policy.cfg.sample.steps):
                 methods.append(Method(f"diffusion[steps={steps}]", policy, {**base, "steps": steps}))
         for scale in cfg.guidance_sweep:
             methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
                                   {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
+        for entry in cfg.sweep:
+            methods.append(Method(f"diffusion[{entry}]", policy, {**base, **parse_sweep_entry(entry)}))
         if cfg.attitudes:
             methods += [Method(ATTITUDE_METHOD.format(name), policy, {**base, "attitude": name})
                         for name in policy.attitudes]
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
-    if not methods:
-        raise ValueError("nothing to evaluate: give --checkpoint and/or --baselines")
+    if not methods and not cfg.oracle and not cfg.external:
+        raise UsageError("nothing to evaluate: give --checkpoint, --baselines, --external and/or --oracle")
     return methods
+
+
+def load_external_samples(entry: str, test_clips) -> Method:
+    """``--external NAME=DIR``: a method whose samples were made elsewhere (another system, an older version
+    of this one): ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` or ``[T,56]`` per evaluated clip, at least as
+    long as the clip (cut to it, like ``--max_seconds`` cuts the clips)."""
+    name, _, folder = entry.partition("=")
+    if not name or not folder:
+        raise UsageError(f"--external {entry!r}: expected NAME=DIR")
+    samples = []
+    for clip in test_clips:
+        source = f"--external {name}: {folder}/{clip.clip_id}.npy"
+        motion = load_npy(Path(folder) / f"{clip.clip_id}.npy", source)
+        motion = motion[None] if motion.ndim == 2 else motion
+        if motion.ndim != 3 or motion.shape[2] != FLAME_DIM or motion.shape[1] < clip.num_frames:
+            raise UsageError(f"{source}: expected [K,T>={clip.num_frames},{FLAME_DIM}], got {list(motion.shape)}")
+        samples.append(check_array(motion[:, :clip.num_frames].reshape(-1, FLAME_DIM), FLAME_DIM, source)
+                       .reshape(len(motion), clip.num_frames, FLAME_DIM))
+    return Method(name, None, samples=samples)
 
 
 def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.ndarray]:
     """One ``[K,T,56]`` per clip; clip i is sampled with seed ``cfg.seed + i``."""
+    if method.samples is not None:
+        return method.samples
     out = []
     for index, clip in enumerate(tqdm(test_clips, desc=method.name, unit="clip", leave=False)):
         audio, exp = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
@@ -193,31 +265,72 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
     return out
 
 
+class MetricPool:
+    """``evaluate_method`` for each submitted method, in this process (``workers`` 1) or in a process pool;
+    :meth:`results` returns them in submission order."""
+
+    def __init__(self, context: MetricContext, workers: int):
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
+        self.context = context
+        self.pool = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers never inherit the parent's CUDA context or its threads.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.pending: dict[str, object] = {}
+
+    def submit(self, name: str, samples: list[np.ndarray]) -> None:
+        if self.pool is None:
+            self.pending[name] = evaluate_method(self.context, samples)
+        else:
+            self.pending[name] = self.pool.submit(evaluate_method, self.context, samples)
+
+    def results(self) -> dict[str, dict[str, float]]:
+        results = {name: value if self.pool is None else value.result() for name, value in self.pending.items()}
+        if self.pool is not None:
+            self.pool.shutdown()
+        return results
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     """Run the evaluation described by ``cfg``; write ``cfg.out`` (see module docstring); return the metrics."""
     if cfg.samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
-    out = Path(cfg.out)
+        raise UsageError(f"--samples must be >= 1, got {cfg.samples}")
+    out = check_output_path("--out", cfg.out, directory=True)
     if out.exists() and any(out.iterdir()) and not (out / "metrics.json").is_file():
-        raise ValueError(f"{out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
+        raise UsageError(f"--out {out} is a non-empty folder that holds no earlier evaluation; refusing to replace it")
     device = resolve_device(cfg.device)
+    notes = left_out_notes(cfg)
+    for note in notes:
+        print(f"note: {note}")
     test_clips, train_clips = load_clips(cfg)
     methods = build_methods(cfg, test_clips, train_clips, device)
-    chunk_frames = getattr(methods[0].generator, "chunk_frames", 8)
+    methods += [load_external_samples(entry, test_clips) for entry in cfg.external]
+    if cfg.oracle:
+        resampled = oracle.load_resampled_listeners(cfg.oracle, cfg.data, cfg.split, test_clips)
+        methods = [Method(name, None, samples=samples)
+                   for name, samples in oracle.oracle_samples(resampled).items()] + methods
+    chunk_frames = next((m.generator.chunk_frames for m in methods if hasattr(m.generator, "chunk_frames")), 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
     attitude_report = _attitude_evaluation(cfg, methods, test_clips, train_clips, chunk_frames)
 
-    results = {"ground_truth": evaluate_method(context, [c.listener[None] for c in test_clips])}
-    if attitude_report:
-        attitude_report.score("ground_truth", [c.listener[None] for c in test_clips])
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
+    # Sampling runs here, one method after another (it holds the device); scoring is CPU-only numpy and, with
+    # --workers N, runs in N processes while the next method samples.
+    scoring = MetricPool(context, cfg.workers)
+    scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
+    if attitude_report:
+        attitude_report.score("ground_truth", [c.listener[None] for c in test_clips])
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
-            results[method.name] = evaluate_method(context, samples)
+            scoring.submit(method.name, samples)
             if attitude_report:
                 attitude_report.score(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
@@ -227,16 +340,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
-        metrics, tables = results, ""
         if attitude_report:
-            results[OWN_ATTITUDE_METHOD] = evaluate_method(context, attitude_report.own_attitude_samples())
+            scoring.submit(OWN_ATTITUDE_METHOD, attitude_report.own_attitude_samples())
+        results = scoring.results()
+        tables = format_tables(results, len(test_clips), cfg.samples)
+        if cfg.oracle:
+            ratios = oracle.ratios_to_oracle(results)
+            for method, values in ratios.items():
+                results[method]["ratio_to_oracle"] = values
+            tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
+        if attitude_report:
             attitude_section, attitude_tables = attitude_report.finish(staging)
-            metrics, tables = {**results, "attitudes": attitude_section}, "\n" + attitude_tables
-        _write_json(staging / "metrics.json", metrics)
-        (staging / "metrics.md").write_text(format_tables(results, len(test_clips), cfg.samples) + tables)
+            tables += "\n" + attitude_tables
+        tables += "".join(f"\nNote: {note}\n" for note in notes)
+        save_json(staging / "metrics.json", {**results, "attitudes": attitude_section} if attitude_report else results)
+        (staging / "metrics.md").write_text(tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
-               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds}
-        _write_json(staging / "run.json", run)
+               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes}
+        save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results
 
@@ -246,11 +367,11 @@ def _attitude_evaluation(cfg: EvalConfig, methods: list[Method], test_clips, tra
     """The ``--attitudes`` evaluation of the diffusion brain, or None without the flag."""
     if not cfg.attitudes:
         return None
-    policy = next((m.generator for m in methods if m.name == "diffusion"), None)
-    if policy is None:
-        raise ValueError("--attitudes needs --checkpoint (a brain trained on a labelled corpus)")
-    return AttitudeEvaluation(policy, test_clips, train_clips, samples_per_sweep=cfg.sweep_samples, seed=cfg.seed,
-                              sampling={"steps": cfg.steps, "eta": cfg.eta}, intensity_sweep=cfg.intensity_sweep,
+    diffusion = next((m for m in methods if m.name == "diffusion"), None)
+    if diffusion is None:
+        raise UsageError("--attitudes needs --checkpoint (a brain trained on a labelled corpus)")
+    return AttitudeEvaluation(diffusion.generator, test_clips, train_clips, samples_per_sweep=cfg.sweep_samples,
+                              seed=cfg.seed, sampling=diffusion.options, intensity_sweep=cfg.intensity_sweep,
                               guidance_sweep=cfg.attitude_guidance_sweep, chunk_frames=chunk_frames)
 
 
@@ -267,20 +388,6 @@ def _write_plots(folder: Path, clips, plotted: dict, stds: dict) -> None:
                            title=f"{clip.clip_id}: first sample of every method")
     plot_std_bars(folder / "std_bars.png", {k: v for k, v in stds.items() if "[" not in k},
                   title="per-dimension std over all test frames")
-
-
-def _write_json(path: Path, data) -> None:
-    """JSON with NaN written as null (undefined metrics: e.g. FRDiv of one sample)."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        if isinstance(value, (float, np.floating)):
-            return None if math.isnan(value) else float(value)
-        return value
-
-    path.write_text(json.dumps(clean(data), indent=2) + "\n")
 
 
 # (metric, header) per table; arrows: "↓" lower is better, "↑" higher, "→1" / "≈GT" closer to 1 / ground truth.
@@ -315,8 +422,7 @@ def format_tables(results: dict[str, dict[str, float]], num_clips: int, num_samp
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("brain.evaluate", __doc__, epilog=True)
     defaults = EvalConfig()
     parser.add_argument("--data", required=True, help="dyadic corpus folder (DESIGN.md §3.1)")
     parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
@@ -326,8 +432,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--baselines", default=defaults.baselines,
                         help="'all', 'none' or a comma list of random,mirror,nearest,mean,regression")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="samples K per clip")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps")
-    parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta")
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations per window (default: the "
+                        "checkpoint's)")
+    parser.add_argument("--sampler", default=None, help="dpmpp_2m or ddim (default: the checkpoint's)")
+    parser.add_argument("--eta", type=float, default=None, help="ddim's fresh-noise share (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "bf16"),
@@ -344,6 +452,14 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--guidance_sweep", type=float, nargs="*", default=None,
                         help=f"ablation: guidance scales (no values: {' '.join(map(str, DEFAULT_GUIDANCE_SWEEP))})")
     parser.add_argument("--plot_clips", type=int, default=defaults.plot_clips, help="clips drawn as motion curves")
+    parser.add_argument("--external", nargs="+", default=None, metavar="NAME=DIR",
+                        help="score samples made elsewhere: DIR/<clip_id>.npy, [K,T,56] per clip")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
+                        help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
+    parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",
+                        help="resamples of --data (synthetic_dyadic --resample_seed): the oracle rows and ratios")
     parser.add_argument("--attitudes", action="store_true",
                         help="reaction-control evaluation: attitude classifier, realism per attitude, intensity sweep")
     parser.add_argument("--intensity_sweep", type=float, nargs="+", default=None,
@@ -352,7 +468,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                         help="with --attitudes: attitude guidance scales, the alternative intensity knob "
                              f"(no values: {' '.join(map(str, DEFAULT_ATTITUDE_GUIDANCE_SWEEP))})")
     parser.add_argument("--sweep_samples", type=int, default=defaults.sweep_samples,
-                        help="samples per clip at each swept value")
+                        help="with --attitudes: samples per clip at each swept value")
     args = vars(parser.parse_args(argv))
     if args["step_sweep"] is not None:
         args["step_sweep"] = args["step_sweep"] or list(DEFAULT_STEP_SWEEP)
@@ -364,13 +480,11 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     return EvalConfig(**args)
 
 
+@cli_main("brain.evaluate")
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    try:
-        evaluate(cfg)
-    except (CorpusError, ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    configure_threads()
+    evaluate(cfg)
     print(Path(cfg.out, "metrics.md").read_text())
     return 0
 

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.cluster.vq import kmeans2, vq
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from utils.flame import EXP, FLAME_DIM, POSE
 
 PARTS = {"exp": EXP, "pose": POSE}
 SID_CLUSTERS = {"exp": 40, "pose": 20}  # DIM's k for expression and pose
+SID_EPS = 1e-6  # DIM's entropy: -sum p log2(p + 1e-6)
 SYNC_MAX_LAG = 49  # REACT's TLCC window: lags -(2 s * 25 fps - 1) .. +49 frames
 POSE_REFERENCE_DIMS = POSE.stop - POSE.start  # speaker components paired with listener pose in rpcc_pose
 CCC_EPS = 1e-8  # REACT's guard in the CCC denominator
@@ -100,42 +102,34 @@ def frechet_terms(reference: GaussianStats, mean: np.ndarray, cov: np.ndarray) -
     return float(diff @ diff), max(0.0, covariance_term)  # the covariance term is >= 0; only round-off goes below
 
 
-def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
-    """Fréchet distance between two Gaussians given by their moments."""
-    return sum(frechet_terms(GaussianStats.from_moments(mean_a, cov_a), np.asarray(mean_b, dtype=np.float64), cov_b))
-
-
 def frechet_distance(frames_a: np.ndarray, frames_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two frame sets ``[N,D]`` and ``[M,D]`` (unbiased covariance)."""
     return GaussianStats.fit(frames_a).frechet_to(frames_b)
 
 
-def frechet_distance_terms(frames_a: np.ndarray, frames_b: np.ndarray) -> tuple[float, float]:
-    """``(mean term, covariance term)`` of :func:`frechet_distance`; they sum to it."""
-    return GaussianStats.fit(frames_a).frechet_terms_to(frames_b)
-
-
 # ---------------------------------------------------------------- diversity (SID) and correlation
 
 
-def fit_codebook(frames: np.ndarray, num_clusters: int, *, seed: int = 0) -> np.ndarray:
-    """k-means++ centroids ``[k,D]`` of ``frames [N,D]`` with a fixed seed (the SID reference clustering)."""
-    frames = np.asarray(frames, dtype=np.float64)
+def fit_codebook(frames: np.ndarray, num_clusters: int, *, seed: int = 0) -> KMeans:
+    """The SID reference clustering of ``frames [N,D]``, as DIM fits it: scikit-learn
+    ``KMeans(n_clusters=k, random_state=seed, n_init="auto")`` (one k-means++ start, Lloyd iterations), on float32
+    frames as DIM's are (its inputs are float32 tensors' arrays; sklearn clusters in the input's precision)."""
+    frames = np.asarray(frames, dtype=np.float32)
     if len(frames) < num_clusters:
         raise ValueError(f"SID needs at least {num_clusters} ground-truth frames to fit {num_clusters} clusters, "
                          f"got {len(frames)}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an empty cluster is kept at its seed; that only happens on tiny sets
-        centroids, _ = kmeans2(frames, num_clusters, iter=20, minit="++", rng=np.random.default_rng(seed))
-    return centroids
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct frames than k (tiny sets): DIM scores too
+        return KMeans(n_clusters=num_clusters, random_state=seed, n_init="auto").fit(frames)
 
 
-def shannon_index(codebook: np.ndarray, frames: np.ndarray) -> float:
-    """Entropy in bits of the cluster histogram of ``frames [N,D]`` under ``codebook [k,D]``: in ``[0, log2 k]``."""
-    labels, _ = vq(np.asarray(frames, dtype=np.float64), codebook)
-    counts = np.bincount(labels, minlength=len(codebook)).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns the -0.0 of a single cluster into 0.0
+def shannon_index(codebook: KMeans, frames: np.ndarray) -> float:
+    """Entropy in bits of the cluster histogram of ``frames [N,D]`` under ``codebook`` (:func:`fit_codebook`), DIM's
+    ``-sum p log2(p + 1e-6)``: below ``log2 k`` by up to ``1e-6 k / ln 2`` bits, and ``-1.4e-6`` (not 0) for a
+    set that falls into one cluster."""
+    labels = codebook.predict(np.asarray(frames, dtype=np.float32))
+    p = np.bincount(labels, minlength=codebook.n_clusters) / len(labels)
+    return float(-(p * np.log2(p + SID_EPS)).sum())
 
 
 def pooled_pcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -321,7 +315,7 @@ class MetricContext:
 
     speaker_exp: list[np.ndarray]  # per clip [T,50]
     listener: list[np.ndarray]  # per clip [T,56]
-    codebooks: dict[str, np.ndarray]  # part -> [k, part width]
+    codebooks: dict[str, KMeans]  # part -> the SID clustering of the ground truth (k centroids of the part's width)
     reference_std: np.ndarray  # [56] per-dim std of all ground-truth frames
     chunk_frames: int = 8
     listener_stats: list[dict[str, GaussianStats]] = field(default_factory=list)  # per clip, per part

@@ -35,6 +35,7 @@ from brain.normalizer import Normalizer
 from utils.checkpoint import load_checkpoint
 from utils.config import config_from_dict
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.errors import UsageError
 
 
 def fast_sampling_options(device: str | torch.device) -> dict:
@@ -57,7 +58,7 @@ class ListenerPolicy:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
         self.precision = precision
-        # CUDA graphs replay a captured DDIM loop per (num_samples, options); eta > 0 stays eager (its
+        # CUDA graphs replay a captured sampling loop per (num_samples, options); eta > 0 stays eager (its
         # per-step noise comes from the stream's generator).
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict = {}
@@ -95,34 +96,40 @@ class ListenerPolicy:
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, guidance_attitude) -> dict:
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude) -> dict:
         defaults = self.cfg.sample
-        return {"steps": defaults.steps if steps is None else int(steps),
-                "eta": defaults.eta if eta is None else float(eta),
-                "guidance_audio": defaults.guidance_audio if guidance_audio is None else float(guidance_audio),
-                "guidance_speaker_exp": defaults.guidance_speaker_exp if guidance_speaker_exp is None else float(guidance_speaker_exp),
-                "guidance_attitude": defaults.guidance_attitude if guidance_attitude is None else float(guidance_attitude)}
+
+        def pick(value, default, kind):
+            return default if value is None else kind(value)
+
+        return {"steps": pick(steps, defaults.steps, int), "sampler": pick(sampler, defaults.sampler, str),
+                "eta": pick(eta, defaults.eta, float),
+                "guidance_audio": pick(guidance_audio, defaults.guidance_audio, float),
+                "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float),
+                "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float)}
 
     def reaction(self, attitude: str | None, intensity: float | None) -> tuple[int, float | None]:
-        """``(attitude index, intensity input)`` for the denoiser; ValueError naming the valid attitudes, or
+        """``(attitude index, intensity input)`` for the denoiser; UsageError naming the valid attitudes, or
         for an intensity asked of a model trained without one."""
         index = attitude_index(self.attitudes, attitude)
         if self.cfg.model.intensity_frames == 0:
             if intensity is not None:
-                raise ValueError("intensity asked of a model trained without an intensity condition "
+                raise UsageError("intensity asked of a model trained without an intensity condition "
                                  "(model.intensity_frames=0)")
             return index, None
         return index, intensity_condition(intensity)
 
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
-               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None, *,
-               attitude: str | None = None, intensity: float | None = None,
+               guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
+               sampler: str | None = None, *, attitude: str | None = None, intensity: float | None = None,
                guidance_attitude: float | None = None) -> "ListenerStream":
-        """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed."""
+        """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
+        ``None`` options take the checkpoint's ``sample`` defaults; ``attitude``/``intensity``: see the module
+        docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, guidance_attitude)
-        self.diffusion.sampling_timesteps(options["steps"])  # refuse a bad step count before any input
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude)
+        self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:
             options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the fourth branch
@@ -130,12 +137,13 @@ class ListenerPolicy:
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None, *, attitude: str | None = None,
-                 intensity: float | None = None, guidance_attitude: float | None = None) -> np.ndarray:
+                 guidance_speaker_exp: float | None = None, sampler: str | None = None, *,
+                 attitude: str | None = None, intensity: float | None = None,
+                 guidance_attitude: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
-        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, attitude=attitude,
-                             intensity=intensity, guidance_attitude=guidance_attitude)
+        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler,
+                             attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     @torch.no_grad()
@@ -152,7 +160,7 @@ class ListenerPolicy:
 
 
 class GraphedWindowSampler:
-    """The DDIM loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
+    """The sampling loop of one window captured as a CUDA graph for fixed shapes and options; replayed per call."""
 
     def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor, options: dict):
         self.static_cond = cond.map(torch.clone)

@@ -14,21 +14,22 @@ checkpoint with an intensity condition). A name the checkpoint does not know exi
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from brain.data import CorpusError, check_speaker_inputs, load_npy
+from brain.data import check_speaker_inputs
 from brain.policy import ListenerPolicy
+from utils.arrays import load_npy
 from utils.atomic import save_npy
-from utils.checkpoint import CheckpointError
+from utils.cli import check_output_path, cli_main, cli_parser
+from utils.errors import UsageError
 from utils.plots import plot_motion_curves
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 
+@cli_main("brain.sample")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("brain.sample", __doc__, epilog=True)
     parser.add_argument("--checkpoint", required=True, help="brain checkpoint (train_diffusion.py output)")
     parser.add_argument("--audio", required=True, help="speaker audio features .npy, float32 [T,768]")
     parser.add_argument("--visual", required=True, help="speaker expression .npy, float32 [T,50]")
@@ -46,20 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="also write a PNG of the main motion curves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
-    try:
-        if args.num_samples < 1:
-            raise ValueError(f"--num_samples must be >= 1, got {args.num_samples}")
-        speaker_audio, speaker_exp = check_speaker_inputs(
-            load_npy(Path(args.audio), args.audio), load_npy(Path(args.visual), args.visual),
-            audio_source=args.audio, exp_source=args.visual)
-        policy = ListenerPolicy.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
-        motion = policy.generate(speaker_audio, speaker_exp, num_samples=args.num_samples, seed=args.seed,
-                                 steps=args.steps, eta=args.eta, guidance_audio=args.guidance_audio,
-                                 guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
-                                 intensity=args.intensity, guidance_attitude=args.guidance_attitude)  # [K,T,56]
-    except (CorpusError, CheckpointError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    check_output_path("--out", args.out)
+    if args.plot:
+        check_output_path("--plot", args.plot)
+    if args.num_samples < 1:
+        raise UsageError(f"--num_samples must be >= 1, got {args.num_samples}")
+    speaker_audio, speaker_exp = check_speaker_inputs(
+        load_npy(Path(args.audio), args.audio), load_npy(Path(args.visual), args.visual),
+        audio_source=args.audio, exp_source=args.visual)
+    policy = ListenerPolicy.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    motion = policy.generate(speaker_audio, speaker_exp, num_samples=args.num_samples, seed=args.seed,
+                             steps=args.steps, eta=args.eta, guidance_audio=args.guidance_audio,
+                             guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
+                             intensity=args.intensity, guidance_attitude=args.guidance_attitude)  # [K,T,56]
     save_npy(args.out, motion[0] if args.num_samples == 1 else motion)
     if args.plot:
         plot_motion_curves(args.plot, {f"seed {args.seed} sample {k}": m for k, m in enumerate(motion)},

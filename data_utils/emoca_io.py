@@ -3,14 +3,18 @@
     python -m data_utils.emoca_io <emoca folder or file> --out listener.npy [--kind listener|speaker]
         [--num_frames N] [--max_missing_fraction 0.1] [--max_gap_frames 15]
 
-What EMOCA writes (``demos/test_emoca_on_video.py --save_codes True``)::
+What EMOCA writes (``gdl_apps/EMOCA/demos/test_emoca_on_video.py --save_codes True``; the demo appends the
+model name to ``--output_folder``)::
 
-    <output>/processed_<date>/<video stem>/results/<model name>/<frame>_<detection>/exp.npy    [50]
-                                                                                  /pose.npy   [6]  global 3 | jaw 3
-                                                                                  /shape.npy  [100] (unused)
-                                                                                  /cam.npy    [3]  optional, see below
-                                                                                  /crop.npy   [3]  optional, see below
+    <output>/<model>/processed_<date>/<video stem>/results/<model>/<frame>_<detection>/exp.npy   [50]
+                                                                                     /pose.npy  [6] global 3 | jaw 3
+                                                                                     /shape.npy, tex.npy, detail.npy
+                                                                                     /cam.npy   [3] optional, see below
+                                                                                     /crop.npy  [3] optional, see below
 
+That is for a relative ``--output_folder``; with an absolute one the demo writes the frame folders straight
+into ``<output>/<model>/``, so one output folder per video, ``<root>/<video stem>/<model>/<frame>_<detection>/``,
+is the other layout found under a root (DIM's preprocessing reads ViCo's EMOCA codes that way).
 ``<frame>`` is ffmpeg's 1-based frame number (``%06d``) and ``<detection>`` the face's index in that frame
 (``%03d``); a frame in which the detector found no face has no folder. Also read: variants that save
 ``globalpose.npy`` + ``jawpose.npy`` instead of ``pose.npy``, and *stacked* codes — a ``.npz`` file or a folder
@@ -29,7 +33,6 @@ of the wrong width. Every refusal is an :class:`EmocaError` naming the file or f
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass, field
@@ -38,7 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from data_utils.resample import fill_missing, missing_runs
+from utils.arrays import check_array, load_npy
 from utils.atomic import save_npy
+from utils.cli import cli_main, cli_parser
+from utils.errors import InputError
 from utils.flame import EXP_DIM, GLOBAL_ROT, GLOBAL_ROT_DIM, JAW, JAW_DIM, join_flame
 
 POSE_DIM = GLOBAL_ROT_DIM + JAW_DIM  # EMOCA posecode: global 3 | jaw 3
@@ -51,7 +57,7 @@ LISTENER_ROTATIONS = (GLOBAL_ROT, JAW)  # the same rotations inside the [T,56] l
 FRAME_FOLDER = re.compile(r"^(\d+)(?:_(\d+))?$")  # "000001_000" (EMOCA) or "000001"
 
 
-class EmocaError(ValueError):
+class EmocaError(InputError):
     """EMOCA output that is missing, malformed, or has too many frames without a face."""
 
 
@@ -93,7 +99,9 @@ def find_emoca_sequence(emoca_root: str | Path, video_stem: str) -> Path:
     """Locate the EMOCA output for the video named ``video_stem`` under ``emoca_root``.
 
     Looked for, in order: ``<root>/<stem>.npz``; ``<root>/<stem>/`` holding frame folders or stacked arrays;
-    EMOCA's demo layout ``<root>[/processed_*]/<stem>/results/<model>/``.
+    one folder holding codes in EMOCA's demo layouts: ``<root>/<stem>/<model>/`` (an absolute output folder per
+    video) or ``<root>[/<model>][/processed_*]/<stem>/results/<model>/`` (a relative one, ``<root>`` being the
+    ``--output_folder`` given to the demo or a folder below it).
     """
     root = Path(emoca_root)
     if not root.is_dir():
@@ -104,15 +112,17 @@ def find_emoca_sequence(emoca_root: str | Path, video_stem: str) -> Path:
     direct = root / video_stem
     if direct.is_dir() and _layout(direct) is not None:
         return direct
-    candidates = sorted({p for pattern in (f"{video_stem}/results/*", f"*/{video_stem}/results/*")
-                         for p in root.glob(pattern) if p.is_dir() and _layout(p) is not None})
+    patterns = (f"{video_stem}/*", f"{video_stem}/results/*", f"*/{video_stem}/results/*",
+                f"*/*/{video_stem}/results/*")
+    candidates = sorted({path for pattern in patterns for path in root.glob(pattern)
+                         if path.is_dir() and _layout(path) is not None})
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
         listing = ", ".join(str(c) for c in candidates)
         raise EmocaError(f"{root}: several EMOCA outputs for {video_stem!r} ({listing}); keep one or pass it directly")
     raise EmocaError(f"{root}: no EMOCA output for video {video_stem!r} (looked for {video_stem}.npz, "
-                     f"{video_stem}/ and [processed_*/]{video_stem}/results/<model>/)")
+                     f"{video_stem}/, {video_stem}/<model>/ and [<model>/][processed_*/]{video_stem}/results/<model>/)")
 
 
 def _layout(folder: Path) -> str | None:
@@ -214,10 +224,7 @@ def _pad(array: np.ndarray, count: int) -> np.ndarray:
 
 
 def _load_vector(path: Path, width: int) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise EmocaError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    array = load_npy(path, error=EmocaError)
     if array.size != width:
         raise EmocaError(f"{path}: expected {width} values, got shape {list(array.shape)}")
     if not np.isfinite(array).all():
@@ -226,14 +233,8 @@ def _load_vector(path: Path, width: int) -> np.ndarray:
 
 
 def _check_codes(array: np.ndarray, width: int, source: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != width:
-        raise EmocaError(f"{source}: expected shape [T,{width}], got {list(array.shape)}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise EmocaError(f"{source}: NaN/Inf codes in {len(rows)} frame(s), first at frame {int(rows[0])}")
-    return array.astype(np.float32)
+    """Stacked ``[T,width]`` codes as float32; integers are accepted (a face crop in whole pixels)."""
+    return check_array(array, width, source, error=EmocaError, integers=True)
 
 
 def _read_frame_folders(folder: Path, face_index: int, first_frame_number: int):
@@ -301,10 +302,7 @@ def _read_stacked_folder(folder: Path):
     for name in ("exp", "pose", "present", "cam", "crop"):
         path = folder / f"{name}.npy"
         if path.is_file():
-            try:
-                arrays[name] = np.load(path, allow_pickle=False)
-            except Exception as exc:
-                raise EmocaError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+            arrays[name] = load_npy(path, error=EmocaError)
     return _read_stacked(arrays, folder)
 
 
@@ -317,9 +315,9 @@ def _read_stacked_npz(path: Path):
     return _read_stacked(arrays, path)
 
 
+@cli_main("data_utils.emoca_io")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.emoca_io", __doc__)
     parser.add_argument("source", help="EMOCA results folder (frame folders or stacked arrays) or .npz")
     parser.add_argument("--out", required=True, help="output .npy")
     parser.add_argument("--kind", choices=("listener", "speaker"), default="listener",
@@ -330,14 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face_index", type=int, default=0)
     parser.add_argument("--first_frame_number", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        sequence = read_emoca_sequence(args.source, num_frames=args.num_frames,
-                                       max_missing_fraction=args.max_missing_fraction,
-                                       max_gap_frames=args.max_gap_frames, face_index=args.face_index,
-                                       first_frame_number=args.first_frame_number)
-    except EmocaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    sequence = read_emoca_sequence(args.source, num_frames=args.num_frames,
+                                   max_missing_fraction=args.max_missing_fraction,
+                                   max_gap_frames=args.max_gap_frames, face_index=args.face_index,
+                                   first_frame_number=args.first_frame_number)
     codes = sequence.listener if args.kind == "listener" else sequence.speaker
     save_npy(args.out, codes)
     for note in sequence.notes:

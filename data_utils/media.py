@@ -1,100 +1,21 @@
-"""Reading and writing media with the ffmpeg binary that ships with ``imageio-ffmpeg``.
+"""Decoding and writing media for data preparation, with the ffmpeg binary that ships with ``imageio-ffmpeg``.
 
-One place decodes video frames (optionally resampled in time, cropped and resized), decodes audio to
-mono float32 at any sample rate, probes a file's frame rate, size, frame count and duration, and writes
-16-bit PCM wav files. Every failure is a :class:`MediaError` naming the file, so data preparation can
-refuse a clip with a readable reason instead of a traceback from a subprocess.
+Decodes video frames (optionally resampled in time, cropped and resized) and audio (mono float32 at any
+sample rate), and writes 16-bit PCM wav files. Probing a file (frame rate, size, frame count, duration)
+lives in ``utils.media``, shared with synthesis. Every failure is a :class:`utils.media.MediaError`
+naming the file.
 """
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from utils.atomic import atomic_output
-
-
-class MediaError(ValueError):
-    """A media file that is missing, unreadable, or not what the caller needs."""
-
-
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    path: Path
-    fps: float
-    width: int
-    height: int
-    num_frames: int  # counted by demuxing the whole stream, not estimated from the header
-    duration: float  # seconds, from the container header
-    audio_sample_rate: int | None  # None when the file has no audio stream
-
-
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO = re.compile(r"Stream #[^\n]*Video:[^\n]*?(\d{2,5})x(\d{2,5})[^\n]*")
-_FPS = re.compile(r"([\d.]+)\s*fps")
-_TBR = re.compile(r"([\d.]+)\s*tbr")
-_AUDIO = re.compile(r"Stream #[^\n]*Audio:[^\n]*?(\d+)\s*Hz")
-_FRAME_COUNT = re.compile(r"frame=\s*(\d+)")
-
-
-def _run_ffmpeg(args: list[str], path: Path) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, check=False)
-    except OSError as exc:  # the binary itself could not be started
-        raise MediaError(f"{path}: could not run ffmpeg ({exc})") from exc
-
-
-def _require_file(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
-    return path
-
-
-def ffmpeg_header(path: str | os.PathLike) -> str:
-    """What ``ffmpeg -i`` prints about a file's container and streams (it exits 1 without an output file)."""
-    path = _require_file(path)
-    return _run_ffmpeg(["-i", str(path)], path).stderr.decode("utf-8", "replace")
-
-
-def header_duration(header: str) -> float | None:
-    """The container duration in seconds from :func:`ffmpeg_header`'s text; None when it names none."""
-    match = _DURATION.search(header)
-    if match is None:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, size, exact frame count and duration of a video file."""
-    path = _require_file(path)
-    header = ffmpeg_header(path)
-    video = _VIDEO.search(header)
-    if video is None:
-        raise MediaError(f"{path}: unreadable media or no video stream (ffmpeg: {_last_line(header)})")
-    fps_match = _FPS.search(video.group(0)) or _TBR.search(video.group(0))
-    if fps_match is None:
-        raise MediaError(f"{path}: the video stream declares no frame rate")
-    duration = header_duration(header) or 0.0
-    audio = _AUDIO.search(header)
-    counted = _run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], path)
-    counts = _FRAME_COUNT.findall(counted.stderr.decode("utf-8", "replace"))
-    if counted.returncode != 0 or not counts:
-        raise MediaError(f"{path}: could not count the video frames (ffmpeg: {_last_line(counted.stderr)})")
-    return VideoInfo(path, float(fps_match.group(1)), int(video.group(1)), int(video.group(2)), int(counts[-1]),
-                     duration, int(audio.group(1)) if audio else None)
+from utils.media import MediaError, ffmpeg_exe, last_line, probe_video, require_file, run_ffmpeg
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
@@ -103,11 +24,11 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     Channels are averaged and ffmpeg's resampler converts the rate, so wav files at 44.1/48 kHz and the
     audio track of an mp4 are read the same way.
     """
-    path = _require_file(path)
-    result = _run_ffmpeg(["-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
-                          "-f", "f32le", "-"], path)
+    path = require_file(path)
+    result = run_ffmpeg(["-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
+                         "-f", "f32le", "-"], path)
     if result.returncode != 0:
-        raise MediaError(f"{path}: unreadable audio or no audio stream (ffmpeg: {_last_line(result.stderr)})")
+        raise MediaError(f"{path}: unreadable audio or no audio stream (ffmpeg: {last_line(result.stderr)})")
     audio = np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
     if audio.size == 0:
         raise MediaError(f"{path}: the audio stream holds no samples")
@@ -160,7 +81,7 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, crop
     frame nearest its timestamp, as ffmpeg itself converts 30 to 25 fps); ``crop`` then cuts a source
     rectangle and ``size=(W,H)`` resizes it with area averaging.
     """
-    path = _require_file(path)
+    path = require_file(path)
     info = probe_video(path)
     out_w, out_h = (crop.w, crop.h) if crop else (info.width, info.height)
     filters = []
@@ -190,16 +111,10 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, crop
             yield frame.reshape(out_h, out_w) if gray else frame.reshape(out_h, out_w, 3)
         process.wait()
         if process.returncode != 0:
-            raise MediaError(f"{path}: ffmpeg failed while decoding ({_last_line(process.stderr.read())})")
+            raise MediaError(f"{path}: ffmpeg failed while decoding ({last_line(process.stderr.read())})")
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
         process.stderr.close()
-
-
-def _last_line(stderr: bytes | str) -> str:
-    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"

@@ -37,7 +37,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python data_utils/process.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import math  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -46,20 +45,24 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_utils.cli import add_options, changed_settings, options_from_args, write_json  # noqa: E402
 from data_utils.emoca_io import (LISTENER_ROTATIONS, EmocaError, load_emoca_codes,  # noqa: E402
                                  weak_perspective_to_translation)
-from data_utils.media import CropBox, MediaError, iter_video_frames, probe_video  # noqa: E402
+from data_utils.media import CropBox, iter_video_frames  # noqa: E402
 from data_utils.resample import resample_codes, resampled_length  # noqa: E402
-from utils.atomic import atomic_output, save_npy  # noqa: E402
+from scene.subject import VAL_FRACTION, default_split  # noqa: E402
+from utils.atomic import atomic_output, save_json, save_npy  # noqa: E402
+from utils.cli import cli_main, cli_parser  # noqa: E402
+from utils.config import add_config_flags, changed_settings, config_from_flags  # noqa: E402
+from utils.errors import InputError  # noqa: E402
 from utils.flame import FPS  # noqa: E402
+from utils.media import MediaError, probe_video  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MEDIAPIPE_CHIN, MEDIAPIPE_FOREHEAD = 152, 10  # face-mesh landmark indices
 NECK_BELOW_CHIN = 0.5  # mediapipe masks keep the body down to chin + this x face height
 
 
-class ProcessError(ValueError):
+class ProcessError(InputError):
     """Input that cannot become a subject folder; the message names the file."""
 
 
@@ -78,7 +81,7 @@ class ProcessOptions:
     first_frame_number: int = 1
     background_frames: int = 200
     background_dilate: int = 4  # pixels of mask growth before a pixel counts as background
-    val_fraction: float = 1 / 11
+    val_fraction: float = VAL_FRACTION  # the last share of the frames is validation
 
 
 @dataclass
@@ -249,6 +252,8 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
     options = options or ProcessOptions()
     video = Path(video)
     out = Path(out) if out is not None else video.parent
+    if not video.is_file():
+        raise ProcessError(f"{video}: no such video file")
     if options.emoca_input not in ("source", "frames"):
         raise ProcessError(f"emoca_input must be 'source' or 'frames', got {options.emoca_input!r}")
     if masks is None and mask_method is None:
@@ -331,10 +336,9 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
                          options.background_dilate)
     meta = {"fps": FPS, "width": options.size, "height": options.size, "fx": camera.fx, "fy": camera.fy,
             "cx": camera.cx, "cy": camera.cy}
-    write_json(out / "meta.json", meta)
-    num_val = max(1, int(round(num_frames * options.val_fraction))) if num_frames > 1 else 0
-    write_json(out / "splits.json", {"train": list(range(num_frames - num_val)),
-                                      "val": list(range(num_frames - num_val, num_frames))})
+    save_json(out / "meta.json", meta)
+    train_ids, val_ids = default_split(num_frames, options.val_fraction)
+    save_json(out / "splits.json", {"train": train_ids, "val": val_ids})
     provenance = {
         "settings": settings, "source": {"fps": info.fps, "width": info.width, "height": info.height,
                                          "frames": info.num_frames},
@@ -344,7 +348,7 @@ def process_subject(video: str | Path, emoca_root: str | Path, out: str | Path |
         "translation": "from EMOCA cam.npy + crop.npy" if translation is not None else
         "not written (EMOCA output has no cam.npy + crop.npy)",
     }
-    write_json(out / "process.json", provenance)
+    save_json(out / "process.json", provenance)
     return provenance
 
 
@@ -354,12 +358,12 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     if changed and not overwrite:
         raise ProcessError(f"{out}: processed before with different settings ({', '.join(changed)}); "
                            f"pass --overwrite to redo every stage")
-    write_json(path, settings)
+    save_json(path, settings)
 
 
+@cli_main("data_utils.process")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.process", __doc__)
     parser.add_argument("video", help="the subject video, e.g. data/<ID>/<ID>.mp4")
     parser.add_argument("--emoca", required=True, help="EMOCA output folder for this video")
     parser.add_argument("--out", default=None, help="subject folder (default: the video's folder)")
@@ -367,15 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask_method", choices=("mediapipe",), default=None,
                         help="compute masks (the default when --masks is not given)")
     parser.add_argument("--overwrite", action="store_true", help="redo every stage")
-    add_options(parser, ProcessOptions)
+    add_config_flags(parser, ProcessOptions)
     args = parser.parse_args(argv)
-    options = options_from_args(ProcessOptions, args)
-    try:
-        provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
-                                     mask_method=args.mask_method, overwrite=args.overwrite)
-    except (ProcessError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    options = config_from_flags(ProcessOptions, args)
+    provenance = process_subject(args.video, args.emoca, args.out, options, masks=args.masks,
+                                 mask_method=args.mask_method, overwrite=args.overwrite)
     out = args.out or str(Path(args.video).parent)
     print(f"{out}: {provenance['num_frames']} frames at {FPS} fps, {options.size}x{options.size}; "
           f"{provenance['translation']}")

@@ -1,55 +1,104 @@
-"""A synthetic dyadic corpus (DESIGN.md §3.1): speakers who talk, pause and smile; listeners who react.
+"""A synthetic dyadic corpus (DESIGN.md §3.1): speakers with their own styles; listeners with an attitude who react.
 
-    python -m data_utils.synthetic_dyadic --out data/synthetic_dyadic --clips 200 --seconds 60 --seed 0 [--wav]
+    python -m data_utils.synthetic_dyadic --out data/synthetic_dyadic --clips 200 --seconds 20 --seed 0 [--wav]
+    python -m data_utils.synthetic_dyadic --out data/resample_1 --clips 200 --seconds 20 --seed 0 --resample_seed 1
 
-or from Python ``write_synthetic_corpus(out, clips=200, seconds=60, seed=0)``. The same arguments give the
-same bytes; the folder appears only when complete.
+or from Python ``write_synthetic_corpus(out, clips=200, seconds=20, seed=0, resample_seed=0)`` (default 60 s). The same
+arguments give the same bytes; the folder appears only when complete.
 
 No real dyadic data (ViCo, EMOCA codes, wav2vec2 weights) can be downloaded here, so Stage 2 is trained,
-tested and benchmarked on this world. It is built so that a listener model has something to learn and
-several plausible answers to give.
+tested and benchmarked on this world. It is built as a benchmark: the listener depends strongly and
+specifically on the speaker it hears, several different reactions are plausible at every speaker cue, and a
+**resample** of the corpus (``--resample_seed J``) redraws only the listeners, so it scores the best any
+model can (``brain.evaluate --oracle``).
+
+**Random streams and resampling.** Clip ``i`` of ``--seed S`` draws from three independent generators:
+
+* the *speaker* stream ``default_rng([S, i, 0])``: everything of the speaker (style, turns, prosody, smiles,
+  brows, blinks, expression and audio arrays, ``speaker.wav``);
+* the *attitude* stream ``default_rng([S, i, 2])``: the clip's listener attitude (``labels.json``);
+* the *listener* stream ``default_rng([S, i, 1, J])`` with ``J = --resample_seed`` (default 0): every
+  choice of the listener — whether each reaction happens, which one, when, how large and how long, its
+  attention to the speaker's brows, its blinks, idle sway and noise.
+
+So a resample (same ``--clips --seconds --seed``, another ``--resample_seed``) has the same clip ids, splits,
+attitudes, speaker files (bit-identical) and speaker half of ``events.json``; ``listener.npy`` and the
+listener half of ``events.json`` are redrawn. ``--resample_seed 0`` is the corpus itself.
 
 **The world** (fixed projections drawn once from ``WORLD_SEED``, shared by every corpus of any seed):
 
-Speaker, per clip
-  * *turns*: speech segments of 1.5–5 s alternate with pauses of 0.6–2.2 s;
-  * *prosody*: while speaking, a syllable rhythm of 3.5–6 Hz, a slowly varying energy in [0.4, 1] and a
-    smooth pitch contour; every edge is eased over ~0.1 s;
-  * *smiles*: Poisson events (one per ~10 s) lasting 1–3 s with amplitude 0.8–1.8, occasionally laughing
-    (the smile also shows in the audio while speaking);
-  * *brows* follow emphasis (high pitch while speaking); *blinks* come every ~3.5 s;
+Speaker, per clip: a *style* first, so clips differ from each other
+  * turn rhythm: a mean speech-segment length of 1.5–5 s and a mean pause of 0.5–2 s (each segment 0.5–1.5×
+    its mean); a syllable rate of 3–6.5 Hz; a loudness of 0.35–1 (the energy while speaking);
+  * cheer: smiles come as Poisson events every 4–25 s on average (log-uniform per clip), 1–3 s long, with a
+    per-clip scale of 0.6–1.6 (× 0.7–1.3 per smile), occasionally laughing (the smile shows in the audio);
+  * emphasis: the brows follow high pitch while speaking with a per-clip gain of 0.3–1.2;
+  * voice: two voice-quality factors with a per-clip offset (the audio of two speakers differs);
   * ``speaker_exp [T,50]``: smile, brow and eye-close on the dims named in
-    :mod:`data_utils.synthetic_semantics`; the remaining 47 dims are a fixed random mixing of mouth motion
-    (energy × syllables), energy, smile, brow and two idle factors, plus noise 0.02;
-  * ``speaker_audio [T,768]``: a fixed random projection of the latent signals (speaking, energy,
-    mouth motion, pitch, laughter, two voice-quality factors) plus a fixed bias and Gaussian noise 0.3 — a
-    stand-in for wav2vec2 hidden states, which carry prosody linearly decodable.
+    :mod:`data_utils.synthetic_semantics` (blinks every ~3.5 s); the other 47 dims are a fixed random mixing
+    of mouth motion (energy × syllables), energy, smile, brow and two idle factors, plus noise 0.02;
+  * ``speaker_audio [T,768]``: a fixed random projection of the latent signals (speaking, energy, mouth
+    motion, pitch, laughter, the two voice factors) plus a fixed bias and Gaussian noise 0.3 — a stand-in
+    for wav2vec2 hidden states, which carry prosody linearly decodable.
 
-Listener, reacting stochastically and with lags
-  * *nods*: after a pause onset that follows ≥ 1 s of speech, a nod with probability 0.65, starting
-    0.15–0.7 s later: one or two down-up cycles of 1.5–2.5 Hz, 0.06–0.15 rad on head pitch; plus rare
-    backchannel nods while the speaker talks (one per ~12 s);
-  * *brow raise*: at a pause onset that got no nod, with probability 0.5, 0.4–1.0 after 0.2–0.6 s;
-  * *smile mirroring*: each speaker smile is mirrored with probability 0.7, after 0.3–1.2 s, at 0.5–1.1
-    of its amplitude and 0.7–1.3 of its duration; rare spontaneous smiles (one per ~40 s);
-  * *blinks*: every ~4 s, and at a nod's start with probability 0.5 (pulses of 0.15–0.25 s towards 1);
-  * *idle sway*: slow smooth yaw (±0.08 rad), roll (±0.04) and pitch drift (±0.03); the jaw rests
-    slightly open and opens a little more during nods ("mm-hm");
-  * the other 47 expression dims and the two minor jaw axes are a fixed random mixing of smile, brow,
-    nodding, blink and three idle factors (the expression dims also get noise 0.02), so all 56 dims vary
-    like real EMOCA codes.
+Listener: an attitude per clip (uniform over :data:`ATTITUDE_NAMES`), then reactions to the speaker's cues.
+A *pause onset* counts when at least one second of speech precedes it; its *intensity* is the speaker's
+mean energy over that second. At every pause onset the listener picks one reaction (or none), with the
+attitude's probabilities (:data:`ATTITUDES`):
+  * *nod*: 0.15–0.6 s after the onset, 1–3 down-up cycles (by attitude) at 1.5–2.5 Hz on head pitch, of
+    ``NOD_AMPLITUDE_RAD × (0.3 + 0.7 × intensity) × 0.75–1``; the jaw opens a little ("mm-hm") and the eyes
+    blink at its start with probability 0.5; its expression trace (the *nodding* factor) scales with the
+    intensity too;
+  * *head shake* (mostly negative): 0.2–0.6 s after the onset, 2–3 cycles at 2–3 Hz on yaw, of
+    ``SHAKE_AMPLITUDE_RAD × (0.4 + 0.6 × intensity) × 0.75–1``, lips pressed (smile dim down by 0.3 × the
+    *shaking* factor);
+  * *brow raise* (interest): 0.2–0.6 s after the onset, ``(0.5 + 0.8 × intensity) × 0.7–1`` for 0.6–1.4 s;
+  * nothing.
+Besides the pauses:
+  * *smile mirroring*: each speaker smile is mirrored with the attitude's probability, 0.2–0.8 s after its
+    onset, at the attitude's gain × the speaker's amplitude and its duration factor × the speaker's duration;
+  * *brow following*: the listener's brows follow the speaker's emphasis brows 0.2–0.5 s later (a lag per
+    draw) with the attitude's gain — raised with it when positive, lowered (a frown) when negative — gated by
+    a smooth attention curve in 0..1 (smoothed noise over ~1.5 s) so it comes and goes;
+  * *backchannel nods* while the speaker talks (Poisson, by attitude) and rare spontaneous smiles;
+  * a *tonic* smile and brow level per attitude (positive: a slight smile and raised brows; negative: mouth
+    corners and brows slightly down), visible in every window;
+  * *blinks* every ~4 s; *idle sway*: small, quick (1.0–1.5 s smoothing) yaw 0.025, roll 0.015 and pitch
+    0.015 rad (std), so posture drift that ignores the speaker stays small next to the reactions; the head
+    rolls a little with a smile (0.03 × smile); the jaw rests at ``JAW_REST_RAD`` (+ 0.05 × nodding);
+  * the other 47 expression dims and the two minor jaw axes are a fixed random mixing of the smile, brow,
+    nodding and shaking factors, the blinks (at weight ``BLINK_MIXING_WEIGHT``) and two small idle factors
+    (std 0.1, 0.6 and 1.2 s smoothing); every expression dim gets noise 0.02; so all 56 dims vary like real
+    EMOCA codes.
 
-So one speaker input has many listener futures: whether and when a nod or smile comes is random, and the
-idle motion never repeats. ``clips/<id>/events.json`` records the latent event times (speaker pause and
-smile onsets, listener nods and smiles) for evaluations that want them; ``--wav`` adds a buzzy
-``speaker.wav`` voiced from the same energy and pitch, for muxing into videos.
+The attitudes (:data:`ATTITUDES`):
+
+| rule | positive | neutral | negative |
+|---|---|---|---|
+| pause onset: nod / shake / brow raise / nothing | 0.8 / 0 / 0.15 / 0.05 | 0.5 / 0.05 / 0.2 / 0.25 | 0.15 / 0.6 / 0 / 0.25 |
+| cycles per nod | 2–3 | 1 | 1 |
+| speaker smile mirrored: probability, gain, duration | 0.9, 0.7–1.1, 1.1–1.4× | 0.7, 0.5–0.8, 0.8–1.1× | 0.4, 0.3–0.5, 0.5–0.8× |
+| brow following gain | 0.5–0.9 | 0.2–0.5 | −0.6 to −0.3 (frowns) |
+| mean interval: backchannel nods, own smiles | 6 s, 30 s | 20 s, 60 s | 40 s, never |
+| tonic smile, brow | +0.08, +0.05 | 0, 0 | −0.08, −0.1 |
+
+In words: *positive* nods at most pauses with several cycles, mirrors most smiles larger and longer than the
+speaker's, raises its brows with the speaker and backchannels often; *neutral* is sparse: a single nod at half
+the pauses, weaker and shorter smiles; *negative* shakes its head at most pauses, seldom nods or smiles, and
+frowns at the speaker's emphasis.
+
+So one speaker input has many listener futures: which reaction comes at each cue, when and how large is
+random, and the idle motion never repeats; but what kinds of reaction, how often and how strongly follow
+the speaker's rhythm, cheer and intensity, and the attitude. ``clips/<id>/events.json`` records the latent
+event times (speaker pause and smile onsets; the listener's nods, shakes, brow raises and smiles),
+``clips/<id>/labels.json`` the attitude (``meta.json`` lists the names under ``"attitudes"``); ``--wav`` adds a
+buzzy ``speaker.wav`` voiced from the same energy and pitch, for muxing into videos.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,16 +106,56 @@ from scipy.ndimage import gaussian_filter1d
 
 from brain.data import write_corpus_meta
 from data_utils import synthetic_semantics as sem
-from utils.atomic import atomic_output
+from data_utils.signals import blinks, bump, oscillation, poisson_times, smooth_noise
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main, cli_parser
+from utils.errors import UsageError
 from utils.flame import AUDIO_DIM, EXP, FLAME_DIM, FPS, JAW, SPEAKER_EXP_DIM
 
 WORLD_SEED = 20240607  # the fixed projections and mixings; corpora of every seed share this world
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 WAV_RATE = 16000
+SPEAKER_STREAM, LISTENER_STREAM, ATTITUDE_STREAM = 0, 1, 2  # the third entry of each clip's seed sequence
 
 SPEAKER_FACTORS = ("mouth", "energy", "smile", "brow", "idle_a", "idle_b")
 AUDIO_FACTORS = ("speaking", "energy", "mouth", "pitch", "laughter", "voice_a", "voice_b")
-LISTENER_FACTORS = ("smile", "brow", "nodding", "blink", "idle_a", "idle_b", "idle_c")
+LISTENER_FACTORS = ("smile", "brow", "nodding", "shaking", "blink", "idle_a", "idle_b")
+BLINK_MIXING_WEIGHT = 0.3  # blinks move the other 47 dims less than the reactions do (they are not a reaction)
+
+
+@dataclass(frozen=True)
+class Attitude:
+    """How a listener of one attitude reacts. Probabilities of the pause reactions are per pause onset."""
+
+    nod: float  # probability of a nod at a pause onset
+    shake: float  # ... of a head shake
+    brow_raise: float  # ... of a brow raise (the rest: no reaction)
+    nod_cycles: tuple[int, int]  # inclusive range of down-up cycles per nod
+    mirror: float  # probability of mirroring a speaker smile
+    mirror_gain: tuple[float, float]  # listener smile amplitude / the speaker's
+    mirror_duration: tuple[float, float]  # listener smile duration / the speaker's
+    brow_follow_gain: tuple[float, float]  # listener brow per speaker emphasis brow; < 0 frowns
+    backchannel_interval: float  # mean seconds between nods while the speaker talks
+    spontaneous_smile_interval: float  # mean seconds between smiles of the listener's own
+    tonic_smile: float  # constant offset of the smile dim (< 0: mouth corners down)
+    tonic_brow: float  # constant offset of the brow dim (< 0: brows lowered)
+
+
+ATTITUDES = {
+    "positive": Attitude(nod=0.8, shake=0.0, brow_raise=0.15, nod_cycles=(2, 3), mirror=0.9,
+                         mirror_gain=(0.7, 1.1), mirror_duration=(1.1, 1.4), brow_follow_gain=(0.5, 0.9),
+                         backchannel_interval=6.0, spontaneous_smile_interval=30.0, tonic_smile=0.08,
+                         tonic_brow=0.05),
+    "neutral": Attitude(nod=0.5, shake=0.05, brow_raise=0.2, nod_cycles=(1, 1), mirror=0.7,
+                        mirror_gain=(0.5, 0.8), mirror_duration=(0.8, 1.1), brow_follow_gain=(0.2, 0.5),
+                        backchannel_interval=20.0, spontaneous_smile_interval=60.0, tonic_smile=0.0,
+                        tonic_brow=0.0),
+    "negative": Attitude(nod=0.15, shake=0.6, brow_raise=0.0, nod_cycles=(1, 1), mirror=0.4,
+                         mirror_gain=(0.3, 0.5), mirror_duration=(0.5, 0.8), brow_follow_gain=(-0.6, -0.3),
+                         backchannel_interval=40.0, spontaneous_smile_interval=np.inf, tonic_smile=-0.08,
+                         tonic_brow=-0.1),
+}
+ATTITUDE_NAMES = tuple(ATTITUDES)
 
 
 class SyntheticWorld:
@@ -82,48 +171,39 @@ class SyntheticWorld:
         self.listener_jaw_mixing = rng.normal(0.0, 0.02, (len(LISTENER_FACTORS), 2))
 
 
-def _smooth_noise(rng, frames: int, sigma_s: float) -> np.ndarray:
-    """Unit-std low-pass noise ``[frames]`` with a Gaussian kernel of ``sigma_s`` seconds."""
-    pad = int(4 * sigma_s * FPS) + 1
-    noise = gaussian_filter1d(rng.standard_normal(frames + 2 * pad), sigma_s * FPS)[pad:pad + frames]
-    return noise / (noise.std() + 1e-8)
+@dataclass
+class Speaker:
+    """One clip's speaker: the arrays written to disk and the latent cues a listener reacts to."""
+
+    speaker_audio: np.ndarray  # float32 [T,768]
+    speaker_exp: np.ndarray  # float32 [T,50]
+    speaking: np.ndarray  # [T] 0/1
+    energy: np.ndarray  # [T] loudness envelope, 0 in pauses
+    brow: np.ndarray  # [T] emphasis brows
+    pause_onsets: list[float]  # seconds; each follows at least one second of speech
+    pause_intensities: list[float]  # the speaker's mean energy over the second before each pause onset
+    smiles: list[tuple[float, float, float]]  # (onset s, amplitude, duration s)
+    voice: dict[str, np.ndarray]  # "energy", "pitch" [T] for speaker.wav
+
+    @property
+    def frames(self) -> int:
+        return len(self.speaking)
 
 
-def _bump(frames: int, start: float, duration: float, attack: float = 0.25) -> np.ndarray:
-    """A smooth plateau ``[frames]`` from ``start`` for ``duration`` seconds, raised-cosine edges."""
-    t = np.arange(frames) / FPS - start
-    edge = max(1e-3, min(attack, duration / 2))
-    rise = 0.5 - 0.5 * np.cos(np.pi * np.clip(t / edge, 0, 1))
-    fall = 0.5 - 0.5 * np.cos(np.pi * np.clip((duration - t) / edge, 0, 1))
-    return rise * fall
+def clip_generators(seed: int, clip_index: int, resample_seed: int = 0) -> dict[str, np.random.Generator]:
+    """The clip's three independent random streams (see the module docstring)."""
+    return {"speaker": np.random.default_rng([seed, clip_index, SPEAKER_STREAM]),
+            "attitude": np.random.default_rng([seed, clip_index, ATTITUDE_STREAM]),
+            "listener": np.random.default_rng([seed, clip_index, LISTENER_STREAM, resample_seed])}
 
 
-def _poisson_times(rng, seconds: float, mean_interval: float) -> np.ndarray:
-    count = rng.poisson(seconds / mean_interval)
-    return np.sort(rng.uniform(0, seconds, count))
-
-
-def _blinks(rng, frames: int, times) -> np.ndarray:
-    eye = np.zeros(frames)
-    for time in times:
-        eye = np.maximum(eye, _bump(frames, time, rng.uniform(0.15, 0.25), attack=0.08))
-    return eye
-
-
-def _nod(frames: int, start: float, cycles: int, frequency: float, amplitude: float) -> np.ndarray:
-    """Head pitch ``[frames]``: ``cycles`` down-up movements (positive is face down)."""
-    tau = np.arange(frames) / FPS - start
-    inside = (tau >= 0) & (tau <= cycles / frequency)
-    return amplitude * inside * 0.5 * (1 - np.cos(2 * np.pi * frequency * tau))
-
-
-def _speaker_turns(rng, frames: int) -> np.ndarray:
+def _speaker_turns(rng, frames: int, turn_seconds: float, pause_seconds: float) -> np.ndarray:
     """Speaking indicator ``[frames]`` of alternating speech and pause segments."""
     speaking = np.zeros(frames)
     t, talking = 0.0, bool(rng.random() < 0.7)
     seconds = frames / FPS
     while t < seconds:
-        length = rng.uniform(1.5, 5.0) if talking else rng.uniform(0.6, 2.2)
+        length = (turn_seconds if talking else pause_seconds) * rng.uniform(0.5, 1.5)
         if talking:
             speaking[int(t * FPS):int(min(seconds, t + length) * FPS)] = 1.0
         t += length
@@ -131,96 +211,150 @@ def _speaker_turns(rng, frames: int) -> np.ndarray:
     return speaking
 
 
-def synthesize_clip(rng: np.random.Generator, world: SyntheticWorld, frames: int) -> dict:
-    """One clip: ``speaker_audio [T,768]``, ``speaker_exp [T,50]``, ``listener [T,56]``, events, voice curves."""
+def synthesize_speaker(rng: np.random.Generator, world: SyntheticWorld, frames: int) -> Speaker:
+    """One clip's speaker, drawn from the speaker stream only."""
     seconds = frames / FPS
-    speaking = _speaker_turns(rng, frames)
+    turn_seconds, pause_seconds = rng.uniform(1.5, 5.0), rng.uniform(0.5, 2.0)
+    syllable_rate, loudness = rng.uniform(3.0, 6.5), rng.uniform(0.35, 1.0)
+    smile_interval, smile_scale = np.exp(rng.uniform(np.log(4.0), np.log(25.0))), rng.uniform(0.6, 1.6)
+    emphasis = rng.uniform(0.3, 1.2)
+    voice_offsets = rng.normal(0.0, 1.0, 2)
+
+    speaking = _speaker_turns(rng, frames, turn_seconds, pause_seconds)
     speaking_eased = gaussian_filter1d(speaking, 0.05 * FPS)
-    syllable_rate = 3.5 + 2.5 * rng.random()
-    syllable_phase = 2 * np.pi * np.cumsum(syllable_rate * (1 + 0.15 * _smooth_noise(rng, frames, 0.5))) / FPS
+    syllable_phase = 2 * np.pi * np.cumsum(syllable_rate * (1 + 0.15 * smooth_noise(rng, frames, 0.5))) / FPS
     syllables = 0.5 + 0.5 * np.sin(syllable_phase)
-    energy = speaking_eased * (0.7 + 0.3 * np.tanh(_smooth_noise(rng, frames, 1.0)))
+    energy = speaking_eased * loudness * (0.75 + 0.25 * np.tanh(smooth_noise(rng, frames, 1.0)))
     mouth = energy * syllables
-    pitch = _smooth_noise(rng, frames, 0.6)
+    pitch = smooth_noise(rng, frames, 0.6)
 
-    smile_onsets, smile_amplitudes, smile_durations = [], [], []
-    speaker_smile = np.zeros(frames)
-    for onset in _poisson_times(rng, seconds, 10.0):
-        duration, amplitude = rng.uniform(1.0, 3.0), rng.uniform(0.8, 1.8)
-        speaker_smile = np.maximum(speaker_smile, amplitude * _bump(frames, onset, duration))
-        smile_onsets.append(float(onset))
-        smile_amplitudes.append(amplitude)
-        smile_durations.append(duration)
-    speaker_brow = 0.6 * np.maximum(pitch, 0) * speaking_eased + 0.05 * _smooth_noise(rng, frames, 0.3)
-    speaker_eye = _blinks(rng, frames, _poisson_times(rng, seconds, 3.5))
-    laughter = speaker_smile * speaking_eased * (0.5 + 0.5 * syllables)
+    smiles, smile = [], np.zeros(frames)
+    for onset in poisson_times(rng, seconds, smile_interval):
+        duration, amplitude = rng.uniform(1.0, 3.0), smile_scale * rng.uniform(0.7, 1.3)
+        smile = np.maximum(smile, amplitude * bump(frames, onset, duration))
+        smiles.append((float(onset), float(amplitude), float(duration)))
+    brow = emphasis * np.maximum(pitch, 0) * speaking_eased + 0.05 * smooth_noise(rng, frames, 0.3)
+    eye = blinks(rng, frames, poisson_times(rng, seconds, 3.5))
+    laughter = smile * speaking_eased * (0.5 + 0.5 * syllables)
 
-    speaker_factors = np.stack([mouth, energy, speaker_smile, speaker_brow,
-                                _smooth_noise(rng, frames, 1.5), _smooth_noise(rng, frames, 3.0)], axis=1)
+    factors = np.stack([mouth, energy, smile, brow, smooth_noise(rng, frames, 1.5), smooth_noise(rng, frames, 3.0)], 1)
     speaker_exp = np.zeros((frames, SPEAKER_EXP_DIM))
-    speaker_exp[:, sem.SMILE] = speaker_smile
-    speaker_exp[:, sem.BROW_RAISE] = speaker_brow
-    speaker_exp[:, sem.EYE_CLOSE] = speaker_eye
-    speaker_exp[:, sem.SUBTLE_EXP] = speaker_factors @ world.speaker_mixing
+    speaker_exp[:, sem.SMILE] = smile
+    speaker_exp[:, sem.BROW_RAISE] = brow
+    speaker_exp[:, sem.EYE_CLOSE] = eye
+    speaker_exp[:, sem.SUBTLE_EXP] = factors @ world.speaker_mixing
     speaker_exp += 0.02 * rng.standard_normal(speaker_exp.shape)
 
-    audio_factors = np.stack([speaking_eased, energy, mouth, pitch * speaking_eased, laughter,
-                              _smooth_noise(rng, frames, 2.0), _smooth_noise(rng, frames, 4.0)], axis=1)
+    voice_a, voice_b = (offset + 0.3 * smooth_noise(rng, frames, s) for offset, s in zip(voice_offsets, (2.0, 4.0)))
+    audio_factors = np.stack([speaking_eased, energy, mouth, pitch * speaking_eased, laughter, voice_a, voice_b], 1)
     speaker_audio = audio_factors @ world.audio_projection + world.audio_bias
     speaker_audio += 0.3 * rng.standard_normal(speaker_audio.shape)
 
-    # Listener reactions. A pause onset counts when at least one second of speech precedes it.
     starts = np.nonzero(np.diff(speaking) < 0)[0] + 1
-    pause_onsets = [s / FPS for s in starts if speaking[max(0, s - FPS):s].mean() > 0.99]
-    pitch_nods, nodding, listener_brow = np.zeros(frames), np.zeros(frames), np.zeros(frames)
-    nod_times, blink_times = [], list(_poisson_times(rng, seconds, 4.0))
-    backchannels = [t for t in _poisson_times(rng, seconds, 12.0) if speaking[min(frames - 1, int(t * FPS))]]
-    for onset in pause_onsets:
-        if rng.random() < 0.65:
-            nod_times.append(onset + rng.uniform(0.15, 0.7))
-        elif rng.random() < 0.5:
-            listener_brow += rng.uniform(0.4, 1.0) * _bump(frames, onset + rng.uniform(0.2, 0.6), rng.uniform(0.6, 1.2))
-    for start in sorted(nod_times + backchannels):
-        cycles, frequency = int(rng.integers(1, 3)), rng.uniform(1.5, 2.5)
-        pitch_nods += _nod(frames, start, cycles, frequency, rng.uniform(0.06, 0.15))
-        nodding = np.maximum(nodding, _bump(frames, start, cycles / frequency, attack=0.1))
+    counted = [s for s in starts if s >= FPS and speaking[s - FPS:s].mean() > 0.99]
+    return Speaker(speaker_audio.astype(np.float32), speaker_exp.astype(np.float32), speaking, energy, brow,
+                   pause_onsets=[s / FPS for s in counted],
+                   pause_intensities=[float(energy[s - FPS:s].mean()) for s in counted], smiles=smiles,
+                   voice={"energy": energy * (0.6 + 0.4 * syllables), "pitch": pitch})
+
+
+def draw_attitude(rng: np.random.Generator) -> str:
+    """The clip's listener attitude, from the attitude stream."""
+    return ATTITUDE_NAMES[int(rng.integers(len(ATTITUDE_NAMES)))]
+
+
+def _delayed(signal: np.ndarray, seconds: float) -> np.ndarray:
+    """``signal`` shifted later by ``seconds`` (its first value held at the start)."""
+    shift = int(round(seconds * FPS))
+    return np.concatenate([np.full(shift, signal[0]), signal[:len(signal) - shift]])
+
+
+def synthesize_listener(rng: np.random.Generator, world: SyntheticWorld, speaker: Speaker,
+                        attitude: str) -> tuple[np.ndarray, dict]:
+    """``(listener [T,56] float32, listener events)``, drawn from the listener stream only."""
+    rules = ATTITUDES[attitude]
+    frames = speaker.frames
+    seconds = frames / FPS
+    nods, shakes, brow_raises = [], [], []  # (start s, intensity)
+    for onset, intensity in zip(speaker.pause_onsets, speaker.pause_intensities):
+        choice = rng.random()
+        if choice < rules.nod:
+            nods.append((onset + rng.uniform(0.15, 0.6), intensity))
+        elif choice < rules.nod + rules.shake:
+            shakes.append((onset + rng.uniform(0.2, 0.6), intensity))
+        elif choice < rules.nod + rules.shake + rules.brow_raise:
+            brow_raises.append((onset + rng.uniform(0.2, 0.6), intensity))
+    typical_energy = float(np.mean(speaker.pause_intensities)) if speaker.pause_intensities else 0.6
+    for time in poisson_times(rng, seconds, rules.backchannel_interval):
+        if speaker.speaking[min(frames - 1, int(time * FPS))]:
+            nods.append((float(time), 0.5 * typical_energy))
+    nods.sort()
+
+    pitch_nods, yaw_shakes, nodding, shaking = (np.zeros(frames) for _ in range(4))
+    blink_times = list(poisson_times(rng, seconds, 4.0))
+    for start, intensity in nods:
+        cycles, frequency = int(rng.integers(rules.nod_cycles[0], rules.nod_cycles[1] + 1)), rng.uniform(1.5, 2.5)
+        amplitude = sem.NOD_AMPLITUDE_RAD * (0.3 + 0.7 * intensity) * rng.uniform(0.75, 1.0)
+        pitch_nods += oscillation(frames, start, cycles, frequency, amplitude)
+        nodding = np.maximum(nodding, (0.3 + 0.7 * intensity) * bump(frames, start, cycles / frequency, attack=0.1))
         if rng.random() < 0.5:
             blink_times.append(start)
+    for start, intensity in shakes:
+        cycles, frequency = int(rng.integers(2, 4)), rng.uniform(2.0, 3.0)
+        amplitude = sem.SHAKE_AMPLITUDE_RAD * (0.4 + 0.6 * intensity) * rng.uniform(0.75, 1.0)
+        yaw_shakes += oscillation(frames, start, cycles, frequency, amplitude, signed=True)
+        shaking = np.maximum(shaking, (0.4 + 0.6 * intensity) * bump(frames, start, cycles / frequency, attack=0.1))
 
-    listener_smile = np.zeros(frames)
-    mirrored = []
-    for onset, amplitude, duration in zip(smile_onsets, smile_amplitudes, smile_durations):
-        if rng.random() < 0.7:
-            start = onset + rng.uniform(0.3, 1.2)
-            listener_smile = np.maximum(listener_smile, rng.uniform(0.5, 1.1) * amplitude
-                                        * _bump(frames, start, duration * rng.uniform(0.7, 1.3)))
+    brow = rules.tonic_brow + np.zeros(frames)
+    for start, intensity in brow_raises:
+        brow += (0.5 + 0.8 * intensity) * rng.uniform(0.7, 1.0) * bump(frames, start, rng.uniform(0.6, 1.4))
+    attention = 1 / (1 + np.exp(-3 * smooth_noise(rng, frames, 1.5)))  # [T] in 0..1
+    brow += rng.uniform(*rules.brow_follow_gain) * attention * _delayed(speaker.brow, rng.uniform(0.2, 0.5))
+
+    smile, mirrored = np.zeros(frames), []
+    for onset, amplitude, duration in speaker.smiles:
+        if rng.random() < rules.mirror:
+            start = onset + rng.uniform(0.2, 0.8)
+            length = duration * rng.uniform(*rules.mirror_duration)
+            smile = np.maximum(smile, amplitude * rng.uniform(*rules.mirror_gain) * bump(frames, start, length))
             mirrored.append(float(start))
-    for start in _poisson_times(rng, seconds, 40.0):
-        listener_smile = np.maximum(listener_smile, rng.uniform(0.4, 0.9) * _bump(frames, start, rng.uniform(1, 2.5)))
-    listener_brow += 0.3 * listener_smile
-    listener_eye = _blinks(rng, frames, blink_times)
+    for start in poisson_times(rng, seconds, rules.spontaneous_smile_interval):
+        smile = np.maximum(smile, rng.uniform(0.4, 0.9) * bump(frames, start, rng.uniform(1.0, 2.5)))
+    smile += rules.tonic_smile - 0.3 * shaking  # lips pressed during a shake
+    eye = blinks(rng, frames, blink_times)
 
-    idle = [_smooth_noise(rng, frames, s) for s in (1.0, 2.0, 4.0)]
     listener = np.zeros((frames, FLAME_DIM))
-    listener[:, sem.SMILE] = listener_smile
-    listener[:, sem.BROW_RAISE] = listener_brow
-    listener[:, sem.EYE_CLOSE] = listener_eye
-    listener_factors = np.stack([listener_smile, listener_brow, nodding, listener_eye, *idle], axis=1)
-    listener[:, sem.SUBTLE_EXP] = listener_factors @ world.listener_mixing
-    listener[:, sem.HEAD_PITCH] = pitch_nods + 0.03 * _smooth_noise(rng, frames, 2.5)
-    listener[:, sem.HEAD_YAW] = 0.08 * _smooth_noise(rng, frames, 2.0)
-    listener[:, sem.HEAD_ROLL] = 0.04 * _smooth_noise(rng, frames, 2.5) + 0.03 * listener_smile
-    listener[:, sem.JAW_OPEN] = np.clip(0.03 + 0.05 * nodding + 0.01 * _smooth_noise(rng, frames, 0.8), 0, None)
-    listener[:, sem.JAW_OPEN + 1:JAW.stop] = listener_factors @ world.listener_jaw_mixing
+    listener[:, sem.SMILE] = smile
+    listener[:, sem.BROW_RAISE] = brow
+    listener[:, sem.EYE_CLOSE] = eye
+    idle = [0.1 * smooth_noise(rng, frames, s) for s in (0.6, 1.2)]
+    factors = np.stack([smile, brow, nodding, shaking, BLINK_MIXING_WEIGHT * eye, *idle], axis=1)
+    listener[:, sem.SUBTLE_EXP] = factors @ world.listener_mixing
+    listener[:, sem.HEAD_PITCH] = pitch_nods + 0.015 * smooth_noise(rng, frames, 1.0)
+    listener[:, sem.HEAD_YAW] = yaw_shakes + 0.025 * smooth_noise(rng, frames, 1.2)
+    listener[:, sem.HEAD_ROLL] = 0.015 * smooth_noise(rng, frames, 1.5) + 0.03 * smile
+    listener[:, sem.JAW_OPEN] = np.clip(sem.JAW_REST_RAD + 0.05 * nodding + 0.01 * smooth_noise(rng, frames, 0.8),
+                                        0, None)
+    listener[:, sem.JAW_OPEN + 1:JAW.stop] = factors @ world.listener_jaw_mixing
     listener[:, EXP] += 0.02 * rng.standard_normal((frames, EXP.stop - EXP.start))
 
-    events = {"speaker_pause_onsets": [round(t, 3) for t in pause_onsets],
-              "speaker_smile_onsets": [round(t, 3) for t in smile_onsets],
-              "listener_nods": [round(float(t), 3) for t in sorted(nod_times + backchannels)],
+    events = {"listener_nods": [round(t, 3) for t, _ in nods], "listener_shakes": [round(t, 3) for t, _ in shakes],
+              "listener_brow_raises": [round(t, 3) for t, _ in brow_raises],
               "listener_smiles": [round(t, 3) for t in mirrored]}
-    return {"speaker_audio": speaker_audio.astype(np.float32), "speaker_exp": speaker_exp.astype(np.float32),
-            "listener": listener.astype(np.float32), "events": events,
-            "voice": {"energy": energy * (0.6 + 0.4 * syllables), "pitch": pitch}}
+    return listener.astype(np.float32), events
+
+
+def synthesize_clip(world: SyntheticWorld, frames: int, seed: int, clip_index: int, resample_seed: int = 0) -> dict:
+    """Clip ``clip_index`` of corpus ``seed``: ``speaker_audio [T,768]``, ``speaker_exp [T,50]``,
+    ``listener [T,56]``, ``attitude``, ``events`` and the ``voice`` curves of ``speaker.wav``."""
+    streams = clip_generators(seed, clip_index, resample_seed)
+    speaker = synthesize_speaker(streams["speaker"], world, frames)
+    attitude = draw_attitude(streams["attitude"])
+    listener, listener_events = synthesize_listener(streams["listener"], world, speaker, attitude)
+    events = {"speaker_pause_onsets": [round(t, 3) for t in speaker.pause_onsets],
+              "speaker_smile_onsets": [round(onset, 3) for onset, _, _ in speaker.smiles], **listener_events}
+    return {"speaker_audio": speaker.speaker_audio, "speaker_exp": speaker.speaker_exp, "listener": listener,
+            "attitude": attitude, "events": events, "voice": speaker.voice}
 
 
 def _write_wav(path: Path, energy: np.ndarray, pitch: np.ndarray) -> None:
@@ -251,13 +385,17 @@ def split_clip_ids(clip_ids: list[str]) -> dict[str, list[str]]:
 
 
 def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 60.0, seed: int = 0, *,
-                           wav: bool = False, progress: bool = False) -> Path:
-    """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically)."""
+                           resample_seed: int = 0, wav: bool = False, progress: bool = False) -> Path:
+    """Write a §3.1 corpus of ``clips`` clips of ``seconds`` each to ``out`` (replaced atomically);
+    ``resample_seed`` redraws only the listeners (module docstring)."""
     if clips < 3:
-        raise ValueError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
+        raise UsageError(f"--clips must be at least 3 (one each for train, val and test), got {clips}")
     frames = int(round(seconds * FPS))
     if frames < 2 * FPS:
-        raise ValueError(f"--seconds must be at least 2, got {seconds}")
+        raise UsageError(f"--seconds must be at least 2, got {seconds}")
+    for name, value in (("--seed", seed), ("--resample_seed", resample_seed)):
+        if value < 0:
+            raise UsageError(f"{name} must be a non-negative integer, got {value}")
     world = SyntheticWorld()
     clip_ids = [f"clip_{index:04d}" for index in range(clips)]
     indices = range(clips)
@@ -266,14 +404,15 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
 
         indices = tqdm(indices, desc="synthetic dyadic corpus", unit="clip")
     with atomic_output(out, directory=True) as tmp:
-        write_corpus_meta(tmp)
+        write_corpus_meta(tmp, attitudes=list(ATTITUDE_NAMES))
         for index in indices:
-            clip = synthesize_clip(np.random.default_rng([seed, index]), world, frames)
+            clip = synthesize_clip(world, frames, seed, index, resample_seed)
             clip_dir = tmp / "clips" / clip_ids[index]
             clip_dir.mkdir(parents=True)
             for name in ("speaker_audio", "speaker_exp", "listener"):
                 np.save(clip_dir / f"{name}.npy", clip[name])
-            (clip_dir / "events.json").write_text(json.dumps(clip["events"], indent=1) + "\n")
+            save_json(clip_dir / "events.json", clip["events"])
+            save_json(clip_dir / "labels.json", {"attitude": clip["attitude"]})
             if wav:
                 _write_wav(clip_dir / "speaker.wav", clip["voice"]["energy"], clip["voice"]["pitch"])
         (tmp / "splits").mkdir()
@@ -282,20 +421,20 @@ def write_synthetic_corpus(out: str | Path, clips: int = 200, seconds: float = 6
     return Path(out)
 
 
+@cli_main("data_utils.synthetic_dyadic")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_dyadic", __doc__)
     parser.add_argument("--out", required=True, help="corpus folder to write (replaced when complete)")
     parser.add_argument("--clips", type=int, default=200, help="number of clips (80/10/10 train/val/test)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each clip in seconds")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    parser.add_argument("--resample_seed", type=int, default=0,
+                        help="redraw only the listeners (0: the corpus itself; another value: a resample, the oracle)")
     parser.add_argument("--wav", action="store_true", help="also write a synthetic speaker.wav per clip")
     args = parser.parse_args(argv)
-    try:
-        path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, wav=args.wav, progress=True)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_output_path("--out", args.out, directory=True)
+    path = write_synthetic_corpus(args.out, args.clips, args.seconds, args.seed, resample_seed=args.resample_seed,
+                                  wav=args.wav, progress=True)
     print(f"wrote {args.clips} clips of {args.seconds:g} s to {path}")
     return 0
 

@@ -20,6 +20,8 @@ JAW_OPEN = JAW.start + 0  # radians, >= 0 opens the mouth
 # Typical ranges in the synthetic worlds (FLAME-like magnitudes).
 SMILE_RANGE = (-0.5, 2.0)
 BROW_RANGE = (-0.5, 2.0)
-NOD_AMPLITUDE_RAD = 0.15
+NOD_AMPLITUDE_RAD = 0.15  # the largest nod of the dyadic world (head pitch)
+SHAKE_AMPLITUDE_RAD = 0.1  # the largest head shake of the dyadic world (head yaw)
+JAW_REST_RAD = 0.03  # a listener's jaw at rest: lips closed, slightly apart inside
 YAW_RANGE_RAD = (-0.35, 0.35)
 JAW_OPEN_RANGE_RAD = (0.0, 0.35)

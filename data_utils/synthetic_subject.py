@@ -38,27 +38,28 @@ and for checking what a generated listener looks like on this head).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import gaussian_filter1d
 
 from data_utils import synthetic_semantics as sem
+from data_utils.signals import smooth_noise
 from data_utils.synthetic_dyadic import SyntheticWorld, synthesize_clip
-from gaussian_renderer.gaussians import Camera
+from gaussian_renderer import Camera
 from scene.rotation import axis_angle_to_matrix
 from scene.subject import frame_name
-from utils.atomic import atomic_output
+from utils.atomic import atomic_output, save_json
+from utils.cli import check_output_path, cli_main, cli_parser
+from utils.errors import UsageError
 from utils.flame import FLAME_DIM, FPS, GLOBAL_ROT
-from utils.runtime import resolve_device
+from utils.runtime import configure_threads, resolve_device
 
 SHAPE_SEED = 7031  # the fixed projection of the subtle expression dims; every subject shares it
 PIVOT = (0.0, 0.035, 0.55)  # mean head pivot in camera space (metres)
@@ -119,14 +120,10 @@ def synthetic_listener_motion(frames: int, seed: int) -> dict[str, np.ndarray]:
         raise ValueError(f"frames must be at least 1, got {frames}")
     rng = np.random.default_rng([seed, 1])
     # The dyadic world scales its idle motion per clip, so it is drawn over at least a minute and cut.
-    listener = synthesize_clip(rng, SyntheticWorld(), max(frames, 60 * FPS))["listener"][:frames]
+    listener = synthesize_clip(SyntheticWorld(), max(frames, 60 * FPS), seed, clip_index=1)["listener"][:frames]
     listener = listener.astype(np.float64)
 
-    def smooth(sigma_s: float) -> np.ndarray:  # low-pass noise [frames], unit std in expectation
-        sigma = sigma_s * FPS
-        pad = int(4 * sigma) + 1
-        noise = gaussian_filter1d(rng.standard_normal(frames + 2 * pad), sigma)[pad:pad + frames]
-        return noise * np.sqrt(2 * np.sqrt(np.pi) * sigma)  # white noise filtered by a Gaussian of std sigma
+    smooth = partial(smooth_noise, rng, frames)  # smooth(sigma_s): low-pass noise [frames], unit std
 
     # Talking-like jaw bursts: a slow envelope gating a faster syllable rhythm.
     envelope = np.clip(smooth(1.5) - 0.4, 0, None)
@@ -229,7 +226,7 @@ class _Scene:
         shirt = self._shade(torch.tensor(SHIRT, device=self.device) * stripes[:, None], normal)
         return torch.where(torch.isfinite(t)[:, None], shirt, wall).clamp(0, 1)
 
-    def render(self, flame: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def ray_cast(self, flame: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``flame [F,56]``, ``translation [F,3]`` -> colour ``[F,P,3]`` and foreground ``[F,P]`` (bool)."""
         frames = len(flame)
         rotation = axis_angle_to_matrix(flame[:, GLOBAL_ROT])  # [F,3,3] canonical -> camera
@@ -424,7 +421,7 @@ def _render_chunks(scene: _Scene, flame: torch.Tensor, translation: torch.Tensor
     frames_per_chunk = max(1, chunk_rays // scene.directions.shape[0])
     for start in range(0, len(flame), frames_per_chunk):
         stop = start + frames_per_chunk
-        colour, foreground = scene.render(flame[start:stop], translation[start:stop])
+        colour, foreground = scene.ray_cast(flame[start:stop], translation[start:stop])
         coverage = _downsample(foreground[..., None].float(), camera, supersample)[..., 0]
         masks = np.where((coverage >= 0.5).cpu().numpy(), 255, 0).astype(np.uint8)
         yield start, _to_uint8(_downsample(colour, camera, supersample)), masks
@@ -463,13 +460,13 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
                             chunk_rays: int = 1 << 22, progress: bool = False) -> Path:
     """Write a §3.2 subject folder of ``frames`` frames at ``size`` x ``size`` to ``out`` atomically."""
     if frames < 2:
-        raise ValueError(f"--frames must be at least 2 (a train and a val frame), got {frames}")
+        raise UsageError(f"--frames must be at least 2 (a train and a val frame), got {frames}")
     if size < 16:
-        raise ValueError(f"--size must be at least 16 pixels, got {size}")
+        raise UsageError(f"--size must be at least 16 pixels, got {size}")
     if supersample < 1:
-        raise ValueError(f"--supersample must be at least 1, got {supersample}")
+        raise UsageError(f"--supersample must be at least 1, got {supersample}")
     if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+        raise UsageError(f"--out {out} exists and is not a folder")
     device = resolve_device(device)
     camera = subject_camera(size)
     motion = synthetic_listener_motion(frames, seed)
@@ -489,7 +486,7 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
         meta = {"fps": FPS, "width": size, "height": size, "fx": camera.fx, "fy": camera.fy,
                 "cx": camera.cx, "cy": camera.cy, "generator": "data_utils.synthetic_subject", "seed": seed,
                 "supersample": supersample}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_json(tmp / "meta.json", meta)
         np.save(tmp / "flame.npy", motion["flame"])
         np.save(tmp / "translation.npy", motion["translation"])
         pending = deque([pool.submit(_write_png, tmp / "background.png", scene.background())])
@@ -510,9 +507,9 @@ def write_synthetic_subject(out: str | Path, frames: int = 300, size: int = 64, 
     return Path(out)
 
 
+@cli_main("data_utils.synthetic_subject")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.synthetic_subject", __doc__)
     parser.add_argument("--out", required=True, help="subject folder to write (replaced when complete)")
     parser.add_argument("--frames", type=int, default=300, help="number of frames at 25 fps")
     parser.add_argument("--size", type=int, default=64, help="image width and height in pixels")
@@ -522,12 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="threads writing PNG files")
     args = parser.parse_args(argv)
-    try:
-        path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
-                                       supersample=args.supersample, workers=args.workers, progress=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_threads()
+    check_output_path("--out", args.out, directory=True)
+    path = write_synthetic_subject(args.out, args.frames, args.size, args.seed, device=args.device,
+                                   supersample=args.supersample, workers=args.workers, progress=True)
     print(f"wrote {args.frames} frames of {args.size}x{args.size} to {path}")
     return 0
 

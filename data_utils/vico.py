@@ -3,11 +3,13 @@
     python -m data_utils.vico --root <vico> --emoca <emoca_out> --wav2vec <wav2vec2 dir> --out <corpus> \
         [--split official|identity] [--source_fps 30] [--device auto] [--overwrite] ...
 
-Input (what the release holds; see docs/DATA.md for the sources and where a fixture may differ):
-* ``<vico>/*.csv`` — one row per speaking/listening pair. The full release has the columns ``listener``,
-  ``speaker`` (video names in ``videos/``), ``audio`` (name in ``audios/``), ``data_split``, ``speaker_id``,
-  ``listener_id`` and ``attitude``; the challenge layout has ``train.csv``/``test.csv``... with a ``uuid``
-  column and files ``videos/<uuid>.listener.mp4``, ``videos/<uuid>.speaker.mp4``, ``audios/<uuid>.wav``.
+Input (what the release holds; docs/DATA.md lists the sources each item was checked against):
+* ``<vico>/*.csv`` — one row per speaking/listening pair. The full release's CSV (``RLD_data.csv``) has the
+  columns ``attitude`` (the listener's: ``positive``, ``neutral`` or ``negative``), ``audio`` (name in
+  ``audios/``), ``listener``, ``speaker`` (video names in ``videos/``), ``listener_id``, ``speaker_id`` and
+  ``data_split`` (``train`` / ``test``); the challenge layout has ``train.csv``/``test.csv``... with the columns
+  ``video_id``, ``uuid``, ``speaker_id``, ``listener_id`` (no attitude) and files
+  ``videos/<uuid>.listener.mp4``, ``videos/<uuid>.speaker.mp4``, ``audios/<uuid>.wav``.
 * ``<vico>/videos/*.mp4`` at 30 fps and ``<vico>/audios/*.wav`` (the speaker's voice).
 * ``<emoca_out>`` — EMOCA run on every video (``data_utils.emoca_io`` finds each video's codes by name).
 
@@ -20,19 +22,22 @@ Per clip (one CSV row, clip id = the listener video's name or the uuid):
 3. wav2vec2 features ``[T,768]`` at 25 fps from the speaker audio.
 4. The three streams are trimmed to the shortest; a disagreement over ``length_tolerance_seconds`` is
    refused; trimmed frames are recorded.
-5. ``clips/<id>/`` (three arrays, ``speaker.wav`` 16 kHz mono, ``clip.json`` provenance) is written under a
-   temporary name and renamed when complete: re-running skips finished clips; a crash loses one clip.
+5. ``clips/<id>/`` (three arrays, ``speaker.wav`` 16 kHz mono, ``clip.json`` provenance and, when the CSV has
+   attitudes, ``labels.json`` = ``{"attitude": "<name>"}``) is written under a temporary name and renamed when
+   complete: re-running skips finished clips and removes what a killed run left half-written; a crash loses
+   only the clip in progress.
 Then ``splits/{train,val,test}.txt`` (official split, or identity-disjoint with ``--split identity``),
-``meta.json`` and ``manifest.json`` (provenance of every clip, refusals and their reasons). The command
-exits non-zero when the input is unusable or every clip was refused.
+``meta.json`` (with ``"attitudes"`` when labelled) and ``manifest.json`` (provenance of every clip, refusals and
+their reasons). The command exits non-zero when the input is unusable or every clip was refused.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
+import glob
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -41,24 +46,30 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from brain.data import SPLITS, CorpusError, DyadicCorpus, check_array, write_corpus_meta
-from data_utils.cli import add_options, changed_settings, options_from_args, write_json
+from brain.data import SPLITS, DyadicCorpus, write_corpus_meta
 from data_utils.emoca_io import LISTENER_ROTATIONS, EmocaError, load_emoca_codes
-from data_utils.media import MediaError, probe_video, read_audio, write_wav
+from data_utils.media import read_audio, write_wav
 from data_utils.resample import resample_codes
 from data_utils.wav2vec import SAMPLE_RATE, Wav2VecError, Wav2VecExtractor
-from utils.atomic import atomic_output
+from utils.arrays import check_array
+from utils.atomic import atomic_output, save_json
+from utils.cli import cli_main, cli_parser
+from utils.config import add_config_flags, changed_settings, config_from_flags
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.media import MediaError, probe_video
+from utils.runtime import configure_threads
 
 OFFICIAL_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                         "test": "test"}  # any other name (e.g. an out-of-domain set) goes to test
+ATTITUDES = ("positive", "neutral", "negative")  # the listener attitudes of the release's ``attitude`` column
 
 
-class VicoError(ValueError):
+class VicoError(InputError):
     """Input that makes the whole conversion impossible (no CSV, missing columns, duplicate ids...)."""
 
 
-class ClipRefused(ValueError):
+class ClipRefused(InputError):
     """One clip that cannot be converted; the reason names the file and the numbers."""
 
 
@@ -90,8 +101,9 @@ class VicoRow:
     official_split: str
     speaker_id: str
     listener_id: str
-    attitude: str
+    attitude: str | None  # None when the CSV has no attitude column (the challenge layout)
     csv_file: str
+    csv_line: int
 
 
 # --- the index ----------------------------------------------------------------------------------------
@@ -120,16 +132,18 @@ def read_vico_index(root: str | Path, csv_path: str | Path | None = None) -> lis
                 speaker_video=root / "videos" / f"{_stem(row['speaker'])}.mp4",
                 audio=root / "audios" / f"{_stem(row['audio'])}.wav",
                 official_split=row.get("data_split", "train") or "train", speaker_id=row.get("speaker_id", ""),
-                listener_id=row.get("listener_id", ""), attitude=row.get("attitude", ""), csv_file=path.name))
+                listener_id=row.get("listener_id", ""), attitude=_attitude(row), csv_file=path.name,
+                csv_line=number))
     elif per_split:
         for path in per_split:
-            for row in tables[path]:
+            for number, row in enumerate(tables[path], start=2):
                 uuid = row["uuid"]
                 rows.append(VicoRow(
                     clip_id=uuid, listener_video=root / "videos" / f"{uuid}.listener.mp4",
                     speaker_video=root / "videos" / f"{uuid}.speaker.mp4", audio=root / "audios" / f"{uuid}.wav",
                     official_split=path.stem, speaker_id=row.get("speaker_id", ""),
-                    listener_id=row.get("listener_id", ""), attitude=row.get("attitude", ""), csv_file=path.name))
+                    listener_id=row.get("listener_id", ""), attitude=_attitude(row), csv_file=path.name,
+                    csv_line=number))
     else:
         columns = {path.name: sorted(rows[0]) if rows else [] for path, rows in tables.items()}
         raise VicoError(f"{root}: no CSV with the ViCo columns (listener, speaker, audio) or (uuid); found {columns}")
@@ -141,7 +155,14 @@ def read_vico_index(root: str | Path, csv_path: str | Path | None = None) -> lis
         raise VicoError(f"{root}: clip id(s) used by several rows: {', '.join(duplicates[:5])}")
     if not rows:
         raise VicoError(f"{root}: the CSV lists no clips")
+    if len({row.attitude is None for row in rows}) > 1:
+        raise VicoError(f"{root}: some CSVs have an 'attitude' column and some do not; convert them separately")
     return rows
+
+
+def _attitude(row: dict) -> str | None:
+    """The row's attitude as written (lower case), or None when the CSV has no such column."""
+    return row["attitude"].lower() if "attitude" in row else None
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -204,11 +225,8 @@ def convert_clip(row: VicoRow, emoca_root: Path, extractor_factory, options: Vic
                           f"min_seconds={options.min_seconds:g}")
     arrays = {"speaker_audio": speaker_audio[:num_frames], "speaker_exp": speaker_exp[:num_frames],
               "listener": listener[:num_frames]}
-    try:
-        for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
-            arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}")
-    except CorpusError as exc:
-        raise ClipRefused(str(exc)) from exc
+    for name, width in (("speaker_audio", AUDIO_DIM), ("speaker_exp", SPEAKER_EXP_DIM), ("listener", FLAME_DIM)):
+        arrays[name] = check_array(arrays[name], width, f"clip {row.clip_id}, {name}", error=ClipRefused)
     arrays["speaker_wav"] = audio[:int(round(num_frames * SAMPLE_RATE / FPS))]
     provenance = {
         "clip_id": row.clip_id, "csv": row.csv_file, "official_split": row.official_split,
@@ -225,17 +243,48 @@ def convert_clip(row: VicoRow, emoca_root: Path, extractor_factory, options: Vic
     return arrays, provenance
 
 
+def check_attitude(row: VicoRow) -> None:
+    """Refuse a row whose attitude is not one of the release's (an empty cell included)."""
+    if row.attitude is not None and row.attitude not in ATTITUDES:
+        raise ClipRefused(f"{row.csv_file}, line {row.csv_line}: attitude {row.attitude!r} is not one of "
+                          f"{', '.join(ATTITUDES)}")
+
+
 def _relative(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
 def write_clip(clip_dir: Path, arrays: dict, provenance: dict) -> None:
-    """Write a clip folder under a temporary name and rename it when complete."""
+    """Write a clip folder under a temporary name and rename it when complete (``clip.json`` last)."""
     with atomic_output(clip_dir, directory=True) as tmp:
         for name in ("speaker_audio", "speaker_exp", "listener"):
             np.save(tmp / f"{name}.npy", arrays[name])
         write_wav(tmp / "speaker.wav", arrays["speaker_wav"], SAMPLE_RATE)
-        (tmp / "clip.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        if provenance["attitude"] is not None:
+            save_json(tmp / LABELS_FILE, {"attitude": provenance["attitude"]})
+        save_json(tmp / "clip.json", provenance)
+
+
+LABELS_FILE = "labels.json"
+
+
+def _sync_labels(clip_dir: Path, row: VicoRow) -> None:
+    """A finished clip's ``labels.json`` follows the CSV (written by an older run, or the CSV was corrected)."""
+    if row.attitude is None:
+        return
+    path = clip_dir / LABELS_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or unreadable
+        current = None
+    if current != {"attitude": row.attitude}:
+        save_json(path, {"attitude": row.attitude})
+
+
+def _remove_unfinished(clips_dir: Path, clip_id: str) -> None:
+    """Delete what a run killed while writing this clip left behind (its temporary folders)."""
+    for leftover in clips_dir.glob(f"{glob.escape(clip_id)}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # --- splits -------------------------------------------------------------------------------------------
@@ -307,10 +356,13 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     bar = tqdm(rows, desc="ViCo clips", unit="clip", disable=not progress)
     for row in bar:
         clip_dir = out / "clips" / row.clip_id
-        if (clip_dir / "clip.json").is_file() and not overwrite:
-            status[row.clip_id] = "skipped"
-            continue
+        _remove_unfinished(clip_dir.parent, row.clip_id)
         try:
+            check_attitude(row)
+            if (clip_dir / "clip.json").is_file() and not overwrite:
+                _sync_labels(clip_dir, row)
+                status[row.clip_id] = "skipped"
+                continue
             arrays, provenance = convert_clip(row, emoca_root, extractor_factory, options)
         except ClipRefused as exc:
             status[row.clip_id], refused[row.clip_id] = "refused", str(exc)
@@ -323,13 +375,13 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     available = [row for row in rows if status[row.clip_id] != "refused"]
     if not available:  # nothing to train on: only the reasons are written, no corpus that looks usable
         manifest = _manifest(out, rows, status, refused, {name: [] for name in SPLITS}, options, wav2vec_model)
-        write_json(out / "manifest.json", manifest)
+        save_json(out / "manifest.json", manifest)
         return manifest
     if options.split == "official":
         splits = official_splits(available, options.val_fraction, options.seed)
     else:
         splits = identity_splits(available, options.val_fraction, options.test_fraction, options.seed)
-    write_corpus_meta(out)
+    write_corpus_meta(out, attitudes=ATTITUDES if rows[0].attitude is not None else None)
     for split, ids in splits.items():
         with atomic_output(out / "splits" / f"{split}.txt") as tmp:
             tmp.write_text("".join(f"{clip_id}\n" for clip_id in ids))
@@ -337,7 +389,7 @@ def build_corpus(root: str | Path, emoca_root: str | Path, wav2vec_model: str | 
     for row in available:
         corpus.load_clip(row.clip_id)
     manifest = _manifest(out, rows, status, refused, splits, options, wav2vec_model)
-    write_json(out / "manifest.json", manifest)
+    save_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -349,7 +401,7 @@ def _check_settings(out: Path, options: VicoOptions, overwrite: bool) -> None:
     if changed and not overwrite:
         raise VicoError(f"{out}: built before with different settings ({', '.join(changed)}); "
                         f"pass --overwrite to rebuild every clip, or choose a new --out")
-    write_json(path, current)
+    save_json(path, current)
 
 
 def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) -> dict:
@@ -375,9 +427,9 @@ def _manifest(out: Path, rows, status, refused, splits, options, wav2vec_model) 
     }
 
 
+@cli_main("data_utils.vico")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.vico", __doc__)
     parser.add_argument("--root", required=True, help="ViCo release: *.csv, videos/, audios/")
     parser.add_argument("--emoca", required=True, help="EMOCA outputs for the release's videos")
     parser.add_argument("--wav2vec", required=True, help="wav2vec2 directory (save_pretrained) or hub id")
@@ -385,15 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="the annotation CSV when the root holds several")
     parser.add_argument("--device", default="auto", help="wav2vec2 device: auto, cpu, cuda")
     parser.add_argument("--overwrite", action="store_true", help="rebuild clips that already exist")
-    add_options(parser, VicoOptions)
+    add_config_flags(parser, VicoOptions)
     args = parser.parse_args(argv)
-    options = options_from_args(VicoOptions, args)
-    try:
-        manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
-                                device=args.device, overwrite=args.overwrite)
-    except (VicoError, CorpusError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    configure_threads()
+    options = config_from_flags(VicoOptions, args)
+    manifest = build_corpus(args.root, args.emoca, args.wav2vec, args.out, options, csv_path=args.csv,
+                            device=args.device, overwrite=args.overwrite)
     counts = manifest["counts"]
     print(f"{args.out}: written {counts['written']}, skipped (already done) {counts['skipped']}, "
           f"refused {counts['refused']}; splits " + ", ".join(f"{k} {v}" for k, v in manifest["splits"].items()))
@@ -404,8 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         if count == 0:
             print(f"  warning: the {split} split is empty")
     if counts["written"] + counts["skipped"] == 0:
-        print("error: every clip was refused", file=sys.stderr)
-        return 1
+        raise VicoError(f"{args.root}: every clip was refused")
     return 0
 
 

@@ -1,13 +1,14 @@
 """Speaker audio -> wav2vec 2.0 features at the project's 25 fps (DESIGN.md §2: float32 ``[T,768]``).
 
     python -m data_utils.wav2vec --wav speaker.wav --model <wav2vec2 dir or hub id> --out feats.npy \
-        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5]
+        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5] [--causal 2]
 
     from data_utils.wav2vec import extract_wav2vec_features
     feats = extract_wav2vec_features("speaker.wav", "<wav2vec2 dir>", device="cpu")   # float32 [T,768]
 
 How it works:
-* Any media file is decoded to mono 16 kHz by ffmpeg (``data_utils.media.read_audio``).
+* Any media file is decoded to mono 16 kHz by ffmpeg (``data_utils.media.read_audio``);
+  :func:`read_speaker_audio` also says what was converted (rate, channels) for a log.
 * The waveform is normalised once over the whole file (zero mean, unit variance) when the model's
   ``Wav2Vec2FeatureExtractor`` asks for it (``do_normalize``), so chunks see the same input scale.
 * ``Wav2Vec2Model`` (a local ``save_pretrained`` directory, or a hub id when online) gives hidden states at
@@ -21,27 +22,33 @@ How it works:
   wav2vec frames around that time (frame ``j`` is centred at ``(320 j + 200) / 16000`` s). This is the
   time-exact form of averaging pairs of frames, and it yields exactly ``num_frames`` frames, so features
   line up with ``T`` video frames even when the audio is a little longer or shorter than the video.
+* ``--causal SECONDS`` writes instead what the live path computes (``data_utils.wav2vec_stream``): each
+  8-frame chunk from a window that ends 5 ms after it, with SECONDS of left context. Whole-file features
+  see the future; a brain trained on causal ones sees at training what it will hear live.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data_utils.media import MediaError, read_audio
+from data_utils.media import read_audio
 from utils.atomic import save_npy
+from utils.cli import cli_main, cli_parser
+from utils.errors import InputError
 from utils.flame import AUDIO_DIM, FPS
-from utils.runtime import resolve_device
+from utils.media import MediaError, ffmpeg_header
+from utils.runtime import configure_threads, resolve_device
 
 SAMPLE_RATE = 16000  # wav2vec 2.0 is trained on 16 kHz audio
 
 
-class Wav2VecError(ValueError):
+class Wav2VecError(InputError):
     """A wav2vec2 model that cannot be loaded or does not fit the contract."""
 
 
@@ -50,16 +57,29 @@ class Wav2VecExtractor:
 
     def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu", *, layer: int = -1,
                  chunk_seconds: float = 30.0, context_seconds: float = 5.0):
-        from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+        from transformers import AutoConfig, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
         self.model_dir = str(model_dir)
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         try:
-            self.model = Wav2Vec2Model.from_pretrained(self.model_dir).to(self.device).eval()
+            # transformers loads any model's weights into a Wav2Vec2Model with only a warning (a BERT folder
+            # gives a randomly initialised wav2vec2), so the folder's model type and weights are checked.
+            model_type = AutoConfig.from_pretrained(self.model_dir).model_type
+            if model_type == "wav2vec2":
+                model, loading = Wav2Vec2Model.from_pretrained(self.model_dir, output_loading_info=True)
         except Exception as exc:  # transformers raises OSError/ValueError/HF errors for missing or offline ids
             where = "local directory" if Path(self.model_dir).is_dir() else "hub id (needs internet) or directory"
             raise Wav2VecError(f"{self.model_dir}: cannot load a Wav2Vec2Model from this {where} "
                                f"({type(exc).__name__}: {exc})") from exc
+        if model_type != "wav2vec2":
+            raise Wav2VecError(f"{self.model_dir}: holds a {model_type!r} model, not a Wav2Vec2 "
+                               f"(config.json model_type must be 'wav2vec2')")
+        # masked_spec_embed is used only for masking during pre-training; some releases leave it out.
+        missing = [key for key in loading["missing_keys"] if key != "masked_spec_embed"]
+        if missing:
+            raise Wav2VecError(f"{self.model_dir}: the weights lack {len(missing)} of the model's tensors "
+                               f"(e.g. {missing[0]}); not a complete Wav2Vec2 checkpoint")
+        self.model = model.to(self.device).eval()
         try:
             self.feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(self.model_dir)
         except Exception:  # a bare model directory has no preprocessor_config.json: use the defaults
@@ -98,7 +118,8 @@ class Wav2VecExtractor:
         return max(0, (num_samples - self.receptive_field) // self.stride + 1)
 
     @torch.no_grad()
-    def _forward(self, audio: np.ndarray) -> np.ndarray:
+    def run_model(self, audio: np.ndarray) -> np.ndarray:
+        """One forward pass over the waveform as given (no normalisation) -> hidden states ``[F,768]`` at 50 Hz."""
         inputs = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(self.device)
         if self.layer == -1:
             hidden = self.model(inputs).last_hidden_state
@@ -116,7 +137,7 @@ class Wav2VecExtractor:
         if self.feature_extractor.do_normalize:
             audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
         if len(audio) <= self.chunk_samples + 2 * self.context_samples:
-            return self._forward(audio)
+            return self.run_model(audio)
         pieces = []
         for core_start in range(0, len(audio), self.chunk_samples):
             first = core_start // self.stride  # global index of the first frame this chunk contributes
@@ -125,7 +146,7 @@ class Wav2VecExtractor:
                 break
             start = max(0, core_start - self.context_samples)  # a multiple of the stride: frames stay on the grid
             stop = min(len(audio), core_start + self.chunk_samples + self.context_samples)
-            hidden = self._forward(audio[start:stop])
+            hidden = self.run_model(audio[start:stop])
             offset = start // self.stride
             pieces.append(hidden[first - offset:last - offset])
         features = np.concatenate(pieces)
@@ -152,21 +173,63 @@ class Wav2VecExtractor:
         return self.to_video_frames(self.features_50hz(audio), num_frames, fps)
 
 
+def save_random_wav2vec(directory: str | Path, seed: int = 0) -> Path:
+    """A base-size Wav2Vec2 (``Wav2Vec2Config()`` defaults: 12 layers, 768 wide) with random weights, saved
+    like a release. For benchmarks: no weights can be downloaded here, and random weights cost exactly
+    what trained ones do (their features, of course, mean nothing)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    directory = Path(directory)
+    Wav2Vec2Model(Wav2Vec2Config()).eval().save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(directory)
+    return directory
+
+
+_AUDIO_STREAM = re.compile(r"Stream #[^\n]*?Audio:[^\n]*?(\d+) Hz, ([^,\n]+)")
+
+
+def read_speaker_audio(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Any audio file -> mono float32 ``[N]`` at 16 kHz, and what was converted to get there (for the log:
+    e.g. ``["resampled from 44100 Hz to 16000 Hz", "mixed stereo down to mono"]``).
+
+    An unreadable file, one without audio, or NaN/Inf samples raise :class:`~utils.media.MediaError`.
+    """
+    stream = _AUDIO_STREAM.search(ffmpeg_header(path))
+    if stream is None:
+        raise MediaError(f"{path}: no readable audio stream")
+    audio = read_audio(path, SAMPLE_RATE)
+    rate, layout = int(stream.group(1)), stream.group(2).strip()
+    conversions = []
+    if rate != SAMPLE_RATE:
+        conversions.append(f"resampled from {rate} Hz to {SAMPLE_RATE} Hz")
+    if layout != "mono":
+        conversions.append(f"mixed {layout} down to mono")
+    return audio, conversions
+
+
 def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device: str = "cpu", *,
                              num_frames: int | None = None, layer: int = -1, chunk_seconds: float = 30.0,
-                             context_seconds: float = 5.0) -> np.ndarray:
+                             context_seconds: float = 5.0, causal_context_seconds: float | None = None) -> np.ndarray:
     """Audio file (any rate/format ffmpeg reads) -> float32 ``[T,768]`` at 25 fps.
 
     ``num_frames`` fixes ``T`` (the video's frame count); by default ``T = floor(duration * 25)``.
+    ``causal_context_seconds`` gives instead exactly the features the live path computes
+    (``data_utils.wav2vec_stream.CausalWav2Vec`` with that left context), e.g. to train a brain on them.
     """
+    audio = read_audio(wav_path, SAMPLE_RATE)  # before the model: a bad file is refused at once
     extractor = Wav2VecExtractor(model_dir, device, layer=layer, chunk_seconds=chunk_seconds,
                                  context_seconds=context_seconds)
-    return extractor(read_audio(wav_path, SAMPLE_RATE), num_frames)
+    if causal_context_seconds is None:
+        return extractor(audio, num_frames)
+    from data_utils.wav2vec_stream import CausalWav2Vec  # it builds on this module
+
+    return CausalWav2Vec(extractor, context_seconds=causal_context_seconds).extract(audio, num_frames)
 
 
+@cli_main("data_utils.wav2vec")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("data_utils.wav2vec", __doc__)
     parser.add_argument("--wav", required=True, help="speaker audio: wav or any file with an audio stream")
     parser.add_argument("--model", required=True, help="wav2vec2 directory (save_pretrained) or hub id when online")
     parser.add_argument("--out", required=True, help="output .npy, float32 [T,768] at 25 fps")
@@ -175,14 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--chunk_seconds", type=float, default=30.0)
     parser.add_argument("--context_seconds", type=float, default=5.0)
+    parser.add_argument("--causal", type=float, metavar="SECONDS",
+                        help="the live path's causal features with this left context (synthesize_listener --stream)")
     args = parser.parse_args(argv)
-    try:
-        features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
-                                            layer=args.layer, chunk_seconds=args.chunk_seconds,
-                                            context_seconds=args.context_seconds)
-    except (MediaError, Wav2VecError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    configure_threads()
+    features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
+                                        layer=args.layer, chunk_seconds=args.chunk_seconds,
+                                        context_seconds=args.context_seconds, causal_context_seconds=args.causal)
     save_npy(args.out, features)
     print(f"wrote {args.out}: float32 {list(features.shape)} at {FPS} fps")
     return 0

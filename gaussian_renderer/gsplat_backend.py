@@ -5,7 +5,8 @@ import functools
 
 import torch
 
-from gaussian_renderer.gaussians import Camera, GaussianLayer
+from gaussian_renderer.camera import Camera
+from gaussian_renderer.layer import GaussianLayer
 from gaussian_renderer.reference import LOW_PASS
 
 

@@ -31,7 +31,8 @@ import math
 
 import torch
 
-from gaussian_renderer.gaussians import Camera, GaussianLayer, covariance_3d
+from gaussian_renderer.camera import Camera
+from gaussian_renderer.layer import GaussianLayer, covariance_3d
 
 LOW_PASS = 0.3  # px^2 added to the 2D covariance (gsplat's eps2d)
 ALPHA_MAX = 0.999

@@ -3,7 +3,7 @@
     from scene.body import load_body
     body = load_body("output/body_subject", device="cuda")      # model dir (holds body.pth) or the file
     frames = body.render_frames(flame)                          # [B,56] -> uint8 [B,H,W,3]
-    out = body.render(flame, translation)                       # float color/alpha/depth + offsets
+    out = body(flame, translation)                              # float color/alpha/depth + offsets (training)
 
 How frame ``i`` is posed (DESIGN.md §3.2): canonical head space has the head pivot at the origin and OpenCV
 axes. Expression and jaw (``utils.flame.deformation_code``) drive per-Gaussian offsets of position, rotation
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gaussian_renderer import Camera, GaussianLayer, render
+from gaussian_renderer import Camera, GaussianLayer, render_layers
 from scene.deform import DeformConfig, FlameDeformNet
-from scene.gaussians import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
+from scene.gaussian_sets import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
                              init_face_set, init_mouth_set)
 from scene.rotation import axis_angle_split, axis_angle_to_quat, quat_multiply, rotate_about_axis
 from scene.subject import Subject, SubjectError, frame_name
@@ -180,11 +180,12 @@ class BodyModel(nn.Module):
                                              for t in (means, quats, scales, opacities, colors)))]
         return layers, offsets
 
-    def render(self, flame: torch.Tensor, translation: torch.Tensor | None = None, *,
-               backend: str = "auto") -> dict:
-        """Float render: ``color [B,H,W,3]``, ``alpha``/``depth [B,H,W,1]``, ``layers``, ``offsets``."""
+    def forward(self, flame: torch.Tensor, translation: torch.Tensor | None = None, *,
+                backend: str = "auto") -> dict:
+        """The differentiable render: ``color [B,H,W,3]``, ``alpha``/``depth [B,H,W,1]``, per-layer ``layers``
+        (with the rasteriser's ``info`` for densification) and the deformation's ``offsets``."""
         layers, offsets = self.pose(flame, translation)
-        out = render(layers, self.camera, background=self.background, backend=backend)
+        out = render_layers(layers, self.camera, background=self.background, backend=backend)
         out["offsets"] = offsets
         return out
 
@@ -192,7 +193,7 @@ class BodyModel(nn.Module):
     def render_frames(self, flame: torch.Tensor, translation: torch.Tensor | None = None, *,
                       backend: str = "auto") -> torch.Tensor:
         """``flame [B,56]`` (+ ``translation [B,3]``) -> uint8 frames ``[B,H,W,3]`` on the body's device."""
-        color = self.render(flame, translation, backend=backend)["color"]
+        color = self(flame, translation, backend=backend)["color"]
         return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
     @torch.no_grad()
@@ -213,10 +214,11 @@ class BodyModel(nn.Module):
 
     # --- checkpoints --------------------------------------------------------------------------------
     def to_payload(self) -> dict:
-        """Everything needed to rebuild the model, as ``weights_only``-loadable values."""
+        """Everything needed to rebuild the model, as ``weights_only``-loadable values. The model's config is
+        ``config["model"]``: a training checkpoint stores its whole config there, the model's section once."""
         camera = self.camera
         return {
-            "model_config": config_to_dict(self.cfg),
+            "config": {"model": config_to_dict(self.cfg)},
             "subject": {"width": camera.width, "height": camera.height, "fx": camera.fx, "fy": camera.fy,
                         "cx": camera.cx, "cy": camera.cy, "fps": self.fps},
             "background": (self.background.detach().cpu() * 255 + 0.5).clamp(0, 255).to(torch.uint8),
@@ -228,7 +230,7 @@ class BodyModel(nn.Module):
 
     @classmethod
     def from_payload(cls, payload: dict, device: str | torch.device = "cpu") -> "BodyModel":
-        cfg = config_from_dict(BodyModelConfig, payload["model_config"])
+        cfg = config_from_dict(BodyModelConfig, payload["config"]["model"])
         model = cls(cfg, camera=Camera.from_meta(payload["subject"]), fps=payload["subject"]["fps"],
                     background=payload["background"].float() / 255.0,
                     mean_translation=payload["mean_translation"],

@@ -1,8 +1,8 @@
 """The FLAME deformation field: tri-plane features at each canonical Gaussian × an expression+jaw embedding.
 
     net = FlameDeformNet(DeformConfig())
-    offsets = net(canonical_means,        # [N,3] metres, canonical head space (pivot at the origin)
-                  deformation_code)       # [B,53] = utils.flame.deformation_code(flame)
+    spatial = net.spatial(canonical_means)          # [N,3] metres, canonical head space -> [N,hidden]
+    offsets = net.offsets(spatial, deformation_code)  # [B,53] = utils.flame.deformation_code(flame)
     offsets["means"]   # [B,N,3] position offsets (canonical space)
     offsets["quats"]   # [B,N,4] additive wxyz rotation offsets
     offsets["scales"]  # [B,N,3] log-scale offsets
@@ -86,6 +86,3 @@ class FlameDeformNet(nn.Module):
         hidden = self.trunk(spatial.unsqueeze(0) + per_frame.unsqueeze(1))  # [B,N,H]
         out = self.head(hidden)  # [B,N,10]
         return dict(zip(OFFSET_DIMS, out.split(list(OFFSET_DIMS.values()), dim=-1)))
-
-    def forward(self, canonical_means: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.offsets(self.spatial(canonical_means), code)

@@ -27,19 +27,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brain.data import CorpusError, check_array, load_npy
+from utils.arrays import check_array, load_npy
+from utils.errors import InputError
 from utils.flame import FLAME_DIM, FPS
 
 META_KEYS = ("fps", "width", "height", "fx", "fy", "cx", "cy")
 VAL_FRACTION = 1 / 11  # default split: the last 1/11 of the frames is validation
 
 
-class SubjectError(ValueError):
+class SubjectError(InputError):
     """Subject data that breaks the §3.2 contract."""
 
 
 def frame_name(index: int) -> str:
     return f"{index:06d}.png"
+
+
+def default_split(num_frames: int, val_fraction: float = VAL_FRACTION) -> tuple[list[int], list[int]]:
+    """Frame indices ``(train, val)`` of a subject without ``splits.json``: the last ``val_fraction`` is
+    validation (at least one frame when there are two or more), so validation never sits between training
+    frames it could be interpolated from."""
+    num_val = max(1, int(round(num_frames * val_fraction))) if num_frames > 1 else 0
+    cut = num_frames - num_val
+    return list(range(cut)), list(range(cut, num_frames))
 
 
 class Subject:
@@ -133,10 +143,7 @@ class Subject:
 
     def _read_array(self, name: str, width: int) -> np.ndarray:
         path = self.root / name
-        try:
-            return check_array(load_npy(path, str(path)), width, str(path))
-        except CorpusError as exc:  # same checks as the corpus reader, reported as a subject problem
-            raise SubjectError(str(exc)) from exc
+        return check_array(load_npy(path, error=SubjectError), width, str(path), error=SubjectError)
 
     def _check_frame_files(self) -> None:
         for folder in ("frames", "masks"):
@@ -159,9 +166,7 @@ class Subject:
     def _read_splits(self) -> tuple[list[int], list[int]]:
         path = self.root / "splits.json"
         if not path.is_file():
-            num_val = max(1, int(round(self.num_frames * VAL_FRACTION))) if self.num_frames > 1 else 0
-            cut = self.num_frames - num_val
-            return list(range(cut)), list(range(cut, self.num_frames))
+            return default_split(self.num_frames)
         try:
             splits = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

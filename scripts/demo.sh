@@ -7,8 +7,9 @@
 #    the full presets when an NVIDIA GPU is present;
 # 4. synthesises several listeners for a held-out test clip, with the speaker's audio, plus a
 #    side-by-side grid, the motion (.npy) and a plot of the motion curves.
-# Everything goes to output/demo/ (or $DEMO_OUT). Re-running skips every step whose output is complete;
-# delete a step's folder to redo it. DEMO_PRESET=tiny|full overrides the automatic choice and
+# Everything goes to output/demo/ (or $DEMO_OUT). Re-running skips every step whose output is complete
+# and was made from the same inputs (settings, configs, upstream outputs); a step whose inputs changed is
+# redone. Delete a step's folder to redo it anyway. DEMO_PRESET=tiny|full overrides the automatic choice and
 # DEMO_SAMPLES (default 3) sets how many listeners are drawn. DEMO_SKIP_SETUP=1 uses the current python
 # as it is (a machine prepared by hand, e.g. with PYTHONPATH=. and no package registry).
 set -euo pipefail
@@ -42,41 +43,57 @@ esac
 echo "[demo] preset: $DEMO_PRESET; output: $out"
 demo_start=$SECONDS
 
-# run_step NAME DONE_MARKER COMMAND...: run COMMAND unless DONE_MARKER exists, then create the marker.
-# Markers (not the outputs themselves) decide, because training writes checkpoints before it is finished;
-# an interrupted training step is continued from its last checkpoint.
+# run_step NAME DIR KEY COMMAND...: DIR holds the step's output and KEY names its inputs (settings and the
+# checksums of the files it reads). The key is recorded in DIR/.demo_inputs when the step starts and
+# DIR/.demo_done is created when it finishes. Same key and done: reused. Same key, not done: run again (an
+# interrupted training continues from its checkpoint). Another key, or a DIR of unknown origin: DIR is
+# removed and the step redone, so e.g. DEMO_SAMPLES=5 after a 3-sample run draws 5 listeners.
 run_step() {
-    local name="$1" marker="$2"; shift 2
-    if [ -e "$marker" ]; then
-        echo "[demo] $name: done before, reusing ($marker)"
-        return
+    local name="$1" dir="$2" key="$3"; shift 3
+    if [ -f "$dir/.demo_inputs" ] && [ "$(cat "$dir/.demo_inputs")" = "$key" ]; then
+        if [ -e "$dir/.demo_done" ]; then
+            echo "[demo] $name: done before with the same inputs, reusing ($dir)"
+            return
+        fi
+    elif [ -e "$dir" ]; then
+        echo "[demo] $name: $dir was made from other inputs; redoing it"
+        rm -rf "$dir"
     fi
     echo "[demo] $name ..."
     local start=$SECONDS
+    mkdir -p "$dir"
+    printf '%s\n' "$key" > "$dir/.demo_inputs"
     "$@"
-    mkdir -p "$(dirname "$marker")"
-    touch "$marker"
+    printf '%s\n' "$key" > "$dir/.demo_inputs"  # again: a step may have replaced DIR as a whole
+    touch "$dir/.demo_done"
     echo "[demo] $name: $((SECONDS - start)) s"
 }
+checksum() { cksum "$@" | awk '{print $1 "-" $2}' | tr '\n' ' '; }
 
-run_step "synthetic corpus" "$out/corpus/meta.json" \
+corpus_key="corpus ${corpus_args[*]} seed 0 wav $(checksum data_utils/synthetic_dyadic.py)"
+subject_key="subject ${subject_args[*]} $(checksum data_utils/synthetic_subject.py)"
+run_step "synthetic corpus" "$out/corpus" "$corpus_key" \
     python -m data_utils.synthetic_dyadic --out "$out/corpus" "${corpus_args[@]}" --seed 0 --wav
-run_step "synthetic subject" "$out/subject/meta.json" \
+run_step "synthetic subject" "$out/subject" "$subject_key" \
     python -m data_utils.synthetic_subject --out "$out/subject" "${subject_args[@]}"
-# Continue an interrupted training run from its checkpoint instead of starting over.
-brain_resume=(); if [ -f "$out/brain/checkpoint.pth" ]; then brain_resume=(--resume); fi
-body_resume=(); if [ -f "$out/body/body.pth" ]; then body_resume=(--resume); fi
-run_step "brain training ($brain_config)" "$out/brain/.demo_done" \
-    python train_diffusion.py --config "$brain_config" --data "$out/corpus" --out "$out/brain" "${brain_resume[@]}"
-run_step "body training ($body_config)" "$out/body/.demo_done" \
-    python train_body.py -s "$out/subject" -m "$out/body" --config "$body_config" "${body_resume[@]}"
+# An interrupted training run (same inputs, not done) continues from its checkpoint instead of starting over.
+train_brain() {
+    local resume=(); if [ -f "$out/brain/checkpoint.pth" ]; then resume=(--resume); fi
+    python train_diffusion.py --config "$brain_config" --data "$out/corpus" --out "$out/brain" "${resume[@]}"
+}
+train_body() {
+    local resume=(); if [ -f "$out/body/body.pth" ]; then resume=(--resume); fi
+    python train_body.py -s "$out/subject" -m "$out/body" --config "$body_config" "${resume[@]}"
+}
+run_step "brain training ($brain_config)" "$out/brain" "brain $(checksum "$brain_config") on $corpus_key" train_brain
+run_step "body training ($body_config)" "$out/body" "body $(checksum "$body_config") on $subject_key" train_body
 
 clip_id="$(head -n 1 "$out/corpus/splits/test.txt")"
 clip_dir="$out/corpus/clips/$clip_id"
 video="$out/videos/$clip_id.mp4"
-if [ "$samples" -gt 1 ]; then first_video="$out/videos/${clip_id}_grid.mp4"; else first_video="$video"; fi
+videos_key="videos of $clip_id: samples $samples seed 0 brain $(checksum "$out/brain/checkpoint.pth") body $(checksum "$out/body/body.pth")"
 # synthesize_listener.py picks up speaker.wav beside the features by itself.
-run_step "listener videos for test clip $clip_id" "$first_video" \
+run_step "listener videos for test clip $clip_id" "$out/videos" "$videos_key" \
     python synthesize_listener.py --audio "$clip_dir/speaker_audio.npy" --visual "$clip_dir/speaker_exp.npy" \
         --body_checkpoint "$out/body" --brain_checkpoint "$out/brain/checkpoint.pth" \
         --output "$video" --num_samples "$samples" --seed 0

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates (once) the project's virtual environment in .venv and installs Diff-Listener into it.
 # Sourced by scripts/demo.sh and scripts/test.sh, so a fresh machine with only Python needs nothing else.
-#   - On a machine without an NVIDIA GPU, torch is pinned to the CPU build 2.13.0 so that no
-#     multi-GB CUDA packages are pulled in; with a GPU, pip's default (CUDA) torch is used.
+#   - On a machine without an NVIDIA GPU, torch 2.13.0 comes from PyTorch's CPU wheel index so that no
+#     multi-GB CUDA packages are pulled in (scripts/torch_source.sh; when that index does not answer within
+#     15 s, torch==2.13.0 by name from pip's configured sources, and it says so); with a GPU, pip's default
+#     (CUDA) torch is used.
 #   - Re-running is cheap: a stamp file records the pyproject.toml it installed.
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +26,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
             echo "[setup] installing CUDA torch"
             python -m pip install --quiet "torch>=2.4"
         else
-            echo "[setup] installing CPU torch 2.13.0"
-            python -m pip install --quiet "torch==2.13.0"
+            mapfile -t torch_source < <(bash "$repo_root/scripts/torch_source.sh")
+            if ! python -m pip install --quiet "${torch_source[@]}"; then
+                echo "[setup] that failed: installing torch==2.13.0 by name from pip's configured sources"
+                python -m pip install --quiet "torch==2.13.0"
+            fi
         fi
     fi
     torch_version="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"

@@ -1,12 +1,12 @@
-"""H.264 video out: an ffmpeg pipe fed from a writer thread, speaker audio muxed in, sample grids, probing.
+"""H.264 video out: an ffmpeg pipe fed from a writer thread, speaker audio muxed in, sample grids.
 
     with VideoWriter("out.mp4", width=512, height=512, fps=25, audio_path="speaker.wav") as video:
         for frames in batches:          # uint8 [B,H,W,3], numpy
             video.write(frames)         # returns at once; a thread feeds ffmpeg while the GPU renders on
-    info = probe_video("out.mp4")       # VideoInfo(num_frames=..., fps=25.0, duration_s=..., has_audio=True, ...)
+    info = utils.media.probe_video("out.mp4")   # VideoInfo(num_frames=..., fps=25.0, has_audio=True, ...)
 
 The ffmpeg binary is the one bundled with ``imageio-ffmpeg`` (it has libx264 and AAC), so no system
-ffmpeg is needed; it is found, and files are probed, through ``data_utils.media`` as in data preparation.
+ffmpeg is needed; it is found, and files are probed, through ``utils.media`` as in data preparation.
 Output is yuv420p at a constant 25 fps, which every common player reads. The writer writes exactly where
 it is told: callers make the file atomic with ``utils.atomic.atomic_output``.
 """
@@ -15,22 +15,19 @@ from __future__ import annotations
 import math
 import os
 import queue
-import re
 import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
-from data_utils.media import MediaError, ffmpeg_exe, ffmpeg_header, header_duration
 from utils.flame import FPS
+from utils.media import MediaError, ffmpeg_exe
 
 
-class VideoError(RuntimeError):
+class VideoError(MediaError):
     """ffmpeg refused a file or failed while encoding; the message carries ffmpeg's own words."""
 
 
@@ -58,6 +55,7 @@ class VideoWriter:
         self.fps = fps
         self.frames_written = 0
         self.busy_s = 0.0  # time the thread spent pushing frames into ffmpeg (overlaps the caller's work)
+        self.batch_busy_s: list[float] = []  # the same, per written batch, in write order
         command = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.encoded_width}x{self.encoded_height}",
                    "-r", str(fps), "-i", "-"]
@@ -150,7 +148,8 @@ class VideoWriter:
                 self._process.stdin.write(frames.tobytes())
             except BaseException as exc:  # BrokenPipeError when ffmpeg died; reported by close()/write()
                 self._error = exc
-            self.busy_s += time.perf_counter() - start
+            self.batch_busy_s.append(time.perf_counter() - start)
+            self.busy_s += self.batch_busy_s[-1]
 
     def _failure_message(self, return_code: int | None = None) -> str:
         self._stderr.flush()
@@ -179,66 +178,3 @@ def tile_grid(frames: np.ndarray, max_columns: int = 4) -> np.ndarray:
     # [rows,cols,B,H,W,C] -> [B,rows,H,cols,W,C] -> [B, rows*H, cols*W, C]
     cells = cells.reshape(rows, columns, batch, height, width, channels).transpose(2, 0, 3, 1, 4, 5)
     return cells.reshape(batch, rows * height, columns * width, channels)
-
-
-@dataclass
-class VideoInfo:
-    num_frames: int
-    duration_s: float  # of the video stream: num_frames / fps
-    fps: float
-    width: int
-    height: int
-    video_codec: str
-    pixel_format: str
-    has_audio: bool
-    audio_codec: str | None
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's streams with the bundled ffmpeg (decodes the video stream to count frames exactly)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: no such video file")
-    num_frames, duration_s = imageio_ffmpeg.count_frames_and_secs(str(path))
-    header = _header(path)
-    video = re.search(r"Stream #\S+.*?Video: (\w+)[^,]*, (\w+)[^,]*(?:\([^)]*\))?,.*?(\d+)x(\d+).*?([\d.]+) fps",
-                      header)
-    if video is None:
-        raise VideoError(f"{path}: no video stream found")
-    audio = re.search(r"Stream #\S+.*?Audio: (\w+)", header)
-    return VideoInfo(num_frames=num_frames, duration_s=duration_s, fps=float(video.group(5)),
-                     width=int(video.group(3)), height=int(video.group(4)), video_codec=video.group(1),
-                     pixel_format=video.group(2), has_audio=audio is not None,
-                     audio_codec=audio.group(1) if audio else None)
-
-
-def probe_audio(path: str | os.PathLike) -> float:
-    """Duration in seconds of the first audio stream of ``path``; a clear error if there is none or ffmpeg cannot read it."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: no such audio file")
-    header = _header(path)
-    if re.search(r"Stream #\S+.*?Audio:", header) is None:
-        last_line = header.strip().splitlines()[-1] if header.strip() else "no output from ffmpeg"
-        raise VideoError(f"{path}: no readable audio stream ({last_line})")
-    duration = header_duration(header)
-    if duration is None:
-        raise VideoError(f"{path}: ffmpeg reports no duration for this audio file")
-    return duration
-
-
-def _header(path: Path) -> str:
-    """``data_utils.media.ffmpeg_header`` with its failures reported as :class:`VideoError`."""
-    try:
-        return ffmpeg_header(path)
-    except MediaError as exc:
-        raise VideoError(str(exc)) from exc
-
-
-def read_video_frames(path: str | os.PathLike) -> np.ndarray:
-    """All frames of a video as uint8 ``[T,H,W,3]`` (for tests and small clips)."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import train_diffusion
-from attitude_world import ATTITUDES, label_corpus
 from brain.attitude_eval import AttitudeClassifier, balanced_accuracy, confusion_matrix
 from brain.conditions import ENERGY_LAG_FRAMES, NO_ATTITUDE, attitude_index, intensity_condition
 from brain.config import BrainConfig, ModelConfig
@@ -17,16 +16,23 @@ from brain.data import CorpusError, DyadicCorpus, write_corpus_meta
 from brain.dataset import WindowDataset, load_split_clips
 from brain.diffusion import build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
-from data_utils.synthetic_dyadic import write_synthetic_corpus
+from data_utils.synthetic_dyadic import ATTITUDE_NAMES, write_synthetic_corpus
+from fixtures import remove_attitude_labels
 
+ATTITUDES = list(ATTITUDE_NAMES)  # the synthetic world's: every clip of it is labelled
 SMALL = ModelConfig(width=32, layers=2, heads=4, ff_mult=2, dropout=0.0, history_frames=10, window_frames=12,
                     chunk_frames=4, attitudes=list(ATTITUDES), intensity_frames=30)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = write_synthetic_corpus(tmp_path_factory.mktemp("attitude") / "corpus", clips=9, seconds=8, seed=0)
-    return label_corpus(root)
+    return write_synthetic_corpus(tmp_path_factory.mktemp("attitude") / "corpus", clips=9, seconds=8, seed=0)
+
+
+def _label(root, clip_id):
+    return json.loads((root / "clips" / clip_id / "labels.json").read_text())["attitude"]
+
+
 
 
 @pytest.fixture
@@ -38,12 +44,13 @@ def copy(corpus, tmp_path):
 # ---------------------------------------------------------------- the contract
 
 
-def test_labels_load_and_unlabelled_corpora_keep_working(corpus, tmp_path):
+def test_labels_load_and_unlabelled_corpora_keep_working(corpus, copy):
     labelled = DyadicCorpus(corpus)
     assert labelled.attitudes == ATTITUDES
-    assert [labelled.load_clip(f"clip_000{i}").attitude for i in range(4)] == ATTITUDES + ATTITUDES[:1]
-    plain = write_synthetic_corpus(tmp_path / "plain", clips=3, seconds=2, seed=0)
-    assert DyadicCorpus(plain).attitudes == [] and DyadicCorpus(plain).load_clip("clip_0000").attitude is None
+    labels = [labelled.load_clip(f"clip_000{i}").attitude for i in range(9)]
+    assert labels == [_label(corpus, f"clip_000{i}") for i in range(9)] and set(labels) == set(ATTITUDES)
+    plain = DyadicCorpus(remove_attitude_labels(copy))
+    assert plain.attitudes == [] and plain.load_clip("clip_0000").attitude is None
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -67,11 +74,10 @@ def test_bad_labels_are_refused_naming_the_clip_and_file(copy, labels, message):
 
 
 def test_a_label_in_an_unlabelled_corpus_is_refused(copy):
-    meta = json.loads((copy / "meta.json").read_text())
-    del meta["attitudes"]
-    (copy / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(CorpusError, match="clip clip_0002, labels.json: labels attitude 'negative', but .*meta.json "
+    label = _label(copy, "clip_0002")
+    with pytest.raises(CorpusError, match=f"clip clip_0002, labels.json: labels attitude '{label}', but .*meta.json "
                                           "lists no \"attitudes\""):
+        write_corpus_meta(copy)  # the attitude list gone, the labels kept
         DyadicCorpus(copy).load_clip("clip_0002")
 
 
@@ -161,7 +167,7 @@ def test_attitude_and_intensity_change_the_prediction_and_none_is_the_null(datas
     windows, _, _ = dataset
     denoiser, diffusion = _modules()
     cond, _ = windows.gather(torch.tensor([5, 6]))
-    x, t = torch.randn(2, SMALL.window_frames, 56), torch.full((2,), 20)
+    x, t = torch.randn(2, SMALL.window_frames, 56), torch.full((2,), 0.5)
     with torch.no_grad():
         def predict(**change):
             return diffusion.predict_x0(denoiser, x, t, replace(cond, **change))
@@ -180,16 +186,16 @@ def test_attitude_guidance_combines_as_documented(dataset):
     windows, _, _ = dataset
     denoiser, diffusion = _modules()
     cond, _ = windows.gather(torch.tensor([7, 8]))
-    x, t, ones = torch.randn(2, SMALL.window_frames, 56), torch.full((2,), 20), torch.ones(2, dtype=torch.bool)
+    x, t, ones = torch.randn(2, SMALL.window_frames, 56), torch.full((2,), 0.5), torch.ones(2, dtype=torch.bool)
     with torch.no_grad():
         none = diffusion.predict_x0(denoiser, x, t, cond, drop_audio=ones, drop_speaker_exp=ones)
         audio = diffusion.predict_x0(denoiser, x, t, cond, drop_speaker_exp=ones)
         both = diffusion.predict_x0(denoiser, x, t, cond)
         blind = diffusion.predict_x0(denoiser, x, t, cond, drop_attitude=ones)
         branches = diffusion.guidance_branches(2.0, 3.0, 1.5)
-        guided = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, branches),
+        guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, branches),
                                      2.0, 3.0, 1.5)
-        only_attitude = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, 4),
+        only_attitude = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 4),
                                             1.0, 1.0, 0.0)
     assert branches == 4 and diffusion.guidance_branches(2.0, 2.0, 1.0) == 3
     assert diffusion.guidance_branches(1.0, 1.0, 1.0) == 1
@@ -214,7 +220,7 @@ def test_reaction_arguments_are_checked():
 
 
 def test_the_attitude_classifier_reads_attitude_and_fails_on_shuffled_labels(tmp_path):
-    corpus = DyadicCorpus(label_corpus(write_synthetic_corpus(tmp_path / "c", clips=60, seconds=12, seed=1)))
+    corpus = DyadicCorpus(write_synthetic_corpus(tmp_path / "c", clips=60, seconds=12, seed=1))
     clips = [corpus.load_clip(f"clip_{i:04d}") for i in range(60)]
     train, test = clips[:45], clips[45:]
     labels = np.array([ATTITUDES.index(c.attitude) for c in test])
@@ -224,7 +230,7 @@ def test_the_attitude_classifier_reads_attitude_and_fails_on_shuffled_labels(tmp
         truth = np.concatenate([np.full(len(p), label) for p, label in zip(predicted, labels)])
         return balanced_accuracy(confusion_matrix(truth, np.concatenate(predicted), len(ATTITUDES)))
 
-    assert accuracy(AttitudeClassifier.fit(train, ATTITUDES)) > 0.8  # 0.87: low-vigor clips look neutral
+    assert accuracy(AttitudeClassifier.fit(train, ATTITUDES)) > 0.85  # measured 0.93
     permuted = np.random.default_rng(0).permutation([c.attitude for c in train])
     shuffled = [replace(c, attitude=str(attitude)) for c, attitude in zip(train, permuted)]
     assert accuracy(AttitudeClassifier.fit(shuffled, ATTITUDES)) < 0.7  # chance is 1/3

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import train_body
+from scene import training
 from scene.body import load_body
 from utils.config import load_config
 
@@ -21,25 +21,25 @@ def subject_dir(tmp_path_factory):
 
 
 def test_gsplat_render_matches_reference(subject_dir, tmp_path):
-    cfg = load_config(train_body.BodyTrainConfig, "configs/body_tiny.yaml",
+    cfg = load_config(training.BodyTrainingConfig, "configs/body_tiny.yaml",
                       [f"subject={subject_dir}", f"model_dir={tmp_path / 'm'}", "train.max_steps=1",
                        "train.device=cuda"])
-    train_body.train(cfg, progress=False)
+    training.train(cfg, progress=False)
     body = load_body(tmp_path / "m", "cuda")
     flame = torch.from_numpy(np.load(subject_dir / "flame.npy")[:4]).cuda()
     with torch.no_grad():
-        fused = body.render(flame, backend="gsplat")["color"]
-        reference = body.render(flame, backend="reference")["color"]
+        fused = body(flame, backend="gsplat")["color"]
+        reference = body(flame, backend="reference")["color"]
     assert (fused - reference).abs().mean() < 2e-3
 
 
 def test_training_with_densification_is_finite_and_grows(subject_dir, tmp_path):
-    cfg = load_config(train_body.BodyTrainConfig, "configs/body.yaml",
+    cfg = load_config(training.BodyTrainingConfig, "configs/body.yaml",
                       [f"subject={subject_dir}", f"model_dir={tmp_path / 'm'}", "train.max_steps=400",
                        "train.val_every=200", "train.workers=2", "model.init.face_count=4000",
                        "model.init.mouth_count=400", "densify.start_step=50", "densify.every=50",
                        "densify.stop_fraction=0.9"])
-    train_body.train(cfg, progress=False)
+    training.train(cfg, progress=False)
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert summary["backend"] == "gsplat"
     assert np.isfinite(summary["final"]["val_psnr"])

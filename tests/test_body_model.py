@@ -1,4 +1,6 @@
 """BodyModel: rigid head pose about the pivot, static torso, neck blend, deformation shapes, checkpoints, PLY."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +8,8 @@ import torch
 from gaussian_renderer import Camera, quat_to_rotmat
 from scene.body import BodyModel, BodyModelConfig, load_body
 from scene.deform import DeformConfig, FlameDeformNet
-from scene.gaussians import make_gaussian_set
-from scene.ply import read_gaussians_ply, write_gaussians_ply
+from scene.gaussian_sets import make_gaussian_set
+from scene.ply import SH_C0, write_gaussians_ply
 from scene.render import main as render_main
 from scene.rotation import (axis_angle_split, axis_angle_to_matrix, axis_angle_to_quat, quat_multiply,
                             rotate_about_axis)
@@ -35,6 +37,26 @@ def tiny_body(seed=0, *, perturb_deformation=True) -> BodyModel:
             for parameter in body.deform.head.parameters():
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
     return body
+
+
+def read_gaussians_ply(path) -> dict[str, np.ndarray]:
+    """An independent reader of the binary 3DGS PLY that scene.ply writes (header parsed, columns by name)."""
+    data = Path(path).read_bytes()
+    end = data.find(b"end_header\n")
+    assert data.startswith(b"ply\n") and end > 0
+    header = data[:end].decode("ascii").splitlines()
+    assert "format binary_little_endian 1.0" in header
+    count = next(int(line.split()[2]) for line in header if line.startswith("element vertex"))
+    names = [line.split()[2] for line in header if line.startswith("property float")]
+    table = np.frombuffer(data[end + len(b"end_header\n"):], dtype="<f4").reshape(count, len(names))
+    column = {name: table[:, i] for i, name in enumerate(names)}
+
+    def stack(*keys):
+        return np.stack([column[k] for k in keys], axis=1)
+
+    return {"means": stack("x", "y", "z"), "log_scales": stack("scale_0", "scale_1", "scale_2"),
+            "quats": stack("rot_0", "rot_1", "rot_2", "rot_3"), "opacity_logits": column["opacity"],
+            "colors": 0.5 + SH_C0 * stack("f_dc_0", "f_dc_1", "f_dc_2")}
 
 
 def random_flame(batch, seed=1):
@@ -98,12 +120,12 @@ def test_neck_blend_is_continuous_between_head_and_torso():
 def test_deformation_shapes_and_identity_start():
     net = FlameDeformNet(DeformConfig(plane_resolution=8, plane_channels=4, code_width=8, hidden=16))
     means = torch.randn(30, 3) * 0.1
-    offsets = net(means, torch.randn(3, DEFORMATION_DIM))
+    offsets = net.offsets(net.spatial(means), torch.randn(3, DEFORMATION_DIM))
     assert {k: tuple(v.shape) for k, v in offsets.items()} == {"means": (3, 30, 3), "quats": (3, 30, 4),
                                                                 "scales": (3, 30, 3)}
     assert all(v.abs().max() == 0 for v in offsets.values())  # a fresh network does not move anything
     with pytest.raises(ValueError, match=r"deformation code must be \[B,53\]"):
-        net(means, torch.randn(3, 56))
+        net.offsets(net.spatial(means), torch.randn(3, 56))
 
 
 def test_expression_and_jaw_move_the_head_not_the_torso():
@@ -119,12 +141,12 @@ def test_expression_and_jaw_move_the_head_not_the_torso():
 def test_frozen_body_caches_canonical_features_without_changing_output():
     body = tiny_body()
     flame = random_flame(3)
-    training_color = body.render(flame)["color"].detach()
+    training_color = body(flame)["color"].detach()
     body.eval()
     with torch.no_grad():
-        first = body.render(flame)["color"]
+        first = body(flame)["color"]
         assert body._frozen_canonical is not None
-        second = body.render(flame)["color"]
+        second = body(flame)["color"]
     torch.testing.assert_close(first, training_color)
     torch.testing.assert_close(second, training_color)
     body.train()
@@ -136,7 +158,7 @@ def test_render_frames_shapes_and_bad_inputs():
     flame = random_flame(2)
     frames = body.render_frames(flame)
     assert frames.dtype == torch.uint8 and frames.shape == (2, 24, 24, 3)
-    out = body.render(flame, PIVOT.expand(2, 3) + 0.01)
+    out = body(flame, PIVOT.expand(2, 3) + 0.01)
     assert out["color"].shape == (2, 24, 24, 3) and out["alpha"].shape == (2, 24, 24, 1)
     assert out["depth"].shape == (2, 24, 24, 1) and out["alpha"].max() > 0.5
     with pytest.raises(ValueError, match=r"flame must be \[B,56\]"):
@@ -147,11 +169,11 @@ def test_render_frames_shapes_and_bad_inputs():
 
 def test_checkpoint_round_trip_and_refusing_a_brain(tmp_path):
     body = tiny_body()
-    save_checkpoint({**body.to_payload(), "config": {}, "step": 3}, tmp_path / "model" / "body.pth", kind="body")
+    save_checkpoint({**body.to_payload(), "step": 3}, tmp_path / "model" / "body.pth", kind="body")
     loaded = load_body(tmp_path / "model")
     flame = random_flame(2)
     # The plate is stored as uint8, so colours agree to within half a grey level.
-    torch.testing.assert_close(loaded.render(flame)["color"], body.render(flame)["color"], atol=2.5e-3, rtol=0)
+    torch.testing.assert_close(loaded(flame)["color"], body(flame)["color"], atol=2.5e-3, rtol=0)
     save_checkpoint({"config": {}, "step": 0}, tmp_path / "brain.pth", kind="brain")
     with pytest.raises(CheckpointError, match="brain checkpoint, but a body checkpoint was expected"):
         load_body(tmp_path / "brain.pth")
@@ -174,7 +196,7 @@ def test_ply_round_trip_canonical_and_posed(tmp_path):
 
 def test_render_cli_writes_frames_and_refuses_bad_flame(tmp_path, capsys):
     body = tiny_body()
-    save_checkpoint({**body.to_payload(), "config": {}, "step": 0}, tmp_path / "model" / "body.pth", kind="body")
+    save_checkpoint({**body.to_payload(), "step": 0}, tmp_path / "model" / "body.pth", kind="body")
     np.save(tmp_path / "flame.npy", random_flame(3).numpy())
     assert render_main(["-m", str(tmp_path / "model"), "--flame", str(tmp_path / "flame.npy"),
                         "--out", str(tmp_path / "frames"), "--device", "cpu"]) == 0
@@ -187,3 +209,28 @@ def test_render_cli_writes_frames_and_refuses_bad_flame(tmp_path, capsys):
                         "--out", str(tmp_path / "bad_frames"), "--device", "cpu"]) == 2
     assert "bad.npy: expected shape [T,56]" in capsys.readouterr().err
     assert not (tmp_path / "bad_frames").exists()
+
+
+def test_render_cli_takes_one_sample_of_a_multi_sample_file(tmp_path, capsys):
+    """``brain.sample --num_samples K`` writes [K,T,56]; ``--sample k`` renders exactly sample k."""
+    body = tiny_body()
+    model = tmp_path / "model"
+    save_checkpoint({**body.to_payload(), "step": 0}, model / "body.pth", kind="body")
+    samples = random_flame(3 * 2).numpy().reshape(3, 2, FLAME_DIM)  # K=3 samples of 2 frames
+    np.save(tmp_path / "samples.npy", samples)
+    np.save(tmp_path / "one.npy", samples[1])
+    common = ["-m", str(model), "--device", "cpu"]
+    assert render_main(common + ["--flame", str(tmp_path / "samples.npy"), "--sample", "1",
+                                 "--out", str(tmp_path / "k1")]) == 0
+    assert render_main(common + ["--flame", str(tmp_path / "one.npy"), "--out", str(tmp_path / "direct")]) == 0
+    for name in ("000000.png", "000001.png"):
+        assert (tmp_path / "k1" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    capsys.readouterr()
+    refusals = [(["--flame", str(tmp_path / "samples.npy")], "holds 3 samples [3, 2, 56]"),
+                (["--flame", str(tmp_path / "samples.npy"), "--sample", "3"], "--sample 3 is outside"),
+                (["--flame", str(tmp_path / "one.npy"), "--sample", "0"], "needs a [K,T,56] file of samples")]
+    for extra, message in refusals:
+        assert render_main(common + extra + ["--out", str(tmp_path / "refused")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "refused").exists()

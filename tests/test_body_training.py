@@ -1,4 +1,4 @@
-"""train_body.py on a tiny synthetic subject: a finite step, real learning on held-out frames, resume, CLI."""
+"""scene.training / train_body.py on a tiny synthetic subject: a finite step, real learning on held-out frames, resume, CLI."""
 import json
 import shutil
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import train_body
+from scene import training
 from data_utils.synthetic_subject import write_synthetic_subject
 from scene.body import load_body
 from scene.subject import Subject
@@ -20,7 +21,7 @@ STEPS = 60
 
 
 def tiny_config(subject, model_dir, *overrides):
-    return load_config(train_body.BodyTrainConfig, "configs/body_tiny.yaml",
+    return load_config(training.BodyTrainingConfig, "configs/body_tiny.yaml",
                        [f"subject={subject}", f"model_dir={model_dir}", "model.init.face_count=600",
                         "model.init.mouth_count=25", f"train.max_steps={STEPS}", "train.val_every=1000",
                         "train.save_every=1000", "train.log_every=5",
@@ -36,28 +37,28 @@ def subject_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(subject_dir, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("body") / "model"
-    train_body.train(tiny_config(subject_dir, model_dir), progress=False)
+    training.train(tiny_config(subject_dir, model_dir), progress=False)
     return model_dir
 
 
 def test_one_training_step_is_finite_and_moves_every_active_group(subject_dir):
     cfg = tiny_config(subject_dir, "unused")
     subject = Subject(subject_dir)
-    model = train_body.build_model(cfg, subject, torch.device("cpu"))
-    scale = train_body.head_radius(model)
-    optimizers = train_body.build_optimizers(cfg, model, scale)
-    dataset = train_body.FrameDataset(subject, subject.train_ids, model.mean_translation.numpy())
-    batch = train_body.to_device(torch.utils.data.default_collate([dataset[3]]), torch.device("cpu"))
+    model = training.build_model(cfg, subject, torch.device("cpu"))
+    scale = training.head_radius(model)
+    optimizers = training.build_optimizers(cfg, model, scale)
+    dataset = training.FrameDataset(subject, subject.train_ids, model.mean_translation.numpy())
+    batch = training.to_device(torch.utils.data.default_collate([dataset[3]]), torch.device("cpu"))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     joint_step = int(cfg.train.max_steps * 0.5)  # inside the joint phase: everything trains
-    scalars = train_body.train_step(cfg, model, batch, optimizers, None, {}, joint_step, "reference", scale)
+    scalars = training.train_step(cfg, model, batch, optimizers, None, {}, joint_step, "reference", scale)
     assert all(np.isfinite(v) for v in scalars.values()) and scalars["loss"] > 0
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"gaussians.face.means", "gaussians.face.colors", "gaussians.face.opacities",
             "deform.head.weight"} <= changed
     canonical_step = 0  # the first phase keeps the deformation frozen
     frozen = {name: p.detach().clone() for name, p in model.deform.named_parameters()}
-    train_body.train_step(cfg, model, batch, optimizers, None, {}, canonical_step, "reference", scale)
+    training.train_step(cfg, model, batch, optimizers, None, {}, canonical_step, "reference", scale)
     assert all(torch.equal(p, frozen[name]) for name, p in model.deform.named_parameters())
 
 
@@ -83,8 +84,8 @@ def test_resume_continues_the_step_count(trained, subject_dir, tmp_path):
     model_dir = tmp_path / "resumed"
     shutil.copytree(trained, model_dir)
     with pytest.raises(FileExistsError, match="pass --resume"):
-        train_body.train(tiny_config(subject_dir, model_dir), progress=False)
-    train_body.train(tiny_config(subject_dir, model_dir, f"train.max_steps={STEPS + 5}"), resume=True,
+        training.train(tiny_config(subject_dir, model_dir), progress=False)
+    training.train(tiny_config(subject_dir, model_dir, f"train.max_steps={STEPS + 5}"), resume=True,
                      progress=False)
     assert load_checkpoint(model_dir / "body.pth", kind="body")["step"] == STEPS + 5
     logged_steps = [step for step, _ in read_scalars(model_dir / "scalars.csv")["loss"]]
@@ -96,11 +97,11 @@ def test_densification_grows_sets_and_survives_resume(subject_dir, tmp_path):
     densify = ["densify.enabled=true", "densify.start_step=2", "densify.every=3", "densify.stop_fraction=1.0",
                "densify.grad_threshold=1e-9", "model.init.face_count=200", "train.batch_size=1"]
     cfg = tiny_config(subject_dir, tmp_path / "m", "train.max_steps=7", *densify)
-    train_body.train(cfg, progress=False)
+    training.train(cfg, progress=False)
     grown = json.loads((tmp_path / "m" / "summary.json").read_text())["gaussians"]
     assert grown["face"] > 200 and np.isfinite(json.loads((tmp_path / "m" / "summary.json").read_text())
                                                ["final"]["val_psnr"])
-    train_body.train(tiny_config(subject_dir, tmp_path / "m", "train.max_steps=10", *densify), resume=True,
+    training.train(tiny_config(subject_dir, tmp_path / "m", "train.max_steps=10", *densify), resume=True,
                      progress=False)
     resumed = load_body(tmp_path / "m").num_gaussians()
     assert resumed["face"] > grown["face"]  # state and optimisers matched the grown sets after loading

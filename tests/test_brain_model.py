@@ -91,12 +91,12 @@ def _batch(dataset, n=2):
 def test_denoiser_shapes_and_each_condition_matters(dataset, drop):
     denoiser, _ = _modules()
     cond, target = _batch(dataset)
-    t = torch.tensor([3, 40])
+    noise_level = torch.tensor([-3.0, 1.5])  # ln σ
     with torch.no_grad():
-        full = denoiser(target, t, cond)
+        full = denoiser(target, noise_level, cond)
         assert full.shape == target.shape and torch.isfinite(full).all()
         if drop is not None:
-            dropped = denoiser(target, t, cond, **{drop: torch.tensor([True, False])})
+            dropped = denoiser(target, noise_level, cond, **{drop: torch.tensor([True, False])})
             assert not torch.allclose(dropped[0], full[0]), f"{drop} changed nothing"
             torch.testing.assert_close(dropped[1], full[1])  # only the flagged sample is affected
 
@@ -105,7 +105,7 @@ def test_denoiser_refuses_wrong_shapes(dataset):
     denoiser, _ = _modules()
     cond, target = _batch(dataset)
     with pytest.raises(ValueError, match=r"noisy_window: expected shape \[2, 12, 56\], got \[2, 11, 56\]"):
-        denoiser(target[:, :11], torch.tensor([0, 0]), cond)
+        denoiser(target[:, :11], torch.tensor([0.0, 0.0]), cond)
 
 
 def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
@@ -113,11 +113,11 @@ def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
     cond, target = _batch(dataset, 1)
     h, c = SMALL.history_frames, SMALL.chunk_frames
     with torch.no_grad():
-        reference = denoiser(target, torch.tensor([10]), cond)
+        reference = denoiser(target, torch.tensor([0.5]), cond)
         for frame in (h + c - 1, h - 2):  # the chunk's last frame and a history frame are both seen
             audio = cond.speaker_audio.clone()
             audio[:, frame] += torch.randn(768)  # LayerNorm ignores a constant shift
-            changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+            changed = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid, audio,
                                                                         cond.speaker_exp, cond.speaker_valid))
             assert not torch.allclose(changed, reference), f"speaker frame {frame} changed nothing"
         # A speaker frame marked invalid (before the clip start) is ignored, whatever it holds.
@@ -125,29 +125,45 @@ def test_denoiser_never_sees_speaker_frames_past_the_chunk(dataset):
         invalid[:, 0] = False
         audio = cond.speaker_audio.clone()
         audio[:, 0] += torch.randn(768)
-        masked = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid,
+        masked = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid,
                                                                    cond.speaker_audio, cond.speaker_exp, invalid))
-        masked_changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+        masked_changed = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid, audio,
                                                                            cond.speaker_exp, invalid))
         torch.testing.assert_close(masked_changed, masked)
-        # The window's first frame (time 0) may only see speaker frames up to time 0.
-        audio = cond.speaker_audio.clone()
-        audio[:, h + 1:] += torch.randn(c - 1, 768)
-        changed = denoiser(target, torch.tensor([10]), Conditioning(cond.history, cond.history_valid, audio,
+
+
+def test_cross_attention_mask_is_causal_per_frame(dataset):
+    """In one block (self-attention before cross-attention) the window's first frame (time 0) sees speaker
+    frames up to time 0 only. Deeper stacks mix frames through self-attention, which is allowed: causality
+    is owed per emitted chunk (the speaker input ends with the chunk)."""
+    one_block = ModelConfig(**{**SMALL.__dict__, "layers": 1})
+    torch.manual_seed(0)
+    denoiser, _ = build_denoiser_and_diffusion(BrainConfig(model=one_block))
+    for layer in (denoiser.out, denoiser.out_modulation, denoiser.blocks[0].modulation):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    cond, target = _batch(dataset, 1)
+    h, c = SMALL.history_frames, SMALL.chunk_frames
+    audio = cond.speaker_audio.clone()
+    audio[:, h + 1:] += torch.randn(c - 1, 768)
+    with torch.no_grad():
+        reference = denoiser(target, torch.tensor([0.5]), cond)
+        changed = denoiser(target, torch.tensor([0.5]), Conditioning(cond.history, cond.history_valid, audio,
                                                                     cond.speaker_exp, cond.speaker_valid))
-    torch.testing.assert_close(changed[:, 0], reference[:, 0])
+    torch.testing.assert_close(changed[:, 0], reference[:, 0], rtol=0, atol=1e-6)
     assert not torch.allclose(changed[:, 2:], reference[:, 2:])
 
 
-@pytest.mark.parametrize("guidance", [(1.0, 1.0), (2.0, 1.5)])
-def test_ddim_is_seeded_and_finite(dataset, guidance):
+@pytest.mark.parametrize("sampler,eta,guidance", [("dpmpp_2m", 0.0, (1.0, 1.0)), ("dpmpp_2m", 0.0, (2.0, 1.5)),
+                                                  ("ddim", 0.5, (2.0, 1.5))])
+def test_sampling_is_seeded_and_finite(dataset, sampler, eta, guidance):
     denoiser, diffusion = _modules()
     cond, _ = _batch(dataset)
     samples = []
     for seed in (0, 0, 1):
         generator = torch.Generator().manual_seed(seed)
-        samples.append(diffusion.sample(denoiser, cond, steps=6, eta=0.5, guidance_audio=guidance[0],
-                                        guidance_speaker_exp=guidance[1], generator=generator))
+        samples.append(diffusion.sample(denoiser, cond, steps=6, sampler=sampler, eta=eta,
+                                        guidance_audio=guidance[0], guidance_speaker_exp=guidance[1],
+                                        generator=generator))
     assert samples[0].shape == (2, SMALL.window_frames, 56) and torch.isfinite(samples[0]).all()
     torch.testing.assert_close(samples[0], samples[1], rtol=0, atol=0)
     assert (samples[0] - samples[2]).abs().mean() > 1e-3
@@ -157,14 +173,14 @@ def test_guidance_branches_combine_as_documented(dataset):
     denoiser, diffusion = _modules()
     cond, _ = _batch(dataset)
     x = torch.randn(2, SMALL.window_frames, 56)
-    t = torch.full((2,), 20)
+    sigma = torch.full((2,), 0.5)
     with torch.no_grad():
-        none = diffusion.predict_x0(denoiser, x, t, cond, drop_audio=torch.ones(2, dtype=torch.bool),
+        none = diffusion.predict_x0(denoiser, x, sigma, cond, drop_audio=torch.ones(2, dtype=torch.bool),
                                     drop_speaker_exp=torch.ones(2, dtype=torch.bool))
-        audio = diffusion.predict_x0(denoiser, x, t, cond, drop_speaker_exp=torch.ones(2, dtype=torch.bool))
-        both = diffusion.predict_x0(denoiser, x, t, cond)
-        guided = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, 3), 2.0, 3.0)
-        plain = diffusion.guided_x0(denoiser, x, 20, diffusion.encode_for_sampling(denoiser, cond, 1), 1.0, 1.0)
+        audio = diffusion.predict_x0(denoiser, x, sigma, cond, drop_speaker_exp=torch.ones(2, dtype=torch.bool))
+        both = diffusion.predict_x0(denoiser, x, sigma, cond)
+        guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 3), 2.0, 3.0)
+        plain = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 1), 1.0, 1.0)
     torch.testing.assert_close(guided, none + 2.0 * (audio - none) + 3.0 * (both - audio), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(plain, both)
 
@@ -179,12 +195,22 @@ def test_regression_objective_is_one_deterministic_forward(dataset):
     assert set(losses) == {"loss", "x0", "velocity", "acceleration"} and losses["loss"] > 0
 
 
-def test_bad_step_counts_are_refused():
+@pytest.mark.parametrize("options,message", [((0, "dpmpp_2m", 0.0), "steps .* must be in 1..1000, got 0"),
+                                             ((15, "euler", 0.0), "sampler must be one of dpmpp_2m, ddim"),
+                                             ((15, "dpmpp_2m", 0.5), "eta > 0 needs sampler 'ddim'"),
+                                             ((15, "ddim", 1.5), r"eta must be in \[0, 1\]")])
+def test_bad_sampling_options_are_refused(options, message):
     _, diffusion = _modules()
-    with pytest.raises(ValueError, match="steps must be in 1..50"):
-        diffusion.sampling_timesteps(0)
-    assert diffusion.sampling_timesteps(15)[0] == 49 and diffusion.sampling_timesteps(15)[-1] == 0
-    assert len(diffusion.sampling_timesteps(15)) == 15
+    with pytest.raises(ValueError, match=message):
+        diffusion.check_sampling_options(*options)
+
+
+def test_sampling_noise_levels_run_from_sigma_max_to_zero():
+    _, diffusion = _modules()
+    sigmas = diffusion.sampling_sigmas(15)
+    assert len(sigmas) == 16 and sigmas[-1] == 0.0
+    assert sigmas[0] == pytest.approx(diffusion.cfg.sigma_max) and sigmas[-2] == pytest.approx(diffusion.cfg.sigma_min)
+    assert all(a > b for a, b in zip(sigmas, sigmas[1:]))
 
 
 @pytest.mark.gpu

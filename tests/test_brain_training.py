@@ -1,6 +1,13 @@
-"""A tiny brain trained end to end on the synthetic corpus: it learns, keeps its amplitude, streams causally,
-resumes exactly, and its CLIs refuse bad input without leaving output behind."""
+"""A tiny brain trained end to end on the synthetic corpus: on held-out speakers it keeps its amplitude and
+reacts to the speaker, beating a speaker-blind control; it streams causally, resumes exactly after a crash,
+and its CLIs refuse bad input without leaving output behind."""
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,14 +26,26 @@ from utils.flame import FPS
 from utils.logger import read_scalars
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 TRAIN_STEPS = 400
 # brain_tiny, lighter still: a shorter history and batch keep the whole file within its CPU budget.
 TEST_OVERRIDES = ["model.history_frames=12", "train.batch_size=32", "train.val_every=200", "train.log_every=50"]
+# The control: the same model and training with the speaker removed. Training always drops audio and
+# expression together (the condition-dropout machinery's null embeddings); sampling with both guidance
+# scales at 0 evaluates only that branch, x0(no speaker) — the speaker never reaches the network.
+SPEAKER_BLIND = ["diffusion.drop_audio=0", "diffusion.drop_speaker_exp=0", "diffusion.drop_both=1",
+                 "sample.guidance_audio=0", "sample.guidance_speaker_exp=0"]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return write_synthetic_corpus(tmp_path_factory.mktemp("brain_train") / "corpus", clips=10, seconds=24, seed=0)
+    # 24 train, 3 val and 3 test clips: the test clips are the held-out speakers every sample is drawn for.
+    return write_synthetic_corpus(tmp_path_factory.mktemp("brain_train") / "corpus", clips=30, seconds=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def held_out(corpus):
+    return DyadicCorpus(corpus).split_ids("test")
 
 
 def _config(corpus, out, *overrides):
@@ -34,14 +53,24 @@ def _config(corpus, out, *overrides):
                        TEST_OVERRIDES + [f"data={corpus}", f"out={out}", *overrides])
 
 
-@pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):
+def _train_policy(corpus, tmp_path_factory, *overrides):
     out = tmp_path_factory.mktemp("brain_run")
-    checkpoint = train_diffusion.train(_config(corpus, out, f"train.max_steps={TRAIN_STEPS}"), progress=False)
+    checkpoint = train_diffusion.train(_config(corpus, out, f"train.max_steps={TRAIN_STEPS}", *overrides),
+                                       progress=False)
     return checkpoint, ListenerPolicy.from_checkpoint(checkpoint)
 
 
-def _speaker(corpus, clip_id, frames):
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    return _train_policy(corpus, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def speaker_blind(corpus, tmp_path_factory):
+    return _train_policy(corpus, tmp_path_factory, *SPEAKER_BLIND)
+
+
+def _speaker(corpus, clip_id, frames=None):
     clip = DyadicCorpus(corpus).load_clip(clip_id)
     return clip.speaker_audio[:frames], clip.speaker_exp[:frames], clip.listener[:frames]
 
@@ -58,44 +87,77 @@ def test_training_lowers_validation_loss_below_a_trivial_predictor(trained):
     assert payload["step"] == TRAIN_STEPS and {"model", "ema", "optimizer", "normalizer", "config"} <= set(payload)
 
 
-@pytest.fixture(scope="module")
-def generated(trained, corpus):
-    """Two samples for each of three training clips' first 16 s, with the clips' truth and latent events."""
-    _, policy = trained
+def _generate_held_out(policy, corpus, held_out):
+    """Two samples for each whole held-out clip, with the clip's speaker smile, truth and latent events."""
     result = []
-    for clip_id in DyadicCorpus(corpus).split_ids("train")[:3]:
-        audio, exp, listener = _speaker(corpus, clip_id, 400)
-        samples = policy.generate(audio, exp, num_samples=2, seed=0, steps=15)  # [2,400,56]
+    for clip_id in held_out:
+        audio, exp, listener = _speaker(corpus, clip_id)
+        samples = policy.generate(audio, exp, num_samples=2, seed=0, steps=15)  # [2,T,56]
         events = json.loads((corpus / "clips" / clip_id / "events.json").read_text())
-        result.append((samples, listener, events))
+        result.append({"samples": samples, "truth": listener, "speaker_smile": exp[:, sem.SMILE], "events": events})
     return result
 
 
+@pytest.fixture(scope="module")
+def generated(trained, corpus, held_out):
+    return _generate_held_out(trained[1], corpus, held_out)
+
+
 def test_samples_keep_the_amplitude_of_real_motion(generated):
-    """No amplitude collapse at 15 DDIM steps: per-dimension std stays near the ground truth's."""
-    samples = np.concatenate([s.reshape(-1, 56) for s, _, _ in generated])
-    truth = np.concatenate([t for _, t, _ in generated])
+    """No amplitude collapse at 15 DDIM steps on held-out speakers: per-dimension std stays near the
+    std of those clips' real listeners."""
+    samples = np.concatenate([clip["samples"].reshape(-1, 56) for clip in generated])
+    truth = np.concatenate([clip["truth"] for clip in generated])
     ratio = samples.std(0) / truth.std(0)
     assert 0.67 < np.median(ratio) < 1.5, f"median std ratio {np.median(ratio):.2f}"
     outside = np.nonzero((ratio < 0.5) | (ratio > 2.0))[0]
-    # A 400-step CPU model still under-moves the rarest, smallest dim (jaw opening, ~0.4): allow 2 of 56.
+    # A 400-step CPU model still under-moves the rarest, smallest dims (jaw opening, ~0.4): allow 2 of 56.
     assert len(outside) <= 2, f"dims outside a factor 2 of the true std: {dict(zip(outside, ratio[outside].round(2)))}"
     assert (ratio > 1 / 3).all() and (ratio < 3).all(), ratio.round(2)
 
 
 def test_samples_react_to_the_speaker(generated):
-    """Not copy-through: generated listeners smile after the speaker smiles (the tiny CPU model learns
-    mirroring; sparse nods and blinks need the GPU preset, see docs/BRAIN.md)."""
+    """Not copy-through: on held-out speakers, generated listeners smile after the speaker smiles (the tiny
+    CPU model learns mirroring; sparse nods and blinks need the GPU preset, see docs/BRAIN.md)."""
     gain, baseline = [], []
-    for samples, _, events in generated:
-        for motion in samples:
+    for clip in generated:
+        for motion in clip["samples"]:
             smile = motion[:, sem.SMILE]
-            onsets = [t for t in events["speaker_smile_onsets"] if t < len(motion) / FPS - 2.0]
+            onsets = [t for t in clip["events"]["speaker_smile_onsets"] if t < len(motion) / FPS - 2.0]
             gain += [smile[int((t + 0.5) * FPS):int((t + 2.0) * FPS)].mean() for t in onsets]
             baseline.append(smile.mean())
-    assert gain, "the test clips should contain speaker smiles"
+    assert gain, "the held-out clips should contain speaker smiles"
     assert np.mean(gain) > np.mean(baseline) + 0.1, f"smile after speaker smiles {np.mean(gain):.3f}, " \
                                                     f"on average {np.mean(baseline):.3f}"
+
+
+def smile_coupling(pairs) -> float:
+    """How much listener smiles follow the speaker's: the correlation of the listener's smile with the
+    speaker's 0.25–1.5 s earlier (the world mirrors a smile 0.3–1.2 s later, with probability 0.7), averaged
+    over those lags; ``pairs`` is a list of (listener smile [T], speaker smile [T]), pooled over clips."""
+    correlations = []
+    for lag in range(int(0.25 * FPS), int(1.5 * FPS)):
+        listener = np.concatenate([listener[lag:] for listener, _ in pairs])
+        speaker = np.concatenate([speaker[:len(speaker) - lag] for _, speaker in pairs])
+        correlations.append(np.corrcoef(listener, speaker)[0, 1])
+    return float(np.mean(correlations))
+
+
+def test_a_listening_brain_beats_a_speaker_blind_one_on_held_out_speakers(generated, speaker_blind, corpus,
+                                                                           held_out):
+    """The validation loss cannot tell them apart (both ~0.11 at 400 steps: most of a listener window is
+    predictable from its own history); a statistic that needs the speaker can. Both models are sampled
+    for the held-out speakers and compared with those clips' real listeners."""
+    blind = _generate_held_out(speaker_blind[1], corpus, held_out)
+    truth = smile_coupling([(clip["truth"][:, sem.SMILE], clip["speaker_smile"]) for clip in generated])
+    listening = smile_coupling([(motion[:, sem.SMILE], clip["speaker_smile"])
+                                for clip in generated for motion in clip["samples"]])
+    deaf = smile_coupling([(motion[:, sem.SMILE], clip["speaker_smile"])
+                           for clip in blind for motion in clip["samples"]])
+    summary = f"smile coupling: real listeners {truth:.2f}, brain {listening:.2f}, speaker-blind brain {deaf:.2f}"
+    assert truth > 0.3, summary  # the held-out listeners do mirror their speakers
+    assert listening > 0.6 * truth and listening > deaf + 0.25, summary
+    assert deaf < 0.3 * truth, summary  # the control really is blind
 
 
 def test_seeds_reproduce_and_differ(trained, corpus):
@@ -143,34 +205,111 @@ def test_streaming_matches_offline_and_has_no_seams(trained, corpus):
         stream.push(audio[:8], exp[:8])
 
 
-def test_streaming_never_looks_ahead(trained, corpus):
-    _, policy = trained
-    audio, exp, _ = _speaker(corpus, "clip_0008", 96)
+def _changed_from(audio, exp, frame):
+    """The speaker inputs with everything from ``frame`` on replaced by a very different speaker."""
     changed_audio, changed_exp = audio.copy(), exp.copy()
-    changed_audio[40:] = np.random.default_rng(0).standard_normal(changed_audio[40:].shape)
-    changed_exp[40:] *= -3
-    first, second = policy.stream(seed=2), policy.stream(seed=2)
-    out_first = np.concatenate([first.push(audio[i:i + 8], exp[i:i + 8]) for i in range(0, 96, 8)], axis=1)
-    out_second = np.concatenate([second.push(changed_audio[i:i + 8], changed_exp[i:i + 8])
-                                 for i in range(0, 96, 8)], axis=1)
-    np.testing.assert_array_equal(out_first[:, :40], out_second[:, :40])
-    assert np.abs(out_first[:, 48:] - out_second[:, 48:]).mean() > 1e-3  # ...and does react to the speaker
+    changed_audio[frame:] = np.random.default_rng(frame).standard_normal(changed_audio[frame:].shape)
+    changed_exp[frame:] *= -3
+    return changed_audio, changed_exp
 
 
-def test_resume_continues_exactly(corpus, tmp_path):
-    short = ["model.width=32", "train.max_steps=20", "train.val_every=10", "train.checkpoint_every=10",
-             "train.log_every=5"]
-    whole = train_diffusion.train(_config(corpus, tmp_path / "whole", *short), progress=False)
-    interrupted = _config(corpus, tmp_path / "resumed", *short[:-4], "train.max_steps=10", *short[2:])
-    train_diffusion.train(interrupted, progress=False)
-    resumed = train_diffusion.train(_config(corpus, tmp_path / "resumed", *short), resume=True, progress=False)
-    final_whole, final_resumed = load_checkpoint(whole, kind="brain"), load_checkpoint(resumed, kind="brain")
-    assert final_resumed["step"] == 20
-    for name, tensor in final_whole["ema"].items():
-        torch.testing.assert_close(final_resumed["ema"][name], tensor, msg=name)
-    losses = dict(read_scalars(resumed.parent / "scalars.csv")["loss"])
-    assert sorted(losses) == [5, 10, 15, 20]  # one log, continuing the step count
-    assert losses == pytest.approx(dict(read_scalars(whole.parent / "scalars.csv")["loss"]), rel=1e-4)
+def test_offline_frames_never_depend_on_later_speaker_frames(trained, corpus, held_out):
+    """Frames emitted before chunk k are identical whatever the speaker does from chunk k's first frame on;
+    the frames of chunk k itself, which see it, do change."""
+    _, policy = trained
+    audio, exp, _ = _speaker(corpus, held_out[0], 96)
+    reference = policy.generate(audio, exp, seed=2)
+    for change_at in (8, 40, 88):  # chunk starts (chunk_frames = 8)
+        changed = policy.generate(*_changed_from(audio, exp, change_at), seed=2)
+        np.testing.assert_array_equal(changed[:, :change_at], reference[:, :change_at], err_msg=f"change at {change_at}")
+        assert np.abs(changed[:, change_at:change_at + 8] - reference[:, change_at:change_at + 8]).mean() > 1e-3
+
+
+def test_stream_emits_each_chunk_as_soon_as_its_speaker_frames_arrive(trained, corpus, held_out):
+    """Against a stream whose pushes differ from frame 40 on: up to there both emit the same frames, every
+    complete chunk as soon as it has arrived (no waiting for the next), equal to offline generation."""
+    _, policy = trained
+    audio, exp, _ = _speaker(corpus, held_out[0], 96)
+    changed_audio, changed_exp = _changed_from(audio, exp, 40)
+    offline = policy.generate(audio, exp, seed=2)
+    same, diverging = policy.stream(seed=2), policy.stream(seed=2)
+    emitted_same, emitted_diverging = [], []
+    for start, stop in zip((0, 5, 13, 16, 40, 43, 64), (5, 13, 16, 40, 43, 64, 96)):  # ragged pushes
+        emitted_same.append(same.push(audio[start:stop], exp[start:stop]))
+        emitted_diverging.append(diverging.push(changed_audio[start:stop], changed_exp[start:stop]))
+        so_far = np.concatenate(emitted_same, axis=1)
+        assert so_far.shape[1] == stop // 8 * 8, f"after {stop} frames: {so_far.shape[1]} emitted"
+        np.testing.assert_array_equal(so_far, offline[:, :so_far.shape[1]])
+        if stop <= 40:
+            np.testing.assert_array_equal(np.concatenate(emitted_diverging, axis=1), so_far)
+    assert np.abs(np.concatenate(emitted_diverging, axis=1)[:, 40:] - so_far[:, 40:]).mean() > 1e-3
+
+
+# Run as a child process: trains through train_diffusion's CLI and SIGKILLs itself right after logging step
+# CRASH_STEP, between two checkpoints (no cleanup, no exception handler runs: a real crash, at a chosen step).
+KILLED_AFTER_LOGGING = """
+import os, signal, sys
+import train_diffusion
+from utils.logger import ScalarLogger
+
+crash_step, argv = int(sys.argv[1]), sys.argv[2:]
+log = ScalarLogger.log
+
+def log_then_die(self, step, **scalars):
+    log(self, step, **scalars)
+    if step == crash_step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ScalarLogger.log = log_then_die
+sys.exit(train_diffusion.main(argv))
+"""
+RESUME_RUN = ["model.width=32", "train.max_steps=30", "train.warmup_steps=5", "train.val_every=10",
+              "train.checkpoint_every=10", "train.log_every=5"]
+
+
+def _train_argv(corpus, out, *overrides):
+    return ["--config", "configs/brain_tiny.yaml", "--data", str(corpus), "--out", str(out), *TEST_OVERRIDES,
+            *overrides]
+
+
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(corpus, tmp_path):
+    """SIGKILL after step 15 (checkpoint of step 10 on disk), resume with the unchanged command: the final
+    model, EMA and optimiser state equal an uninterrupted run's, and scalars.csv has every step once. The
+    cosine decay (warm-up 5 of 30 steps) makes the learning rate depend on max_steps, as in a real run."""
+    assert train_diffusion.main(_train_argv(corpus, tmp_path / "whole", *RESUME_RUN)) == 0
+    argv = _train_argv(corpus, tmp_path / "resumed", *RESUME_RUN)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_LOGGING, "15", *argv], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pth", kind="brain")["step"] == 10
+    assert max(step for step, _ in read_scalars(tmp_path / "resumed" / "scalars.csv")["loss"]) == 15
+
+    assert train_diffusion.main([*argv, "--resume"]) == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pth", kind="brain")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pth", kind="brain")
+    assert resumed["step"] == whole["step"] == 30
+    for part in ("model", "ema"):
+        for name, tensor in whole[part].items():
+            assert torch.equal(resumed[part][name], tensor), f"{part}.{name}"
+    for index, state in whole["optimizer"]["state"].items():
+        for name, tensor in state.items():
+            assert torch.equal(resumed["optimizer"]["state"][index][name], tensor), f"optimizer {index}.{name}"
+    logged = read_scalars(tmp_path / "resumed" / "scalars.csv")
+    assert [step for step, _ in logged["loss"]] == [5, 10, 15, 20, 25, 30]  # 15 once, though logged before the kill
+    assert logged == read_scalars(tmp_path / "whole" / "scalars.csv")
+
+
+def test_resume_refuses_changed_model_or_diffusion_settings(trained, corpus, tmp_path, capsys):
+    checkpoint, _ = trained
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(checkpoint, run / "checkpoint.pth")
+    argv = _train_argv(corpus, run, f"train.max_steps={TRAIN_STEPS + 10}", "--resume")
+    assert train_diffusion.main([*argv, "diffusion.drop_both=0.2", "model.dropout=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pth: --resume with settings that differ from the checkpoint's" in err
+    assert "diffusion.drop_both: 0.1 -> 0.2" in err and "model.dropout: 0.0 -> 0.1" in err
+    assert sorted(path.name for path in run.iterdir()) == ["checkpoint.pth"]  # refused before writing anything
 
 
 def test_train_cli_refuses_a_broken_corpus(tmp_path, capsys):
@@ -195,5 +334,5 @@ def test_sample_cli_writes_motion_and_refuses_bad_input(trained, corpus, tmp_pat
     assert sample_cli.main(common + ["--visual", str(tmp_path / "v_short.npy"), "--out", str(tmp_path / "x.npy")]) == 2
     assert "has 30 frames but" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
     assert sample_cli.main(common + ["--visual", str(tmp_path / "v.npy"), "--out", str(tmp_path / "x.npy"),
-                                     "--steps", "500"]) == 2
-    assert "steps must be in 1..50" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+                                     "--steps", "5000"]) == 2
+    assert "must be in 1..1000" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()

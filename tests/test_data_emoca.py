@@ -5,7 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from data_utils.emoca_io import (EmocaError, find_emoca_sequence, load_emoca_codes, main, read_emoca_sequence,
                                  weak_perspective_to_translation)
-from data_utils.fixtures import emoca_results_dir, smooth_codes, write_emoca_frames
+from fixtures import EMOCA_MODEL_NAME, emoca_per_video_dir, emoca_results_dir, smooth_codes, write_emoca_frames
 from data_utils.resample import fill_missing, missing_runs, resample_codes, resampled_length
 from utils.flame import EXP, FLAME_DIM, GLOBAL_ROT, JAW
 
@@ -19,6 +19,16 @@ def test_per_frame_folders_give_listener_and_speaker_layout(tmp_path):
     np.testing.assert_array_equal(sequence.listener[:, GLOBAL_ROT], pose[:, :3])
     np.testing.assert_array_equal(sequence.listener[:, JAW], pose[:, 3:])
     assert sequence.present.all() and sequence.notes == []
+
+
+def test_every_folder_tree_the_emoca_demo_writes_is_found(tmp_path):
+    exp, pose = smooth_codes(6)
+    relative_run = write_emoca_frames(emoca_results_dir(tmp_path / "relative", "clip"), exp, pose)
+    absolute_run = write_emoca_frames(emoca_per_video_dir(tmp_path / "per_video", "clip"), exp, pose)
+    assert find_emoca_sequence(tmp_path / "relative", "clip") == relative_run  # --output_folder given as root
+    assert find_emoca_sequence(tmp_path / "relative" / EMOCA_MODEL_NAME, "clip") == relative_run  # or below it
+    assert find_emoca_sequence(tmp_path / "per_video", "clip") == absolute_run  # <root>/<stem>/<model>/ (DIM's)
+    np.testing.assert_array_equal(load_emoca_codes(tmp_path / "per_video", "clip").exp, exp)
 
 
 def test_missing_frames_are_interpolated_and_reported(tmp_path):
@@ -134,5 +144,5 @@ def test_cli_writes_codes_or_exits_nonzero(tmp_path, capsys):
     assert np.load(tmp_path / "listener.npy").shape == (12, FLAME_DIM)
     assert main([str(folder), "--kind", "speaker", "--out", str(tmp_path / "speaker.npy")]) == 0
     assert np.load(tmp_path / "speaker.npy").shape == (12, 50)
-    assert main([str(folder), "--max_missing_fraction", "0.01", "--out", str(tmp_path / "no.npy")]) == 1
+    assert main([str(folder), "--max_missing_fraction", "0.01", "--out", str(tmp_path / "no.npy")]) == 2
     assert "max_missing_fraction" in capsys.readouterr().err and not (tmp_path / "no.npy").exists()

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_utils.emoca_io import weak_perspective_to_translation
-from data_utils.fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
+from fixtures import emoca_results_dir, moving_disk_frames, smooth_codes, write_emoca_frames, \
     write_frames_video
 from data_utils.process import (ProcessError, ProcessOptions, main, masked_median, mediapipe_head_masker,
                                 process_subject)
@@ -115,12 +115,12 @@ def test_bad_input_is_refused_without_output(subject_inputs, tmp_path, capsys):
     write_emoca_frames(emoca_results_dir(long_codes, "S1"), exp, pose)  # 3 s of codes for a 2 s video
     out = tmp_path / "refused"
     args = [str(subject_inputs["video"]), "--masks", str(subject_inputs["mask_video"]), "--out", str(out)]
-    assert main(args + ["--emoca", str(long_codes), "--size", "16"]) == 1
+    assert main(args + ["--emoca", str(long_codes), "--size", "16"]) == 2
     assert "codes for 90 frames, but the video has only 60" in capsys.readouterr().err and not out.exists()
     # EMOCA run on the 25 fps frames, but only on the first 30 of 50
     short_codes = tmp_path / "short_emoca"
     write_emoca_frames(emoca_results_dir(short_codes, "S1"), exp[:30], pose[:30])
-    assert main(args + ["--emoca", str(short_codes), "--size", "16", "--emoca_input", "frames"]) == 1
+    assert main(args + ["--emoca", str(short_codes), "--size", "16", "--emoca_input", "frames"]) == 2
     assert "EMOCA gives 30 frames" in capsys.readouterr().err and not out.exists()
     few_masks = tmp_path / "few_masks"
     few_masks.mkdir()

@@ -82,6 +82,7 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
             assert motion.shape == (2, 50, 56) and motion.dtype == np.float32
     run = json.loads((out / "run.json").read_text())
     assert run["clips"] == test_ids and set(run["seconds_per_method"]) == set(methods)
+    assert run["notes"] == [] and "Note:" not in table
     assert (out / f"motion_{test_ids[0]}.png").stat().st_size > 0 and (out / "std_bars.png").is_file()
 
 
@@ -96,20 +97,33 @@ def test_evaluate_is_reproducible_and_replaces_its_own_output(trained, tmp_path)
     assert json.loads(first)["diffusion"]["mse_exp"] > 0
 
 
+def test_all_baselines_without_a_regression_checkpoint_says_regression_is_left_out(trained, tmp_path, capsys):
+    corpus, _ = trained
+    out = tmp_path / "eval"
+    assert evaluate.main(["--data", str(corpus), "--baselines", "all", "--samples", "1", "--max_clips", "1",
+                          "--max_seconds", "2", "--plot_clips", "0", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: --baselines all without --regression_checkpoint: the regression baseline is left out" in printed
+    assert "regression" not in json.loads((out / "metrics.json").read_text())
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    assert len(notes) == 1 and "regression baseline is left out" in notes[0]
+    assert "regression baseline is left out" in (out / "metrics.md").read_text()
+
+
 def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
     corpus, checkpoints = trained
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert _run(corpus, checkpoints, foreign) == 1
+    assert _run(corpus, checkpoints, foreign) == 2
     assert "holds no earlier evaluation" in capsys.readouterr().err and (foreign / "notes.txt").is_file()
 
     out = tmp_path / "eval"
     code = evaluate.main(["--data", str(tmp_path / "missing"), "--baselines", "mean", "--out", str(out)])
-    assert code == 1 and "missing meta.json" in capsys.readouterr().err
+    assert code == 2 and "missing meta.json" in capsys.readouterr().err
     code = evaluate.main(["--data", str(corpus), "--checkpoint", checkpoints["diffusion"], "--baselines", "median",
                           "--out", str(out)])
-    assert code == 1 and "unknown baseline(s) median" in capsys.readouterr().err
+    assert code == 2 and "unknown baseline(s) median" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -17,7 +17,7 @@ Tolerances, and why (measured with ``benchmarks/parity_diagnostics.py`` on an H1
 import pytest
 import torch
 
-from gaussian_renderer import Camera, GaussianLayer, rasterize_gsplat, rasterize_reference, render
+from gaussian_renderer import Camera, GaussianLayer, rasterize_gsplat, rasterize_reference, render_layers
 
 pytestmark = pytest.mark.gpu
 PARAMETERS = ("means", "quats", "scales", "opacities", "colors")
@@ -86,7 +86,7 @@ def test_gradients_match():
 
 def test_auto_picks_gsplat_on_cuda_and_exposes_strategy_info():
     face, mouth = random_scene(2, 500, 1, "cuda"), random_scene(2, 200, 2, "cuda")
-    out = render([face, mouth], CAMERA, background=torch.zeros(3, device="cuda"), backend="auto")
+    out = render_layers([face, mouth], CAMERA, background=torch.zeros(3, device="cuda"), backend="auto")
     assert out["backend"] == "gsplat"
     assert out["color"].shape == (2, CAMERA.height, CAMERA.width, 3) and out["color"].is_cuda
     info = out["layers"][0]["info"]

@@ -31,7 +31,8 @@ def test_frechet_distance_matches_the_closed_form_for_known_gaussians():
     mean_a, mean_b = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
     std_a, std_b = np.array([1.0, 2.0, 0.5]), np.array([3.0, 1.0, 0.5])
     expected = np.sum((mean_a - mean_b) ** 2) + np.sum((std_a - std_b) ** 2)
-    got = metrics.gaussian_frechet_distance(mean_a, np.diag(std_a ** 2), mean_b, np.diag(std_b ** 2))
+    got = sum(metrics.frechet_terms(metrics.GaussianStats.from_moments(mean_a, np.diag(std_a ** 2)), mean_b,
+                                    np.diag(std_b ** 2)))
     assert got == pytest.approx(expected, rel=1e-9)
     # ... and the sample version converges to it.
     rng = np.random.default_rng(1)
@@ -52,9 +53,9 @@ def test_frechet_terms_split_the_distance_into_mean_offset_and_covariance_mismat
     frames = np.random.default_rng(3).standard_normal((400, 5)) @ np.diag([1.0, 2.0, 0.5, 0.1, 3.0])
     shift = np.array([1.0, -2.0, 0.0, 0.5, 0.0])
     static = np.broadcast_to(frames.mean(0) + shift, frames.shape)
-    terms = metrics.frechet_distance_terms(frames, static)
+    terms = metrics.GaussianStats.fit(frames).frechet_terms_to(static)
     assert terms == pytest.approx((shift @ shift, np.trace(np.cov(frames, rowvar=False))), rel=1e-9)
-    shifted_terms = metrics.frechet_distance_terms(frames, frames + shift)
+    shifted_terms = metrics.GaussianStats.fit(frames).frechet_terms_to(frames + shift)
     assert shifted_terms == pytest.approx((shift @ shift, 0.0), abs=1e-9)
     assert sum(terms) == metrics.frechet_distance(frames, static)
 
@@ -80,18 +81,39 @@ def test_frechet_distance_survives_a_static_set_and_rejects_bad_shapes():
         metrics.frechet_distance(frames, frames[:, :3])
 
 
-def test_shannon_index_of_a_uniform_assignment_is_log2_k():
-    centroids = np.arange(8, dtype=np.float64)[:, None] * 10.0  # 8 well separated 1-D clusters
-    uniform = np.repeat(centroids, 5, axis=0) + 0.1
-    assert metrics.shannon_index(centroids, uniform) == pytest.approx(np.log2(8))
-    assert metrics.shannon_index(centroids, np.zeros((30, 1))) == pytest.approx(0.0)
+def test_shannon_index_matches_a_hand_computed_histogram():
+    # Three far-apart 1-D clusters: k-means must find them, whatever its start. Generated frames fall 6 / 2 / 0
+    # into them, so p = (3/4, 1/4, 0) and DIM's entropy is -(3/4 log2(3/4 + 1e-6) + 1/4 log2(1/4 + 1e-6)).
+    truth = np.array([0.0, 0.1, 0.2, 0.3, 10.0, 10.1, 10.2, 10.3, 20.0, 20.1, 20.2, 20.3])[:, None]
+    codebook = metrics.fit_codebook(truth, 3)
+    np.testing.assert_allclose(np.sort(codebook.cluster_centers_[:, 0]), [0.15, 10.15, 20.15], atol=1e-5)
+    generated = np.array([0.0, 0.5, -0.4, 0.2, 0.1, 0.3, 9.0, 11.0])[:, None]
+    expected = -(0.75 * np.log2(0.75 + 1e-6) + 0.25 * np.log2(0.25 + 1e-6))  # 0.811278 without the epsilon
+    assert metrics.shannon_index(codebook, generated) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(0.8112752, abs=1e-7)
+    uniform = np.repeat(np.arange(8, dtype=np.float64)[:, None] * 10.0, 5, axis=0) + 0.1  # 8 clusters, 5 each
+    assert metrics.shannon_index(metrics.fit_codebook(uniform, 8), uniform) == pytest.approx(
+        -np.log2(1 / 8 + 1e-6), rel=1e-12)  # log2 8 less DIM's epsilon (1.2e-5 bits)
+    assert metrics.shannon_index(codebook, np.zeros((30, 1))) == pytest.approx(-np.log2(1 + 1e-6), rel=1e-12)
 
 
-def test_codebook_is_deterministic_under_a_seed_and_needs_enough_frames():
-    frames = np.random.default_rng(0).standard_normal((300, 5))
-    np.testing.assert_array_equal(metrics.fit_codebook(frames, 7, seed=3), metrics.fit_codebook(frames, 7, seed=3))
+def test_sid_clusters_as_dim_does_with_scikit_learn_kmeans():
+    # DIM (code/metrics/eval_utils.py, calcuate_sid): KMeans(n_clusters=k, random_state=0, n_init="auto") fitted on
+    # all ground-truth frames, predict on the generated ones. Overlapping data, where another k-means (scipy's
+    # kmeans2, the project's earlier choice) settles in a different partition.
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    truth = (rng.standard_normal((600, 6)) @ rng.standard_normal((6, 6))).astype(np.float32)
+    generated = (1.3 * rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6))).astype(np.float32)
+    labels = KMeans(n_clusters=20, random_state=0, n_init="auto").fit(truth).predict(generated)
+    p = np.bincount(labels, minlength=20) / len(labels)
+    expected = -(p * np.log2(p + 1e-6)).sum()
+    assert metrics.shannon_index(metrics.fit_codebook(truth, 20), generated) == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_array_equal(metrics.fit_codebook(truth, 20, seed=3).cluster_centers_,
+                                  metrics.fit_codebook(truth, 20, seed=3).cluster_centers_)
     with pytest.raises(ValueError, match="at least 40 ground-truth frames"):
-        metrics.fit_codebook(frames[:10], 40)
+        metrics.fit_codebook(truth[:10], 40)
 
 
 def test_concordance_is_one_for_identical_sequences_and_lower_for_shifted_ones():

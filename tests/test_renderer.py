@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_reference, render
+from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_reference, render_layers
 
 IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
 
@@ -70,7 +70,7 @@ def test_near_gaussian_occludes_far_one_whatever_the_input_order(order):
     colors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     pick = list(order)
     layer = make_layer([means[i] for i in pick], [[0.05] * 3, [0.1] * 3], [1.0, 1.0], [colors[i] for i in pick])
-    out = render(layer, CAMERA, backend="reference")
+    out = render_layers(layer, CAMERA, backend="reference")
     centre = out["color"][0, 16, 20]
     assert centre[0] > 0.99 and centre[1] < 0.01
     assert out["depth"][0, 16, 20, 0].item() == pytest.approx(0.5, abs=0.01)
@@ -116,9 +116,9 @@ def test_render_front_layer_hides_back_layer_even_when_farther():
     face = make_layer(on_pixel_centre(0.9), [[0.05] * 3], [1.0], [[1.0, 0.8, 0.6]])
     mouth = make_layer(on_pixel_centre(0.5), [[0.03] * 3], [1.0], [[0.3, 0.0, 0.0]])
     background = torch.tensor([0.0, 0.0, 1.0])
-    out = render([face, mouth], CAMERA, background=background, backend="reference")
+    out = render_layers([face, mouth], CAMERA, background=background, backend="reference")
     torch.testing.assert_close(out["color"][0, 16, 20], torch.tensor([1.0, 0.8, 0.6]), atol=1e-2, rtol=0)
-    swapped = render([mouth, face], CAMERA, background=background, backend="reference")
+    swapped = render_layers([mouth, face], CAMERA, background=background, backend="reference")
     torch.testing.assert_close(swapped["color"][0, 16, 20], torch.tensor([0.3, 0.0, 0.0]), atol=1e-2, rtol=0)
     corner = out["color"][0, 0, 0]  # nothing covers the corner: background
     torch.testing.assert_close(corner, background, atol=1e-6, rtol=0)
@@ -182,7 +182,7 @@ def test_gradients_reach_every_parameter():
     layer = random_layer(2, 60, seed=5)
     for name in ("means", "quats", "scales", "opacities", "colors"):
         getattr(layer, name).requires_grad_(True)
-    out = render(layer, CAMERA, background=torch.full((3,), 0.2), backend="reference")
+    out = render_layers(layer, CAMERA, background=torch.full((3,), 0.2), backend="reference")
     (out["color"].square().sum() + out["depth"].sum()).backward()
     for name in ("means", "quats", "scales", "opacities", "colors"):
         grad = getattr(layer, name).grad
@@ -202,11 +202,11 @@ def test_batch_elements_render_independently():
         scales=torch.cat([torch.cat([first.scales, torch.full((1, pad, 3), 0.01)], 1), second.scales]),
         opacities=torch.cat([torch.cat([first.opacities, torch.zeros(1, pad)], 1), second.opacities]),
         colors=torch.cat([torch.cat([first.colors, torch.ones(1, pad, 3)], 1), second.colors]))
-    out = render(batched, CAMERA, backend="reference")
+    out = render_layers(batched, CAMERA, backend="reference")
     assert out["color"].shape == (2, 32, 40, 3) and out["alpha"].shape == (2, 32, 40, 1)
     assert out["depth"].shape == (2, 32, 40, 1)
     for index, single in enumerate((first, second)):
-        alone = render(single, CAMERA, backend="reference")
+        alone = render_layers(single, CAMERA, backend="reference")
         torch.testing.assert_close(out["color"][index], alone["color"][0])
         torch.testing.assert_close(out["depth"][index], alone["depth"][0])
 
@@ -214,7 +214,7 @@ def test_batch_elements_render_independently():
 def test_tiny_scene_learns_a_target_image():
     torch.manual_seed(0)
     camera = Camera(width=16, height=16, fx=24.0, fy=24.0, cx=8.0, cy=8.0)
-    target = render(random_layer(1, 12, seed=21, spread=0.1, scale=(0.03, 0.06)), camera,
+    target = render_layers(random_layer(1, 12, seed=21, spread=0.1, scale=(0.03, 0.06)), camera,
                     background=torch.zeros(3), backend="reference")["color"]
     start = random_layer(1, 12, seed=22, spread=0.1, scale=(0.03, 0.06))
     colors = torch.nn.Parameter(torch.logit(start.colors.clamp(0.05, 0.95)))
@@ -224,7 +224,7 @@ def test_tiny_scene_learns_a_target_image():
     for _ in range(40):
         layer = GaussianLayer(means=means, quats=start.quats, scales=start.scales, opacities=start.opacities,
                               colors=torch.sigmoid(colors))
-        loss = (render(layer, camera, background=torch.zeros(3), backend="reference")["color"] - target).abs().mean()
+        loss = (render_layers(layer, camera, background=torch.zeros(3), backend="reference")["color"] - target).abs().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -241,17 +241,17 @@ def test_bad_inputs_are_refused_clearly():
                       opacities=torch.zeros(4), colors=torch.zeros(4, 3))
     layer = random_layer(1, 5, seed=0)
     with pytest.raises(ValueError, match="unknown renderer backend"):
-        render(layer, CAMERA, backend="vulkan")
+        render_layers(layer, CAMERA, backend="vulkan")
     with pytest.raises(RuntimeError, match="CUDA"):
-        render(layer, CAMERA, backend="gsplat")
+        render_layers(layer, CAMERA, backend="gsplat")
     with pytest.raises(ValueError, match="background"):
-        render(layer, CAMERA, background=torch.zeros(8, 8, 3), backend="reference")
+        render_layers(layer, CAMERA, background=torch.zeros(8, 8, 3), backend="reference")
     with pytest.raises(ValueError, match="focal"):
         Camera(width=8, height=8, fx=0.0, fy=1.0, cx=4.0, cy=4.0)
 
 
 def test_auto_backend_uses_reference_on_cpu():
-    assert render(random_layer(1, 5, seed=0), CAMERA)["backend"] == "reference"
+    assert render_layers(random_layer(1, 5, seed=0), CAMERA)["backend"] == "reference"
 
 
 def test_hand_written_blend_gradient_matches_finite_differences():
@@ -331,7 +331,7 @@ def test_reference_info_drives_gsplats_densification_strategy():
                               scales=params["scales"].exp().expand(batch, -1, -1),
                               opacities=torch.sigmoid(params["opacities"]).expand(batch, -1),
                               colors=params["colors"].expand(batch, -1, -1))
-        out = render(layer, camera, backend="reference")
+        out = render_layers(layer, camera, backend="reference")
         info = out["layers"][0]["info"]
         strategy.step_pre_backward(params, optimizers, state, step, info)
         out["color"].mean().backward()

@@ -4,8 +4,10 @@ One session-scoped fixture trains both (a few steps: speed and plumbing are unde
 every test then runs the CLI as a user would, through ``main([...])`` or a subprocess.
 """
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,10 @@ import torch
 import synthesize_listener
 from brain.config import BrainConfig
 from data_utils.synthetic_dyadic import write_synthetic_corpus
-from synthesis.video import probe_video
+from utils.atomic import temporary_path
 from utils.config import load_config
 from utils.flame import FLAME_DIM, FPS
+from utils.media import probe_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def tiny_models(tmp_path_factory):
     """A corpus clip with speaker.wav, a tiny brain checkpoint and a tiny body model directory."""
     root = tmp_path_factory.mktemp("synthesis_models")
-    import train_body
     import train_diffusion
     from data_utils.synthetic_subject import write_synthetic_subject
+    from scene.training import BodyTrainingConfig, train as train_body
 
     write_synthetic_corpus(root / "corpus", clips=5, seconds=4, seed=0, wav=True)
     brain_cfg = load_config(BrainConfig, REPO_ROOT / "configs" / "brain_tiny.yaml",
@@ -37,11 +40,11 @@ def tiny_models(tmp_path_factory):
                              "train.val_windows=8", "train.device=cpu"])
     train_diffusion.train(brain_cfg, progress=False)
     write_synthetic_subject(root / "subject", size=32, frames=12, seed=0)
-    body_cfg = load_config(train_body.BodyTrainConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
+    body_cfg = load_config(BodyTrainingConfig, REPO_ROOT / "configs" / "body_tiny.yaml",
                            [f"subject={root / 'subject'}", f"model_dir={root / 'body'}", "train.max_steps=2",
                             "train.val_every=2", "train.val_frames=2", "train.device=cpu",
                             "model.init.face_count=200", "model.init.mouth_count=20"])
-    train_body.train(body_cfg, progress=False)
+    train_body(body_cfg, progress=False)
     clip = root / "corpus" / "clips" / "clip_0000"
     return {"brain": root / "brain" / "checkpoint.pth", "body": root / "body", "clip": clip,
             "frames": len(np.load(clip / "speaker_exp.npy"))}
@@ -93,7 +96,7 @@ def test_streaming_matches_offline_frame_for_frame_of_motion(tiny_models, tmp_pa
     assert run_cli(tiny_models, tmp_path / "offline.mp4", "--seed", 2, "--steps", 3) == 0
     assert run_cli(tiny_models, tmp_path / "live.mp4", "--seed", 2, "--steps", 3, "--stream") == 0
     report = capsys.readouterr().out
-    assert "live latency" in report and "sustained" in report
+    assert "first audio sample of a chunk -> its frames ready" in report and "sustained" in report
     offline, live = np.load(tmp_path / "offline.npy"), np.load(tmp_path / "live.npy")
     assert probe_video(tmp_path / "live.mp4").num_frames == len(live) == len(offline) == tiny_models["frames"]
     # the policy's offline loop is the streaming loop, so a seed gives the same motion: no extra seams
@@ -174,19 +177,161 @@ def test_command_line_exits_non_zero_and_writes_nothing(tiny_models, tmp_path):
     assert list(tmp_path.glob("o*")) == []
 
 
-def test_audio_features_computed_from_the_wav_with_a_local_wav2vec(tiny_models, tmp_path):
-    from data_utils.fixtures import save_tiny_wav2vec
+@pytest.fixture(scope="module")
+def tiny_wav2vec(tmp_path_factory):
+    from fixtures import save_tiny_wav2vec
 
-    model_dir = save_tiny_wav2vec(tmp_path / "wav2vec")
+    return save_tiny_wav2vec(tmp_path_factory.mktemp("wav2vec") / "tiny")
+
+
+def wav_argv(models, wav2vec, output, *extra, wav=None, visual=True):
+    clip = models["clip"]
+    argv = ["--wav", str(wav or clip / "speaker.wav"), "--wav2vec", str(wav2vec), "--body_checkpoint",
+            str(models["body"]), "--brain_checkpoint", str(models["brain"]), "--output", str(output),
+            "--device", "cpu", "--steps", "2", "--no_progress", *map(str, extra)]
+    return argv + (["--visual", str(clip / "speaker_exp.npy")] if visual else [])
+
+
+def test_live_session_from_the_voice_emits_every_frame_with_the_audio(tiny_models, tiny_wav2vec, tmp_path, capsys):
+    from fixtures import write_stereo_wav
+
+    wav = write_stereo_wav(tmp_path / "speaker_44k.wav", seconds=2.0, sample_rate=44100)
+    assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "live.mp4", "--stream",
+                                             wav=wav, visual=False)) == 0
+    out = capsys.readouterr().out
+    assert "resampled from 44100 Hz to 16000 Hz" in out and "mixed stereo down to mono" in out
+    assert "audio only" in out
+    for stage in ("features (audio -> 25 fps)", "brain", "render", "encode", "first audio sample of a chunk"):
+        assert re.search(rf"\| {re.escape(stage)}[^|]* \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", out), stage
+    info = probe_video(tmp_path / "live.mp4")
+    assert info.num_frames == 50 and info.has_audio and info.duration_s == pytest.approx(2.0, abs=0.05)
+    motion = np.load(tmp_path / "live.npy")
+    assert motion.shape == (50, FLAME_DIM) and np.isfinite(motion).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.mp4", "live.npy", "live.png", "speaker_44k.wav"]
+
+
+def test_offline_from_the_voice_is_the_live_path_and_never_looks_ahead(tiny_models, tiny_wav2vec, tmp_path):
+    """The offline --wav --wav2vec path runs the causal extractor, so a seed's motion equals the live
+    session's, and audio changed after a chunk changes neither that chunk's features nor its motion."""
+    from brain.policy import ListenerPolicy
+    from data_utils.media import read_audio
+    from data_utils.wav2vec import Wav2VecExtractor
+    from data_utils.wav2vec_stream import CausalWav2Vec
+    from synthesis.pipeline import sample_motion
+
     clip = tiny_models["clip"]
-    argv = ["--wav", str(clip / "speaker.wav"), "--wav2vec", str(model_dir), "--visual",
-            str(clip / "speaker_exp.npy"), "--body_checkpoint", str(tiny_models["body"]), "--brain_checkpoint",
-            str(tiny_models["brain"]), "--output", str(tmp_path / "w.mp4"), "--device", "cpu", "--steps", "2",
-            "--no_progress"]
-    assert synthesize_listener.main(argv) == 0
-    info = probe_video(tmp_path / "w.mp4")
-    assert info.has_audio and info.num_frames == tiny_models["frames"]
-    assert synthesize_listener.main(argv + ["--audio", str(clip / "speaker_audio.npy")]) == 2  # both: refused
+    assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "offline.mp4")) == 0
+    assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "live.mp4", "--stream")) == 0
+    offline, live = np.load(tmp_path / "offline.npy"), np.load(tmp_path / "live.npy")
+    assert offline.shape == (tiny_models["frames"], FLAME_DIM)
+    np.testing.assert_allclose(live, offline, atol=1e-5)
+    # the same speaker with different audio from 2.0 s on, through the same causal features and brain
+    samples = read_audio(clip / "speaker.wav")
+    changed = samples.copy()
+    changed[32000:] = np.random.default_rng(0).normal(scale=0.3, size=len(samples) - 32000)
+    policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
+    exp = np.load(clip / "speaker_exp.npy")
+    whole, causal = Wav2VecExtractor(tiny_wav2vec), CausalWav2Vec(Wav2VecExtractor(tiny_wav2vec))
+
+    def motion(features):
+        return sample_motion(policy, features, exp, num_samples=1, seed=0, steps=2, progress=False)[0]
+
+    np.testing.assert_allclose(motion(causal.extract(samples, len(exp))), offline, atol=1e-5)  # the CLI's numbers
+    unchanged_frames = 40  # chunks 0..4 need audio up to 5120 * 5 + 80 samples < 32000
+    # bit for bit (the same inputs give the same numbers on one CPU); the tiny brain is nearly deaf, so
+    # "changed" below means any difference at all
+    original, other = (motion(causal.extract(audio, len(exp))) for audio in (samples, changed))
+    np.testing.assert_array_equal(other[:unchanged_frames], original[:unchanged_frames])
+    assert np.abs(other[48:] - original[48:]).max() > 0  # the change did reach the later motion
+    # the control: whole-file features let the change reach back into the first chunks' motion
+    original, other = (motion(whole(audio, len(exp))) for audio in (samples, changed))
+    assert np.abs(other[:unchanged_frames] - original[:unchanged_frames]).max() > 0
+
+
+def nan_wav(path):
+    from scipy.io import wavfile
+
+    audio = np.zeros(16000, np.float32)
+    audio[100] = np.nan
+    wavfile.write(path, 16000, audio)
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan_wav", "NaN/Inf"),
+    ("unreadable_wav", "no readable audio stream"),
+    ("missing_model", "--wav2vec .*no such file or directory"),
+    ("not_wav2vec", "holds a 'bert' model, not a Wav2Vec2"),
+    ("both_audio_sources", "either --audio features or --wav2vec"),
+    ("exp_guidance_without_visual", "--guidance_speaker_exp needs the speaker's expression"),
+])
+def test_bad_voice_input_fails_cleanly(tiny_models, tiny_wav2vec, tmp_path, capsys, case, message):
+    out_dir = tmp_path / "out"
+    wav, wav2vec, extra, visual = None, tiny_wav2vec, ["--stream"], True
+    if case == "nan_wav":
+        wav = nan_wav(tmp_path / "nan.wav")
+    elif case == "unreadable_wav":
+        wav = tmp_path / "broken.wav"
+        wav.write_bytes(b"RIFF0000WAVEnot really audio")
+    elif case == "missing_model":
+        wav2vec = tmp_path / "no_model"
+    elif case == "not_wav2vec":
+        from transformers import BertConfig, BertModel
+
+        wav2vec = tmp_path / "bert"
+        BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32)).save_pretrained(wav2vec)
+    elif case == "both_audio_sources":
+        extra += ["--audio", tiny_models["clip"] / "speaker_audio.npy"]
+    elif case == "exp_guidance_without_visual":
+        extra, visual = ["--guidance_speaker_exp", 2.0], False
+    argv = wav_argv(tiny_models, wav2vec, out_dir / "x.mp4", *extra, wav=wav, visual=visual)
+    assert synthesize_listener.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after any progress bars of the test's own setup
+    assert error.startswith("synthesize_listener.py: error:") and re.search(message, error), error
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def cli_process(models, output, *extra):
+    clip = models["clip"]
+    command = [sys.executable, str(REPO_ROOT / "synthesize_listener.py"), "--audio", str(clip / "speaker_audio.npy"),
+               "--visual", str(clip / "speaker_exp.npy"), "--body_checkpoint", str(models["body"]),
+               "--brain_checkpoint", str(models["brain"]), "--output", str(output), "--device", "cpu",
+               "--no_progress", *map(str, extra)]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_temporaries(folder, process, timeout_s=120):
+    """Block until ``process`` has temporaries in ``folder`` (it is mid-write); return them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        temporaries = sorted(folder.glob(f"*.tmp-*-{process.pid}-*")) if folder.is_dir() else []
+        if temporaries:
+            return temporaries
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run never started writing")
+
+
+def test_killed_runs_leave_nothing_behind(tiny_models, tmp_path):
+    """SIGKILL mid-write leaves temporaries that the next run removes; SIGTERM cleans up like Ctrl-C;
+    a live writer's temporary for the same output is left alone."""
+    out_dir = tmp_path / "out"
+    output = out_dir / "clip.mp4"
+    killed = cli_process(tiny_models, output, "--stream", "--realtime")
+    left = wait_for_temporaries(out_dir, killed)
+    killed.kill()
+    killed.wait()
+    assert all(path.exists() for path in left)  # nothing in a SIGKILLed process can clean up
+    live_temp = temporary_path(output)  # another live writer (this process) is writing the same output
+    live_temp.write_text("mid-write")
+    terminated = cli_process(tiny_models, output, "--stream", "--realtime")
+    wait_for_temporaries(out_dir, terminated)
+    assert not any(path.exists() for path in left)  # the second run removed the dead run's temporaries
+    terminated.send_signal(signal.SIGTERM)
+    _, stderr = terminated.communicate(timeout=60)
+    assert terminated.returncode == 143 and "interrupted" in stderr and "no output written" in stderr
+    assert sorted(out_dir.iterdir()) == [live_temp]  # its own temporaries gone, the live writer's kept
 
 
 @pytest.mark.gpu
@@ -197,3 +342,33 @@ def test_cuda_offline_and_streaming(tiny_models, tmp_path, capsys):
     assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
     assert np.isfinite(np.load(tmp_path / "live.npy")).all()
     assert "sustained" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_cuda_live_from_the_voice_matches_offline(tiny_models, tiny_wav2vec, tmp_path):
+    for name, extra in [("offline", []), ("live", ["--stream", "--realtime"])]:
+        argv = wav_argv(tiny_models, tiny_wav2vec, tmp_path / f"{name}.mp4", *extra)
+        assert synthesize_listener.main(argv + ["--device", "cuda"]) == 0  # the last --device counts
+    assert probe_video(tmp_path / "live.mp4").num_frames == tiny_models["frames"]
+    # the same computations on one GPU; cuDNN need not be bit-reproducible, so: close
+    np.testing.assert_allclose(np.load(tmp_path / "live.npy"), np.load(tmp_path / "offline.npy"), atol=1e-3)
+
+
+def test_attitude_is_checked_against_the_brain_before_anything_is_rendered(tiny_models, tmp_path, capsys):
+    from brain.policy import ListenerPolicy
+
+    policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
+    if not hasattr(policy, "attitudes"):
+        pytest.skip("brain.policy has no attitude control yet (issue #12's brain work not merged)")
+    out_dir = tmp_path / "out"
+    assert run_cli(tiny_models, out_dir / "x.mp4", "--attitude", "sceptical") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("synthesize_listener.py: error:") and "sceptical" in error
+    if policy.attitudes:
+        assert all(name in error for name in policy.attitudes), error  # the valid names, listed
+    else:
+        assert "without attitude labels" in error
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    if policy.attitudes:
+        assert run_cli(tiny_models, out_dir / "y.mp4", "--attitude", policy.attitudes[0], "--intensity", 1.5,
+                       "--steps", 2, "--stream") == 0

@@ -1,4 +1,5 @@
-"""Shared helpers: config presets and overrides, atomic outputs, checkpoint kinds, FLAME slices."""
+"""Shared helpers: config presets and overrides, atomic outputs, checkpoint kinds and versions, scalar logs,
+FLAME slices."""
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -6,9 +7,11 @@ import pytest
 import torch
 
 from utils.atomic import atomic_output
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils import checkpoint as checkpoint_module
+from utils.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError, config_to_dict, load_config
 from utils.flame import FLAME_DIM, deformation_code, join_flame, split_flame
+from utils.logger import ScalarLogger, read_scalars
 
 
 @dataclass
@@ -73,6 +76,45 @@ def test_checkpoint_kind_is_checked(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth"):
         load_checkpoint(tmp_path / "junk.pth", kind="brain")
+
+
+def test_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "old.pth"
+    monkeypatch.setattr(checkpoint_module, "FORMAT_VERSION", FORMAT_VERSION - 1)  # as an older release wrote it
+    save_checkpoint({"config": {}, "step": 1}, path, kind="brain")
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=rf"old.pth: checkpoint format_version {FORMAT_VERSION - 1}, "
+                                              rf"but this code reads format_version {FORMAT_VERSION}"):
+        load_checkpoint(path, kind="brain")
+    torch.save({"kind": "brain", "config": {}}, tmp_path / "unversioned.pth")
+    with pytest.raises(CheckpointError, match="unversioned.pth: checkpoint format_version None"):
+        load_checkpoint(tmp_path / "unversioned.pth", kind="brain")
+    with pytest.raises(CheckpointError, match="is a brain checkpoint, but a body"):  # the kind is named first
+        load_checkpoint(path, kind="body")
+
+
+def _log_steps(logger, steps):
+    for step in steps:
+        logger.log(step, loss=step / 10)
+        if step % 4 == 0:
+            logger.log(step, val_loss=step / 100)
+
+
+def test_scalar_log_of_a_resumed_run_has_each_step_once(tmp_path):
+    """A run checkpointed at step 8 crashed after logging step 10; resumed from 8, it logs 9, 10, 11, 12."""
+    crashed = ScalarLogger(tmp_path, resume_step=None, tensorboard=False)
+    _log_steps(crashed, range(11))
+    crashed.close()
+    with open(tmp_path / "scalars.csv", "a") as handle:
+        handle.write("1")  # killed while writing step 11's row: "11,loss,1.1" cut to "1"
+    resumed = ScalarLogger(tmp_path, resume_step=8, tensorboard=False)
+    _log_steps(resumed, range(9, 13))
+    resumed.close()
+    scalars = read_scalars(tmp_path / "scalars.csv")
+    assert scalars["loss"] == [(step, pytest.approx(step / 10)) for step in range(13)]
+    assert scalars["val_loss"] == [(step, pytest.approx(step / 100)) for step in (0, 4, 8, 12)]
+    ScalarLogger(tmp_path, resume_step=None, tensorboard=False).close()  # a new run starts a new log
+    assert read_scalars(tmp_path / "scalars.csv") == {}
 
 
 def test_flame_slices_round_trip():

@@ -2,13 +2,18 @@
 
     cfg = load_config(BrainConfig, "configs/brain_tiny.yaml", ["train.max_steps=200", "model.width=64"])
 
+    add_config_flags(parser, ProcessOptions)          # a flat options dataclass as --name value flags
+    options = config_from_flags(ProcessOptions, parser.parse_args(argv))
+
 Nested dataclasses map to nested YAML mappings. Override values are parsed as YAML scalars
 (``1e-3``, ``true``, ``[1, 2]``) and coerced to the field's declared type; an unknown key or a value of
 the wrong type is an error naming the key, never a silently ignored setting.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -16,10 +21,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from utils.errors import InputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A preset or override that does not fit the config's fields."""
 
 
@@ -66,6 +73,36 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
     return config_from_dict(cls, data)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One ``--name value`` flag per field of the flat dataclass ``cls``; read with :func:`config_from_flags`."""
+    for item in dataclasses.fields(cls):
+        parser.add_argument(f"--{item.name}", default=None, metavar="VALUE", help=f"(default {item.default})")
+
+
+def config_from_flags(cls: type[T], args: argparse.Namespace) -> T:
+    """``cls`` from the flags of :func:`add_config_flags`: given values are read as YAML scalars and checked
+    against the field's type like ``key=value`` overrides (``--flag false`` is False, ``--size 1.5`` an
+    error); a text field takes the text as it is. Flags not given keep the dataclass defaults."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for item in dataclasses.fields(cls):
+        raw = getattr(args, item.name)
+        if raw is not None:
+            value = raw if hints[item.name] is str else yaml.safe_load(raw)
+            values[item.name] = _coerce(hints[item.name], value, f"--{item.name}")
+    return cls(**values)
+
+
+def changed_settings(path: str | Path, settings: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Keys whose value differs from the settings a run recorded at ``path`` as JSON ([] when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    previous = json.loads(path.read_text())
+    return sorted(key for key in set(previous) | set(settings)
+                  if key not in ignore and previous.get(key) != settings.get(key))
 
 
 def _coerce(annotation, value, key: str):

@@ -1,10 +1,11 @@
-"""Small inputs in the real formats, for tests and for trying the converters without the real data.
+"""Small inputs in the real formats, for the tests (imported as ``fixtures``; pytest puts ``tests/`` on the path).
 
 No ViCo, EMOCA or wav2vec2 weights can be downloaded on the development machines, so these writers
 produce the same *formats* at toy sizes: a randomly initialised ``Wav2Vec2Model`` saved with
 ``save_pretrained`` (hidden size 768, one or two layers, a thin conv stack with the real strides), mp4/wav
-files made by the bundled ffmpeg, EMOCA's per-frame ``<frame>_<detection>/exp.npy, pose.npy`` folders,
-and a ViCo-style release (CSV + ``videos/`` + ``audios/``).
+files made by the bundled ffmpeg, EMOCA's per-frame ``<frame>_<detection>/exp.npy, pose.npy`` folders in the
+folder tree its video demo writes, and a ViCo-style release (the release's CSV columns in their order,
+``videos/``, ``audios/``). docs/DATA.md lists the sources each format was checked against.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils.media import ffmpeg_exe, write_wav
+from data_utils.media import write_wav
+from utils.media import ffmpeg_exe
 from utils.flame import AUDIO_DIM
 
 EMOCA_MODEL_NAME = "EMOCA_v2_lr_mse_20"
@@ -117,9 +119,10 @@ def smooth_codes(num_frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def write_emoca_frames(results_dir: str | Path, exp: np.ndarray, pose: np.ndarray, *, missing=(),
                        cam: np.ndarray | None = None, crop: np.ndarray | None = None) -> Path:
-    """EMOCA's per-frame layout: ``<results_dir>/<frame:06d>_000/{exp,pose,shape}.npy`` (1-based frames).
+    """EMOCA's per-frame layout: ``<results_dir>/<frame:06d>_000/{shape,exp,tex,pose,detail}.npy`` (1-based frames).
 
-    Frames listed in ``missing`` (0-based) get no folder, as when the detector found no face.
+    What ``save_codes`` writes, at EMOCA's sizes (shape 100, exp 50, tex 50, pose 6, detail 128). Frames listed
+    in ``missing`` (0-based) get no folder, as when the detector found no face.
     """
     results_dir = Path(results_dir)
     skip = set(int(i) for i in missing)
@@ -130,7 +133,8 @@ def write_emoca_frames(results_dir: str | Path, exp: np.ndarray, pose: np.ndarra
         frame_dir.mkdir(parents=True, exist_ok=True)
         np.save(frame_dir / "exp.npy", exp[index])
         np.save(frame_dir / "pose.npy", pose[index])
-        np.save(frame_dir / "shape.npy", np.zeros(100, dtype=np.float32))
+        for name, width in (("shape", 100), ("tex", 50), ("detail", 128)):  # unused by the readers
+            np.save(frame_dir / f"{name}.npy", np.zeros(width, dtype=np.float32))
         if cam is not None:
             np.save(frame_dir / "cam.npy", cam[index])
         if crop is not None:
@@ -139,27 +143,38 @@ def write_emoca_frames(results_dir: str | Path, exp: np.ndarray, pose: np.ndarra
 
 
 def emoca_results_dir(emoca_root: str | Path, video_stem: str) -> Path:
-    """Where EMOCA's video demo writes a video's per-frame codes."""
-    return Path(emoca_root) / EMOCA_RUN / video_stem / "results" / EMOCA_MODEL_NAME
+    """Where EMOCA's video demo run with ``--output_folder <emoca_root>`` (a relative path) writes a video's codes.
+
+    The demo appends the model name to the output folder, then ``processed_<date>/<stem>/results/<model>``.
+    """
+    return Path(emoca_root) / EMOCA_MODEL_NAME / EMOCA_RUN / video_stem / "results" / EMOCA_MODEL_NAME
 
 
-VICO_COLUMNS = ("listener", "speaker", "audio", "attitude", "data_split", "speaker_id", "listener_id")
+def emoca_per_video_dir(emoca_root: str | Path, video_stem: str) -> Path:
+    """The demo run with an absolute ``--output_folder <emoca_root>/<stem>``: codes in ``<stem>/<model>/`` (DIM's tree)."""
+    return Path(emoca_root) / video_stem / EMOCA_MODEL_NAME
+
+
+# The release's CSV columns, in its order (DIM's loaders read them by position: 0 attitude ... 6 data_split).
+VICO_COLUMNS = ("attitude", "audio", "listener", "speaker", "listener_id", "speaker_id", "data_split")
 
 
 def write_vico_fixture(root: str | Path, emoca_root: str | Path, clips: list[dict], *, fps: float = 30.0,
-                       csv_name: str = "data.csv") -> Path:
+                       csv_name: str = "RLD_data.csv") -> Path:
     """A ViCo-style release with EMOCA outputs for every video.
 
     Each entry of ``clips``: ``name``, ``frames`` (at ``fps``), optional ``audio_seconds`` (default: the
-    video's duration), ``data_split``, ``speaker_id``, ``listener_id``, ``attitude``, ``listener_missing``
-    (0-based frames without a face), ``speaker_frames`` (default ``frames``), ``fps`` (default ``fps``), ``seed``.
+    video's duration), ``data_split``, ``speaker_id``, ``listener_id``, ``attitude`` (default ``neutral``),
+    ``listener_missing`` (0-based frames without a face), ``speaker_frames`` (default ``frames``), ``fps``
+    (default ``fps``), ``seed``. Audio names end in two ``_`` fields after the conversation's name, as the
+    release's do (the baseline's ``convert.py`` takes the part before them as the video id).
     """
     root = Path(root)
     rows = []
     for clip in clips:
         name, frames, seed = clip["name"], clip["frames"], clip.get("seed", 0)
         speaker_frames = clip.get("speaker_frames", frames)
-        listener_stem, speaker_stem, audio_stem = f"{name}_listener", f"{name}_speaker", f"{name}_audio"
+        listener_stem, speaker_stem, audio_stem = f"{name}_listener", f"{name}_speaker", f"{name}_0_audio"
         clip_fps = clip.get("fps", fps)
         write_test_video(root / "videos" / f"{listener_stem}.mp4", num_frames=frames, fps=clip_fps)
         write_test_video(root / "videos" / f"{speaker_stem}.mp4", num_frames=speaker_frames, fps=clip_fps)
@@ -179,3 +194,15 @@ def write_vico_fixture(root: str | Path, emoca_root: str | Path, clips: list[dic
         writer.writeheader()
         writer.writerows(rows)
     return root
+
+
+def remove_attitude_labels(corpus_root: str | Path) -> Path:
+    """A dyadic corpus (DESIGN.md §3.1) made unlabelled in place, as a writer without attitudes leaves it: no
+    ``labels.json``, no ``"attitudes"`` in ``meta.json``. Returns the root."""
+    from brain.data import write_corpus_meta
+
+    corpus_root = Path(corpus_root)
+    for labels in corpus_root.glob("clips/*/labels.json"):
+        labels.unlink()
+    write_corpus_meta(corpus_root)
+    return corpus_root

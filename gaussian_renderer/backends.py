@@ -1,10 +1,11 @@
-"""``render()``: layers of Gaussians + a camera -> composited colour, alpha and depth."""
+"""Backend choice and ``render_layers()``: layers of Gaussians + a camera -> composited colour, alpha, depth."""
 from __future__ import annotations
 
 import torch
 
 from gaussian_renderer.compositing import composite
-from gaussian_renderer.gaussians import Camera, GaussianLayer
+from gaussian_renderer.camera import Camera
+from gaussian_renderer.layer import GaussianLayer
 from gaussian_renderer.gsplat_backend import rasterize_gsplat
 from gaussian_renderer.reference import rasterize_reference
 
@@ -20,7 +21,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def render(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
+def render_layers(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
            background: torch.Tensor | None = None, backend: str = "auto") -> dict:
     """Rasterise each layer, then composite them front to back (in the order given) over ``background``.
 
@@ -28,12 +29,12 @@ def render(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
     ``layers`` (per-layer dicts of ``color``/``alpha``/``depth``/``info`` before compositing) and
     ``backend`` (the one used). ``background`` is ``[B,H,W,3]``, ``[H,W,3]``, ``[3]`` or ``None`` (black).
 
-        out = render([face, mouth], camera, background=plate, backend="auto")
+        out = render_layers([face, mouth], camera, background=plate, backend="auto")
     """
     if isinstance(layers, GaussianLayer):
         layers = [layers]
     if not layers:
-        raise ValueError("render needs at least one GaussianLayer")
+        raise ValueError("render_layers needs at least one GaussianLayer")
     batch, device = layers[0].batch_size, layers[0].means.device
     for index, layer in enumerate(layers):
         if layer.batch_size != batch or layer.means.device != device:

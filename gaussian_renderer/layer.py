@@ -1,60 +1,10 @@
-"""What the renderer draws and from where: a pinhole ``Camera`` and a batched ``GaussianLayer``.
-
-Everything is in camera space (OpenCV: x right, y down, z forward, camera at the origin), so the renderer
-never needs a view matrix; the body places its head in camera space before rendering (DESIGN.md §3.2).
-"""
+"""What the renderer draws: a batched ``GaussianLayer`` in camera space, and its covariance math."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
-
-
-@dataclasses.dataclass(frozen=True)
-class Camera:
-    """OpenCV pinhole intrinsics of a ``width`` x ``height`` image, camera at the origin looking down +z.
-
-    A pixel ``(row i, column j)`` covers ``[j, j+1) x [i, i+1)`` and is sampled at its centre
-    ``(j + 0.5, i + 0.5)``; a point ``(x, y, z)`` projects to ``(fx*x/z + cx, fy*y/z + cy)`` (gsplat's
-    convention). Gaussians whose centre is closer than ``near_plane`` (metres) are culled.
-    """
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    near_plane: float = 0.01
-
-    def __post_init__(self):
-        if int(self.width) <= 0 or int(self.height) <= 0:
-            raise ValueError(f"Camera needs a positive image size, got {self.width}x{self.height}")
-        if not (self.fx > 0 and self.fy > 0):
-            raise ValueError(f"Camera needs positive focal lengths, got fx={self.fx}, fy={self.fy}")
-        if not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
-            raise ValueError(f"Camera intrinsics must be finite, got {self}")
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Camera":
-        """Build from a subject's ``meta.json`` dict (``width``, ``height``, ``fx``, ``fy``, ``cx``, ``cy``)."""
-        missing = [k for k in ("width", "height", "fx", "fy", "cx", "cy") if k not in meta]
-        if missing:
-            raise ValueError(f"camera metadata lacks {', '.join(missing)}")
-        return cls(width=int(meta["width"]), height=int(meta["height"]), fx=float(meta["fx"]),
-                   fy=float(meta["fy"]), cx=float(meta["cx"]), cy=float(meta["cy"]))
-
-    def intrinsics(self, device=None, dtype=torch.float32) -> torch.Tensor:
-        """The 3x3 matrix ``K`` ``[3,3]``."""
-        return torch.tensor([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]],
-                            device=device, dtype=dtype)
-
-    def project(self, points: torch.Tensor) -> torch.Tensor:
-        """Camera-space points ``[...,3]`` -> pixel coordinates ``[...,2]`` (no culling)."""
-        z = points[..., 2]
-        return torch.stack([self.fx * points[..., 0] / z + self.cx, self.fy * points[..., 1] / z + self.cy], -1)
 
 
 @dataclasses.dataclass
@@ -65,7 +15,7 @@ class GaussianLayer:
     quats      [B,N,4]  orientation as a quaternion ``(w, x, y, z)``; need not be normalised
     scales     [B,N,3]  standard deviations along the rotated axes (linear, not log)
     opacities  [B,N]    peak opacity in [0,1]
-    colors     [B,N,3]  RGB in [0,1] (any channel count works; 3 is what ``render`` composites)
+    colors     [B,N,3]  RGB in [0,1] (any channel count works; 3 is what ``render_layers`` composites)
     """
 
     means: torch.Tensor
@@ -95,10 +45,6 @@ class GaussianLayer:
     @property
     def batch_size(self) -> int:
         return self.means.shape[0]
-
-    @property
-    def num_gaussians(self) -> int:
-        return self.means.shape[1]
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:

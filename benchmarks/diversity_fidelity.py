@@ -1,0 +1,100 @@
+"""The diversity–fidelity picture of a trained brain: FD exp / oracle against FRDiv / oracle over the sampler,
+its number of network evaluations, guidance and eta, on a corpus with resamples (the oracle).
+
+    python benchmarks/diversity_fidelity.py --data <corpus> --oracle R1 R2 R3 --checkpoint <brain.pth> \
+        --out <dir> [--samples 10] [--device cuda --precision bf16 --cuda_graphs] [--workers 8] \
+        [--max_clips N] [--max_seconds S] [--smoke]
+
+runs ``brain.evaluate`` once with one ``diffusion[...]`` row per grid point (``GRID``) plus the baselines, and
+writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with ratio_to_oracle, metrics.md),
+``<dir>/diversity_fidelity.png`` and ``<dir>/diversity_fidelity.md`` (the grid as a table). The ideal point is
+(1, 1): as diverse as real listeners and as close to the truth as a resampled one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brain.evaluate import EvalConfig, evaluate  # noqa: E402
+from utils.atomic import atomic_output, save_json  # noqa: E402
+from utils.cli import cli_main  # noqa: E402
+
+# (label, sweep entry): the sampler at several budgets, guidance and eta at the default budget.
+GRID = [*((f"dpmpp_2m, {n} NFE", f"sampler=dpmpp_2m,steps={n}") for n in (5, 10, 15, 25)),
+        *((f"ddim, {n} NFE", f"sampler=ddim,steps={n}") for n in (5, 15, 50)),
+        *((f"ddim η={eta:g}, 15 NFE", f"sampler=ddim,steps=15,eta={eta:g}") for eta in (0.5, 1.0)),
+        *((f"dpmpp_2m, guidance {g:g}", f"sampler=dpmpp_2m,steps=15,guidance={g:g}") for g in (1.0, 1.5, 3.0))]
+RATIOS = ("fd_exp", "pfd_exp", "frdiv", "sid_exp", "amp_ratio")
+
+
+def plot(path: Path, points: dict[str, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 5))
+    for label, ratios in points.items():
+        marker = "o" if label.startswith("dpmpp") else ("s" if label.startswith("ddim") else "^")
+        axis.scatter(ratios["frdiv"], ratios["fd_exp"], marker=marker)
+        axis.annotate(label, (ratios["frdiv"], ratios["fd_exp"]), fontsize=7, xytext=(3, 3),
+                      textcoords="offset points")
+    axis.axvspan(0.85, 1.15, color="green", alpha=0.08)
+    axis.axhline(1.3, color="grey", linestyle=":", linewidth=1)
+    axis.scatter([1], [1], marker="*", s=150, color="black")
+    axis.set_xlabel("FRDiv / oracle (diversity; 1 = real listeners)")
+    axis.set_ylabel("FD exp / oracle (fidelity; 1 = a resampled listener)")
+    axis.set_title("diversity–fidelity (★ the oracle; shaded: FRDiv ±15%; dotted: FD 1.3×)")
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=130)
+    plt.close(figure)
+
+
+@cli_main("benchmarks/diversity_fidelity.py")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--oracle", nargs="+", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--max_clips", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--cuda_graphs", action="store_true")
+    parser.add_argument("--max_seconds", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring the rows")
+    parser.add_argument("--baselines", default="mean,random,nearest,mirror")
+    parser.add_argument("--smoke", action="store_true", help="two grid points only (a check that it runs)")
+    args = parser.parse_args(argv)
+    grid = GRID[1:3] if args.smoke else GRID
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = EvalConfig(data=args.data, out=str(out / "evaluation"), checkpoint=args.checkpoint, oracle=args.oracle,
+                     samples=args.samples, max_clips=args.max_clips, max_seconds=args.max_seconds,
+                     device=args.device, precision=args.precision, cuda_graphs=args.cuda_graphs,
+                     baselines=args.baselines, shuffled_speaker=True, workers=args.workers,
+                     sweep=[entry for _, entry in grid], plot_clips=1)
+    results = evaluate(cfg)
+    points = {label: results[f"diffusion[{entry}]"]["ratio_to_oracle"] for label, entry in grid}
+    points["checkpoint default"] = results["diffusion"]["ratio_to_oracle"]
+    for name in ("diffusion[shuffled]", *args.baselines.split(",")):
+        if name in results:
+            points[name] = results[name]["ratio_to_oracle"]
+    plot(out / "diversity_fidelity.png", points)
+    lines = ["| sampling | " + " | ".join(f"{m} / oracle" for m in RATIOS) + " |", "|---|" + "---:|" * len(RATIOS)]
+    lines += [f"| {label} | " + " | ".join(f"{ratios.get(m, float('nan')):.3f}" for m in RATIOS) + " |"
+              for label, ratios in points.items()]
+    table = "\n".join(lines) + "\n"
+    (out / "diversity_fidelity.md").write_text(table)
+    save_json(out / "diversity_fidelity.json", points)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The brain's GPU measurements (issues: calibration against the oracle, attitude control, chunk speed), in
+# phases so a lent machine's short calls can run them (benchmarks/gpu_session.sh calls these):
+#
+#   bash benchmarks/gpu_stage_brain.sh speed     # chunk latency of the shipped architecture (random weights)
+#   bash benchmarks/gpu_stage_brain.sh start     # benchmark world + 3 resamples; the trainings start in the background
+#   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; oracle evaluation, diversity-fidelity grid,
+#                                                # attitudes, the old-sampler control; slim checkpoint
+#
+# Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
+# MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
+# checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
+# SAMPLES [5], WORKERS [4] (scoring processes per evaluation), OLD_CODE (a checkout of the brain before the
+# sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
+# is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
+#
+# The variants (all configs/brain_config.yaml on the same world):
+#   shipped     the preset as it is
+#   x0weight    diffusion.loss_weighting=x0 (plain x0 L2 instead of EDM's 1/c_out² weighting)
+#   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+work="${WORK:-/tmp/diff_listener_gpu}/brain"
+out="${OUT_DIR:-$work/out}"
+mkdir -p "$work" "$out"
+python="${PYTHON:-python3}"
+steps="${STEPS:-12000}"; minutes="${MINUTES:-9}"; clips="${CLIPS:-300}"; seconds="${SECONDS_PER_CLIP:-20}"
+samples="${SAMPLES:-5}"; workers="${WORKERS:-4}"; device=cuda; eval_extra=(--precision bf16 --cuda_graphs)
+train_extra=()
+if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
+    steps=6; minutes=2; clips=20; seconds=6; samples=2; workers=2; device=cpu; eval_extra=(--max_clips 2)
+    train_extra=(model.width=32 model.layers=1 model.heads=4 train.batch_size=8 train.val_every=3
+                 train.checkpoint_every=3 train.log_every=1 train.val_windows=8 train.warmup_steps=1)
+fi
+world="$work/world"
+resamples=("$work/resample1" "$work/resample2" "$work/resample3")
+variants=(shipped x0weight)
+[ -n "${OLD_CODE:-}" ] && variants+=(old)
+
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+
+phase_speed() {
+    stamp "chunk latency (random weights of configs/brain_config.yaml)"
+    if [ -n "${TINY:-}" ]; then
+        $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile 2>&1 | tee "$out/bench_brain.txt"
+    else
+        $python benchmarks/bench_brain.py 2>&1 | tee "$out/bench_brain.txt"
+    fi
+}
+
+write_training_script() {  # write_training_script <name>: the variant's training as a script of its own
+    local name="$1" root="$PWD" overrides=()
+    case "$name" in
+        x0weight) overrides=(diffusion.loss_weighting=x0) ;;
+        old) root="$OLD_CODE" ;;
+    esac
+    cat > "$work/train_$name.sh" <<SCRIPT
+# A wall-clock cap: past it the run is killed and its last checkpoint (every 1000 steps) is the result.
+cd "$root" && PYTHONPATH="$root" timeout -s KILL ${minutes}m $python train_diffusion.py \
+    --config configs/brain_config.yaml --data "$world" --out "$work/$name" train.max_steps=$steps \
+    train.device=$device ${overrides[*]} ${train_extra[*]} > "$work/$name.log" 2>&1
+echo \$? > "$work/$name.done"
+SCRIPT
+}
+
+phase_start() {
+    stamp "benchmark world ($clips x $seconds s) and 3 resamples"
+    local pids=()
+    for j in 0 1 2 3; do
+        local target="$world"; [ "$j" -gt 0 ] && target="${resamples[$((j - 1))]}"
+        [ -f "$target/meta.json" ] || $python -m data_utils.synthetic_dyadic --out "$target" --clips "$clips" \
+            --seconds "$seconds" --seed 0 --resample_seed "$j" > "$work/world$j.log" 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    stamp "trainings start: ${variants[*]} (up to $steps steps or $minutes min each)"
+    for name in "${variants[@]}"; do
+        rm -f "$work/$name.done"
+        write_training_script "$name"
+        # A session of its own: the training outlives this call; nothing is started after the call returns.
+        setsid bash "$work/train_$name.sh" > /dev/null 2>&1 < /dev/null &
+    done
+}
+
+wait_trainings() {
+    for name in "${variants[@]}"; do
+        while [ ! -f "$work/$name.done" ]; do sleep 5; done
+        stamp "$name: exit $(cat "$work/$name.done"); $(grep -a '^\[train\] step' "$work/$name.log" | tail -n 1)"
+    done
+}
+
+phase_finish() {
+    wait_trainings
+    local pids=()
+    # The shipped preset: the diversity-fidelity grid (every row against the oracle) ...
+    $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
+        --checkpoint "$work/shipped/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
+        --device "$device" --workers "$workers" "${eval_extra[@]}" > "$work/df_shipped.log" 2>&1 &
+    pids+=($!)
+    # ... its attitude control and the ablations ...
+    $python -m brain.evaluate --data "$world" --split test --checkpoint "$work/shipped/checkpoint.pth" \
+        --oracle "${resamples[@]}" --samples "$samples" --baselines none --attitudes --audio_only \
+        --speaker_exp_only --device "$device" --workers "$workers" "${eval_extra[@]}" \
+        --out "$work/eval_attitudes" > "$work/eval_attitudes.log" 2>&1 &
+    pids+=($!)
+    # ... the other weighting, and the old sampler's samples scored by today's metrics (--external).
+    $python -m brain.evaluate --data "$world" --split test --checkpoint "$work/x0weight/checkpoint.pth" \
+        --oracle "${resamples[@]}" --samples "$samples" --baselines none --shuffled_speaker \
+        --sweep "sampler=ddim,steps=15" --device "$device" --workers "$workers" "${eval_extra[@]}" \
+        --out "$work/eval_x0weight" > "$work/eval_x0weight.log" 2>&1 &
+    pids+=($!)
+    if [ -n "${OLD_CODE:-}" ]; then
+        (cd "$OLD_CODE" && PYTHONPATH="$OLD_CODE" $python -m brain.evaluate --data "$world" --split test \
+            --checkpoint "$work/old/checkpoint.pth" --samples "$samples" --baselines none --save_samples \
+            --shuffled_speaker --step_sweep 5 50 --device "$device" "${eval_extra[@]}" --out "$work/eval_old_raw" \
+            > "$work/eval_old_raw.log" 2>&1 && cd - > /dev/null &&
+         $python -m brain.evaluate --data "$world" --split test --oracle "${resamples[@]}" --baselines none \
+            --external "old[ddim,15]=$work/eval_old_raw/samples/diffusion" \
+            "old[ddim,5]=$work/eval_old_raw/samples/diffusion[steps=5]" \
+            "old[ddim,50]=$work/eval_old_raw/samples/diffusion[steps=50]" \
+            "old[shuffled]=$work/eval_old_raw/samples/diffusion[shuffled]" \
+            --out "$work/eval_old" >> "$work/eval_old_raw.log" 2>&1) &
+        pids+=($!)
+    fi
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    stamp "evaluations done"
+    $python -m utils.checkpoint export "$work/shipped/checkpoint.pth" "$out/brain_shipped_slim.pth" || true
+    collect
+}
+
+collect() {  # one archive of every small result (the lent machine returns at most 8 files)
+    local files=()
+    for path in "$work"/*.log "$work"/df_shipped "$work"/eval_attitudes "$work"/eval_x0weight "$work"/eval_old \
+                "$work"/eval_old_raw/metrics.md "$work"/*/scalars.csv "$work"/*/config.yaml; do
+        [ -e "$path" ] && files+=("${path#"$work"/}")
+    done
+    tar -C "$work" --exclude='samples' -czf "$out/brain_results.tar.gz" "${files[@]}"
+    stamp "results: $out/brain_results.tar.gz ($(du -h "$out/brain_results.tar.gz" | cut -f1))"
+    for table in "$work/df_shipped/diversity_fidelity.md" "$work/eval_attitudes/metrics.md"; do
+        [ -f "$table" ] && { echo "== $table"; tail -n 40 "$table"; }
+    done
+}
+
+for phase in "$@"; do
+    "phase_$phase"
+done
