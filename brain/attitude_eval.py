@@ -154,7 +154,6 @@ class AttitudeEvaluation:
         self.samples_per_sweep, self.seed, self.sampling = samples_per_sweep, seed, dict(sampling)
         self.sweeps = {name: [float(v) for v in values] for name, values in
                        (("intensity", intensity_sweep), ("guidance_attitude", guidance_sweep)) if values}
-        self.chunk_frames = chunk_frames
         self.labels = np.array([self.attitudes.index(clip.attitude) for clip in self.test_clips])  # [N]
         self.classifier = AttitudeClassifier.fit(train_clips, self.attitudes)
         self.clips_of = {name: [i for i, label in enumerate(self.labels) if label == index]
@@ -166,11 +165,6 @@ class AttitudeEvaluation:
         self.classified: dict[str, float] = {}  # method -> share of windows classified as the clips' attitude
         self.requested = np.full((len(self.attitudes), len(self.attitudes)), np.nan)
         self.own_samples: list[np.ndarray | None] = [None] * len(self.test_clips)
-        self.window_counts: dict[str, int] = {}
-
-    def method_options(self) -> list[tuple[str, dict]]:
-        """``(name, generate() options)`` of the rows sampling every test clip with one attitude."""
-        return [(ATTITUDE_METHOD.format(name), {"attitude": name}) for name in self.attitudes]
 
     def _predictions(self, samples) -> tuple[np.ndarray, np.ndarray]:
         """Classified attitude and the clip's label of every window of every sample: ``([n], [n])``."""
@@ -194,7 +188,6 @@ class AttitudeEvaluation:
             return
         index = self.attitudes.index(requested)
         self.requested[index] = confusion_matrix(np.full(len(predicted), index), predicted, len(self.attitudes))[index]
-        self.window_counts[name] = len(predicted)
         indices = self.clips_of[requested]
         for i in indices:
             self.own_samples[i] = samples[i]
