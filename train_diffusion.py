@@ -81,13 +81,16 @@ class Distributed:
 
 
 def build_data(cfg: BrainConfig, device: torch.device) -> tuple[WindowDataset, WindowDataset, Normalizer]:
-    """Train/val window datasets on ``device`` and the normaliser fitted on the training clips."""
+    """Train/val window datasets on ``device`` and the normaliser fitted on the training clips. A labelled
+    corpus's attitude names enter ``cfg.model.attitudes`` (unless ``model.use_attitude_labels`` is off)."""
     corpus = DyadicCorpus(cfg.data)
+    cfg.model.attitudes = corpus.attitudes if cfg.model.use_attitude_labels else []
     train_clips = load_split_clips(corpus, "train", cfg.model)
     val_clips = load_split_clips(corpus, "val", cfg.model)
     normalizer = Normalizer.fit([c.listener for c in train_clips], [c.speaker_exp for c in train_clips])
     train_set = WindowDataset(train_clips, normalizer, cfg.model, stride=cfg.train.window_stride).to(device)
-    val_set = WindowDataset(val_clips, normalizer, cfg.model, stride=cfg.model.chunk_frames).to(device)
+    val_set = WindowDataset(val_clips, normalizer, cfg.model, stride=cfg.model.chunk_frames,
+                            typical_energy=train_set.typical_energy).to(device)
     return train_set, val_set, normalizer.to(device)
 
 

@@ -20,6 +20,11 @@ class ModelConfig:
     history_frames: int = 25  # clean listener frames the window is conditioned on
     window_frames: int = 16  # frames denoised per step; the first chunk_frames are emitted
     chunk_frames: int = 8  # frames emitted per streaming step; the speaker is seen up to the chunk's end
+    # Reaction controls (brain/conditions.py). A labelled corpus is conditioned on when use_attitude_labels;
+    # training then records the corpus's names in ``attitudes`` (leave it empty in presets).
+    use_attitude_labels: bool = True
+    attitudes: list[str] = field(default_factory=list)
+    intensity_frames: int = 0  # span of the motion-energy condition centred on each window; 0: no intensity input
 
 
 @dataclass
@@ -41,6 +46,7 @@ class DiffusionConfig:
     drop_speaker_exp: float = 0.1
     drop_both: float = 0.1
     drop_history: float = 0.1
+    drop_attitude: float = 0.1  # independent of the others; only matters when the model has attitudes
     # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
     # model learns not to copy its own past errors forward, against drift in long autoregressive rollouts.
     history_noise: float = 0.0
@@ -54,6 +60,7 @@ class SampleConfig:
     eta: float = 0.0  # ddim only: share of each step's noise drawn afresh
     guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
     guidance_speaker_exp: float = 1.0
+    guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (a fourth branch)
 
 
 @dataclass

@@ -6,6 +6,13 @@
     <root>/clips/<clip_id>/speaker_exp.npy     float32 [T,50]
     <root>/clips/<clip_id>/listener.npy        float32 [T,56]
     <root>/clips/<clip_id>/speaker.wav         optional
+    <root>/clips/<clip_id>/labels.json         optional {"attitude": "<name>"}
+
+Attitude labels are all or nothing: a corpus whose ``meta.json`` lists ``"attitudes": [names]`` is
+*labelled*, and then every clip must carry a ``labels.json`` whose ``"attitude"`` is one of those names (a
+clip without one is refused: training would otherwise silently learn it as "no attitude"). A corpus whose
+``meta.json`` lists none is unlabelled, and a clip there that names an attitude is refused too (a writer
+that forgot the list). Other keys of ``labels.json`` are ignored, for labels a later reader may add.
 
 Every refusal is a :class:`CorpusError` naming the clip, the file and the numbers.
 """
@@ -37,6 +44,7 @@ class Clip:
     speaker_exp: np.ndarray  # float32 [T,50]
     listener: np.ndarray  # float32 [T,56]
     wav_path: Path | None = None  # speaker.wav when present
+    attitude: str | None = None  # the listener's attitude (labels.json); None in an unlabelled corpus
 
     @property
     def num_frames(self) -> int:
@@ -72,6 +80,7 @@ class DyadicCorpus:
         for key, value in expected.items():
             if self.meta.get(key) != value:
                 raise CorpusError(f"{meta_path}: {key} is {self.meta.get(key)!r}, the contract requires {value}")
+        self.attitudes = _attitude_names(self.meta.get("attitudes"), meta_path)  # [] when unlabelled
 
     def split_ids(self, split: str) -> list[str]:
         if split not in SPLITS:
@@ -103,16 +112,52 @@ class DyadicCorpus:
             raise CorpusError(f"clip {clip_id}: {num_frames} frames, shorter than the {min_frames} the model needs")
         wav = clip_dir / "speaker.wav"
         return Clip(clip_id, arrays["speaker_audio"], arrays["speaker_exp"], arrays["listener"],
-                    wav if wav.is_file() else None)
+                    wav if wav.is_file() else None, self._read_attitude(clip_id, clip_dir / "labels.json"))
+
+    def _read_attitude(self, clip_id: str, path: Path) -> str | None:
+        """The clip's attitude from ``labels.json`` (see the module docstring for what is refused)."""
+        source = f"clip {clip_id}, labels.json"
+        if not path.is_file():
+            if self.attitudes:
+                raise CorpusError(f"{source}: missing file {path}; meta.json lists attitudes "
+                                  f"({', '.join(self.attitudes)}), so every clip must be labelled")
+            return None
+        try:
+            labels = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorpusError(f"{source}: invalid JSON in {path} ({exc})") from exc
+        if not isinstance(labels, dict):
+            raise CorpusError(f"{source}: expected a JSON object like {{\"attitude\": \"<name>\"}}, got {labels!r}")
+        attitude = labels.get("attitude")
+        if not self.attitudes:
+            if attitude is not None:
+                raise CorpusError(f"{source}: labels attitude {attitude!r}, but {self.root / 'meta.json'} lists "
+                                  f"no \"attitudes\"")
+            return None
+        if attitude not in self.attitudes:
+            raise CorpusError(f"{source}: attitude {attitude!r} is not one of meta.json's attitudes "
+                              f"({', '.join(self.attitudes)})")
+        return attitude
 
     def load_split(self, split: str, *, min_frames: int = 1) -> list[Clip]:
         return [self.load_clip(clip_id, min_frames=min_frames) for clip_id in self.split_ids(split)]
 
 
+def _attitude_names(names, meta_path: Path) -> list[str]:
+    """``meta.json``'s ``"attitudes"``: absent (``[]``, unlabelled) or a non-empty list of distinct names."""
+    if names is None:
+        return []
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)):
+        raise CorpusError(f"{meta_path}: \"attitudes\" must be a non-empty list of distinct names, got {names!r}")
+    return list(names)
+
+
 def write_corpus_meta(root: str | Path, attitudes: list[str] | None = None) -> None:
     """Write the contract's ``meta.json`` (used by the corpus writers in ``data_utils``); ``attitudes``: the
-    names a clip's ``labels.json`` may use, written as ``meta["attitudes"]``."""
+    names a clip's ``labels.json`` may use, written as ``meta["attitudes"]`` — a labelled corpus, whose every
+    clip then needs a ``labels.json`` (module docstring)."""
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
     if attitudes is not None:
-        meta["attitudes"] = list(attitudes)
+        meta["attitudes"] = _attitude_names(list(attitudes), Path(root) / "meta.json")
     save_json(Path(root) / "meta.json", meta)

@@ -6,6 +6,9 @@ A window starting at frame ``s`` of a clip is the triple the denoiser sees (``H`
     history        listener  [s-H, s)     frames before the clip start are marked invalid
     target         listener  [s, s+W)     always inside the clip
     speaker        audio/exp [s-H, s+C)   frames before the clip start are marked invalid
+    attitude       the clip's attitude index in ``model.attitudes`` (``NO_ATTITUDE`` when unlabelled)
+    intensity      log2(motion energy of the frames around the window / the attitude's typical energy),
+                   when ``model.intensity_frames`` > 0 (brain/conditions.py)
 
 Every clip is validated by ``DyadicCorpus.load_clip(min_frames=W)``, so a broken clip stops training with
 the contract's error naming the clip, the file and the numbers. The whole split lives in a few tensors
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from brain.conditions import NO_ATTITUDE, typical_energies, window_energies
 from brain.config import ModelConfig
-from brain.data import Clip, DyadicCorpus
+from brain.data import Clip, CorpusError, DyadicCorpus
 from brain.denoiser import Conditioning
 from brain.normalizer import Normalizer
 
@@ -27,9 +31,14 @@ def load_split_clips(corpus: DyadicCorpus, split: str, cfg: ModelConfig) -> list
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Windows every ``stride`` frames of every clip; ``gather(indices)`` -> ``(Conditioning, target)``."""
+    """Windows every ``stride`` frames of every clip; ``gather(indices)`` -> ``(Conditioning, target)``.
 
-    def __init__(self, clips: list[Clip], normalizer: Normalizer, cfg: ModelConfig, *, stride: int = 1):
+    ``typical_energy [A+1]`` (see :func:`brain.conditions.typical_energies`) is what intensities are relative
+    to; None fits it on these clips (the training set; the validation set is given the training set's).
+    """
+
+    def __init__(self, clips: list[Clip], normalizer: Normalizer, cfg: ModelConfig, *, stride: int = 1,
+                 typical_energy: torch.Tensor | None = None):
         if not clips:
             raise ValueError("WindowDataset needs at least one clip")
         if stride < 1:
@@ -39,26 +48,46 @@ class WindowDataset(torch.utils.data.Dataset):
             self.listener = normalizer.normalize_listener(torch.cat([torch.from_numpy(c.listener) for c in clips]))
             self.speaker_exp = normalizer.normalize_speaker_exp(torch.cat([torch.from_numpy(c.speaker_exp) for c in clips]))
         self.speaker_audio = torch.cat([torch.from_numpy(c.speaker_audio) for c in clips])
-        starts, clip_offsets, offset = [], [], 0
+        starts, clip_offsets, clip_ends, attitudes, offset = [], [], [], [], 0
         for clip in clips:
             window_starts = torch.arange(0, clip.num_frames - cfg.window_frames + 1, stride)
             starts.append(offset + window_starts)
             clip_offsets.append(torch.full_like(window_starts, offset))
+            clip_ends.append(torch.full_like(window_starts, offset + clip.num_frames))
+            attitudes.append(torch.full_like(window_starts, self._attitude_index(clip)))
             offset += clip.num_frames
         self.window_start = torch.cat(starts)  # [N] global frame index of each window's first frame
         self.clip_start = torch.cat(clip_offsets)  # [N] global frame index of its clip's first frame
+        self.attitude = torch.cat(attitudes)  # [N] attitude index, NO_ATTITUDE for an unlabelled clip
+        self.typical_energy, self.intensity = None, None
+        if cfg.intensity_frames > 0:
+            energy = window_energies(self.listener, self.clip_start, torch.cat(clip_ends), self.window_start,
+                                     cfg.window_frames, cfg.intensity_frames)  # [N]
+            if typical_energy is None:
+                typical_energy = typical_energies(energy, self.attitude, len(cfg.attitudes))
+            self.typical_energy = typical_energy.cpu()  # [A+1]
+            self.intensity = torch.log2(energy / self.typical_energy[self.attitude])  # [N]
+
+    def _attitude_index(self, clip: Clip) -> int:
+        if not self.cfg.attitudes or clip.attitude is None:
+            return NO_ATTITUDE
+        if clip.attitude not in self.cfg.attitudes:
+            raise CorpusError(f"clip {clip.clip_id}: attitude {clip.attitude!r} is not one of the model's "
+                             f"({', '.join(self.cfg.attitudes)})")
+        return self.cfg.attitudes.index(clip.attitude)
 
     def __len__(self) -> int:
         return len(self.window_start)
 
     def to(self, device) -> "WindowDataset":
-        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start"):
-            setattr(self, name, getattr(self, name).to(device))
+        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start", "attitude", "intensity"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(device))
         return self
 
     def __getitem__(self, index: int) -> tuple[Conditioning, torch.Tensor]:
         cond, target = self.gather(torch.tensor([index], device=self.window_start.device))
-        return Conditioning(*(value[0] for value in cond.tensors())), target[0]
+        return cond.map(lambda value: value[0]), target[0]
 
     def gather(self, indices: torch.Tensor) -> tuple[Conditioning, torch.Tensor]:
         """``indices [B]`` -> ``(Conditioning, target [B,W,56])`` on the dataset's device."""
@@ -77,5 +106,7 @@ class WindowDataset(torch.utils.data.Dataset):
                             history_valid=listener_valid[:, :cfg.history_frames],
                             speaker_audio=self.speaker_audio[speaker_index] * valid,
                             speaker_exp=self.speaker_exp[speaker_index] * valid,
-                            speaker_valid=speaker_valid)
+                            speaker_valid=speaker_valid,
+                            attitude=self.attitude[indices] if cfg.attitudes else None,
+                            intensity=None if self.intensity is None else self.intensity[indices])
         return cond, listener[:, cfg.history_frames:]

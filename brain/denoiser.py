@@ -16,8 +16,14 @@ of a clip) well defined.
 (``encode``) do not depend on the noisy window or the noise level, so sampling encodes them once per window
 and runs only ``denoise`` per DDIM step.
 
-Classifier-free guidance drops the audio, the expression and/or the history per sample by swapping in
-learned null embeddings (``torch.where``, no branches: the same graph serves every guidance branch).
+Reaction controls (brain/conditions.py), when the model has them: the attitude (a learned embedding per
+``model.attitudes`` name, or a null one) and the intensity (an MLP of the scalar ``log2(energy/typical)``)
+are summed into the noise-level embedding, so like the noise level they drive every block's adaLN modulation
+(DiT's class conditioning). They are encoded once per window with the rest of the condition.
+
+Classifier-free guidance drops the audio, the expression, the history and/or the attitude per sample by
+swapping in learned null embeddings (``torch.where``, no branches: the same graph serves every guidance
+branch).
 """
 from __future__ import annotations
 
@@ -28,9 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brain.conditions import NO_ATTITUDE
 from brain.config import ModelConfig
 from utils.config import ConfigError
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
+
+# The intensity input log2(energy / typical) spans about ±1 in the data; scaled by this, the noise level's sinusoidal
+# embedding (as SDXL embeds its size micro-conditioning) tells intensities 5 % apart.
+INTENSITY_EMBEDDING_SCALE = 25.0
 
 
 @dataclass
@@ -41,13 +52,24 @@ class Conditioning:
     speaker_audio: torch.Tensor  # [B,H+C,768] wav2vec2 features, raw
     speaker_exp: torch.Tensor  # [B,H+C,50] normalised speaker expression
     speaker_valid: torch.Tensor  # [B,H+C] bool: False before the clip starts / past the last frame
+    attitude: torch.Tensor | None = None  # [B] long index into model.attitudes, NO_ATTITUDE = none
+    intensity: torch.Tensor | None = None  # [B] float log2(motion energy / typical); None: 0, the typical
 
     def repeat(self, copies: int) -> "Conditioning":
         """Stack ``copies`` of the batch: ``[B,...] -> [copies*B,...]`` (guidance branches)."""
-        return Conditioning(*(value.repeat(copies, *([1] * (value.dim() - 1))) for value in self.tensors()))
+        return self.map(lambda value: value.repeat(copies, *([1] * (value.dim() - 1))))
+
+    def map(self, function) -> "Conditioning":
+        """A Conditioning with ``function`` applied to every tensor (the optional ones only where present)."""
+        return Conditioning(*(None if value is None else function(value) for value in self.fields()))
+
+    def fields(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.history, self.history_valid, self.speaker_audio, self.speaker_exp, self.speaker_valid,
+                self.attitude, self.intensity)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.history, self.history_valid, self.speaker_audio, self.speaker_exp, self.speaker_valid)
+        """The tensors that are present, in field order."""
+        return tuple(value for value in self.fields() if value is not None)
 
     @property
     def batch_size(self) -> int:
@@ -60,6 +82,7 @@ class EncodedCondition:
     history_tokens: torch.Tensor  # [B,H,D] embedded history (null where invalid or dropped), with type embedding
     speaker: torch.Tensor  # [B,1+S,D] sink token + speaker tokens
     cross_mask: torch.Tensor  # [B,1,H+W,1+S] bool, True = may attend
+    reaction: torch.Tensor | None = None  # [B,D] attitude + intensity embedding, added to the noise level's
 
 
 def noise_level_embedding(noise_level: torch.Tensor, dim: int) -> torch.Tensor:
@@ -148,6 +171,13 @@ class ListenerDenoiser(nn.Module):
         self.speaker_mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(approximate="tanh"),
                                          nn.Linear(width, width))
         self.time_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        if cfg.attitudes:
+            # PyTorch's N(0, 1) init, not DiT's 0.02: with 0.02 a tiny 300-step CPU model had not yet learned
+            # to use the label (it can read the attitude off the history instead); with N(0, 1) it had.
+            self.attitude_embedding = nn.Embedding(len(cfg.attitudes), width)
+            self.null_attitude = nn.Parameter(torch.zeros(width))
+        if cfg.intensity_frames > 0:
+            self.intensity_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.out_modulation = nn.Linear(width, 2 * width)
@@ -163,13 +193,14 @@ class ListenerDenoiser(nn.Module):
 
     def forward(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, cond: Conditioning,
                 drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-                drop_history: torch.Tensor | None = None) -> torch.Tensor:
+                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ); ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
-        encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history)
+        encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history,
+                              drop_attitude=drop_attitude)
         return self.denoise(noisy_window, noise_level, encoded)
 
     def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-               drop_history: torch.Tensor | None = None) -> EncodedCondition:
+               drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> EncodedCondition:
         """The part of the forward pass that does not depend on the noisy window or the noise level: computed
         once per window and reused by every DDIM step."""
         cfg = self.cfg
@@ -200,7 +231,23 @@ class ListenerDenoiser(nn.Module):
         visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S]
         sink = torch.ones_like(visible[..., :1])
         cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S]
-        return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask)
+        reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
+        return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction)
+
+    def encode_reaction(self, cond: Conditioning, drop_attitude: torch.Tensor) -> torch.Tensor | None:
+        """``[B,D]`` attitude (null where ``NO_ATTITUDE``, absent or dropped) + intensity embedding; None for a
+        model with neither."""
+        cfg, batch, device = self.cfg, cond.batch_size, cond.history.device
+        reaction = None
+        if cfg.attitudes:
+            attitude = cond.attitude if cond.attitude is not None else torch.full((batch,), NO_ATTITUDE, device=device)
+            known = (attitude != NO_ATTITUDE) & ~drop_attitude
+            reaction = torch.where(known[:, None], self.attitude_embedding(attitude.clamp(min=0)), self.null_attitude)
+        if cfg.intensity_frames > 0:
+            intensity = cond.intensity if cond.intensity is not None else torch.zeros(batch, device=device)
+            embedded = self.intensity_mlp(noise_level_embedding(INTENSITY_EMBEDDING_SCALE * intensity, cfg.width))
+            reaction = embedded if reaction is None else reaction + embedded
+        return reaction
 
     def denoise(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, encoded: EncodedCondition) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ) and an :meth:`encode` result -> ``[B,W,56]``."""
@@ -211,7 +258,8 @@ class ListenerDenoiser(nn.Module):
                              f"got {list(noisy_window.shape)}")
         window_tokens = self.listener_in(noisy_window) + self.token_type[1]
         x = torch.cat([encoded.history_tokens, window_tokens], dim=1) + self.position  # [B,H+W,D]
-        time = F.silu(self.time_mlp(noise_level_embedding(noise_level, cfg.width)))  # [B,D]
+        time = self.time_mlp(noise_level_embedding(noise_level, cfg.width))  # [B,D]
+        time = F.silu(time if encoded.reaction is None else time + encoded.reaction)
         for block in self.blocks:
             x = block(x, encoded.speaker, encoded.cross_mask, time)
         shift, scale = self.out_modulation(time).chunk(2, dim=-1)

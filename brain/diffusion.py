@@ -28,13 +28,16 @@ analytic numbers).
   window; ``eta`` in [0, 1] re-draws that share of each step's noise (0: the deterministic ODE solver; 1 with
   ``ddim``: DDPM's ancestral sampling; with ``dpmpp_2m``: DPM-Solver++(2M) SDE).
 * Classifier-free guidance per modality. Training drops audio, expression or both (exclusive, with
-  ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``).
-  Sampling evaluates three branches in one batched forward — none, audio only, audio + expression — and
-  combines the x0 predictions
+  ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``) and
+  the attitude (``drop_attitude``). Sampling evaluates three branches in one batched forward — none, audio
+  only, audio + expression, each with the requested attitude and intensity ``c`` — and, for attitude
+  guidance, a fourth: audio + expression without the attitude. It combines the x0 predictions
 
-      x0 = x0(∅) + g_audio · (x0(audio) − x0(∅)) + g_exp · (x0(audio, exp) − x0(audio))
+      x0 = x0(∅|c) + g_audio · (x0(audio|c) − x0(∅|c)) + g_exp · (x0(audio, exp|c) − x0(audio|c))
+           + (g_attitude − 1) · (x0(audio, exp|c) − x0(audio, exp|no attitude))
 
-  so ``g_audio = g_exp = 1`` is plain conditional sampling (then only one branch is run).
+  so ``g_audio = g_exp = g_attitude = 1`` is plain conditional sampling (then only one branch is run) and
+  ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for.
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   noise level σ_data, no condition dropout; sampling is one forward pass.
 """
@@ -146,8 +149,9 @@ class ListenerDiffusion(nn.Module):
         both = ((draw >= cfg.drop_audio + cfg.drop_speaker_exp)
                 & (draw < cfg.drop_audio + cfg.drop_speaker_exp + cfg.drop_both))
         drop_history = torch.rand(batch, generator=generator, device=device) < cfg.drop_history
+        drop_attitude = torch.rand(batch, generator=generator, device=device) < cfg.drop_attitude
         return {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both,
-                "drop_history": drop_history}
+                "drop_history": drop_history, "drop_attitude": drop_attitude}
 
     def training_sigmas(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
         """``[B]`` noise levels: ``ln σ ~ N(p_mean, p_std²)``."""
@@ -191,32 +195,45 @@ class ListenerDiffusion(nn.Module):
         return karras_sigmas(steps, self.cfg.sigma_min, self.cfg.sigma_max, self.cfg.rho)
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
-                  guidance_audio: float, guidance_speaker_exp: float) -> torch.Tensor:
+                  guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0) -> torch.Tensor:
         """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling`
-        (3B rows when guided)."""
+        (3B or 4B rows when guided)."""
         batch = x.shape[0]
         branches = encoded.speaker.shape[0] // batch
         level = torch.full((branches * batch,), sigma, device=x.device)
         x0 = self.denoise(denoiser, x.repeat(branches, 1, 1), level, encoded)
         if branches == 1:
             return x0
-        none, audio, both = x0.chunk(3)
-        return none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
+        none, audio, both, *no_attitude = x0.chunk(branches)
+        guided = none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
+        if no_attitude:
+            guided = guided + (guidance_attitude - 1) * (both - no_attitude[0])
+        return guided
 
     @staticmethod
-    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, guided: bool) -> EncodedCondition:
-        """The condition encoded once per window: one branch, or the three guidance branches ∅, audio,
-        audio+exp stacked along the batch (flags built on the device: CUDA-graph capturable)."""
-        if not guided:
+    def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float) -> int:
+        """1 (plain conditional), 3 (∅, audio, audio+exp) or 4 (and audio+exp without the attitude)."""
+        if guidance_attitude != 1.0:
+            return 4
+        return 1 if guidance_audio == 1.0 and guidance_speaker_exp == 1.0 else 3
+
+    @staticmethod
+    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: int) -> EncodedCondition:
+        """The condition encoded once per window: the ``branches`` of :meth:`guidance_branches` stacked along
+        the batch — ∅, audio, audio+exp, audio+exp without the attitude (flags built on the device:
+        CUDA-graph capturable)."""
+        if branches == 1:
             return denoiser.encode(cond)
-        branch = torch.arange(3 * cond.batch_size, device=cond.history.device)
-        return denoiser.encode(cond.repeat(3), drop_audio=branch < cond.batch_size,
-                               drop_speaker_exp=branch < 2 * cond.batch_size)
+        batch = cond.batch_size
+        branch = torch.arange(branches * batch, device=cond.history.device)
+        return denoiser.encode(cond.repeat(branches), drop_audio=branch < batch, drop_speaker_exp=branch < 2 * batch,
+                               drop_attitude=branch >= 3 * batch)
 
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
                eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
-               noise: torch.Tensor | None = None, step_noise: torch.Tensor | None = None,
+               guidance_attitude: float = 1.0, noise: torch.Tensor | None = None,
+               step_noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
         None) -> clean window ``[B,W,56]``.
@@ -235,13 +252,14 @@ class ListenerDiffusion(nn.Module):
             noise = torch.randn(shape, generator=generator, device=device)
         if eta and step_noise is None:
             step_noise = torch.randn((steps, *shape), generator=generator, device=device)
-        guided = not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0)
-        encoded = self.encode_for_sampling(denoiser, cond, guided)
+        encoded = self.encode_for_sampling(
+            denoiser, cond, self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude))
         sigmas = self.sampling_sigmas(steps)
         x = noise * sigmas[0]
         previous_x0, previous_step = None, None
         for index, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-            x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp)
+            x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp,
+                                guidance_attitude)
             if sigma_next == 0:
                 x = x0
                 break

@@ -5,6 +5,7 @@
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
         [--cuda_graphs] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
+        [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
 refused):
@@ -16,6 +17,7 @@ refused):
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
     <dir>/samples/<method>/<clip_id>.npy   float32 [K,T,56], with --save_samples
+    <dir>/attitude_confusion.png, intensity_sweep.png, guidance_attitude_sweep.png   with --attitudes
 
 Methods: ``diffusion`` (``--checkpoint``), the baselines of ``brain.baselines`` (``--baselines all`` or a
 comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of the diffusion model, named
@@ -39,6 +41,13 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 every method gets ``metrics.json[method]["ratio_to_oracle"][metric]`` and a ratio table in metrics.md
 (:mod:`brain.oracle`).
 
+``--attitudes`` (a labelled corpus and checkpoint) adds a row ``diffusion[attitude=<name>]`` per attitude
+(every test clip sampled with that attitude), ``diffusion[own_attitude]`` (each clip with its own), and the
+reaction-control evaluation of :mod:`brain.attitude_eval` — an attitude classifier's confusion matrices,
+realism per attitude (the oracle's too), the intensity sweep (``--intensity_sweep``, default 0.5 0.7 1 1.4 2)
+and optionally an attitude-guidance sweep — under ``"attitudes"`` in metrics.json and after the tables in
+metrics.md.
+
 Streaming needs no separate run: ``ListenerPolicy.generate`` is the streaming loop, so ``seam`` (jumps at
 8-frame chunk boundaries) of ``diffusion`` is the streamed output's.
 """
@@ -54,6 +63,8 @@ import numpy as np
 from tqdm import tqdm
 
 from brain import oracle
+from brain.attitude_eval import (ATTITUDE_METHOD, DEFAULT_GUIDANCE_SWEEP as DEFAULT_ATTITUDE_GUIDANCE_SWEEP,
+                                 DEFAULT_INTENSITY_SWEEP, OWN_ATTITUDE_METHOD, AttitudeEvaluation)
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
@@ -100,6 +111,10 @@ class EvalConfig:
     external: list[str] = field(default_factory=list)  # NAME=DIR: samples made elsewhere, DIR/<clip_id>.npy
     plot_clips: int = 2
     oracle: list[str] = field(default_factory=list)  # resample corpora of `data`: the oracle rows (brain.oracle)
+    attitudes: bool = False  # the reaction-control evaluation (brain.attitude_eval)
+    intensity_sweep: list[float] = field(default_factory=lambda: list(DEFAULT_INTENSITY_SWEEP))
+    attitude_guidance_sweep: list[float] = field(default_factory=list)
+    sweep_samples: int = 2  # samples per clip at each swept value
 
 
 @dataclass
@@ -121,7 +136,7 @@ def load_clips(cfg: EvalConfig) -> tuple[list, list]:
         test_clips = test_clips[:cfg.max_clips]
     if cfg.max_seconds:
         cut_to_seconds(test_clips, cfg.max_seconds)
-    needs_train = cfg.speaker_exp_only or (_baseline_names(cfg) not in ([], ["regression"]))
+    needs_train = cfg.speaker_exp_only or cfg.attitudes or (_baseline_names(cfg) not in ([], ["regression"]))
     train_clips = corpus.load_split("train") if needs_train else []
     return test_clips, train_clips
 
@@ -203,6 +218,9 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                                   {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
         for entry in cfg.sweep:
             methods.append(Method(f"diffusion[{entry}]", policy, {**base, **parse_sweep_entry(entry)}))
+        if cfg.attitudes:
+            methods += [Method(ATTITUDE_METHOD.format(name), policy, {**base, "attitude": name})
+                        for name in policy.attitudes]
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -297,6 +315,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                    for name, samples in oracle.oracle_samples(resampled).items()] + methods
     chunk_frames = next((m.generator.chunk_frames for m in methods if hasattr(m.generator, "chunk_frames")), 8)
     context = MetricContext.from_clips(test_clips, seed=cfg.seed, chunk_frames=chunk_frames)
+    attitude_report = _attitude_evaluation(cfg, methods, test_clips, train_clips, chunk_frames)
 
     seconds, stds, plotted = {}, {"ground_truth": np.concatenate([c.listener for c in test_clips]).std(0)}, {}
     plot_count = min(cfg.plot_clips, len(test_clips))
@@ -304,12 +323,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     # --workers N, runs in N processes while the next method samples.
     scoring = MetricPool(context, cfg.workers)
     scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
+    if attitude_report:
+        attitude_report.score("ground_truth", [c.listener[None] for c in test_clips])
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
             samples = generate_samples(method, test_clips, cfg)
             seconds[method.name] = time.perf_counter() - start
             scoring.submit(method.name, samples)
+            if attitude_report:
+                attitude_report.score(method.name, samples)
             stds[method.name] = np.concatenate([m.reshape(-1, FLAME_DIM) for m in samples]).std(0)
             plotted[method.name] = samples[:plot_count]
             if cfg.save_samples:
@@ -317,6 +340,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
+        if attitude_report:
+            scoring.submit(OWN_ATTITUDE_METHOD, attitude_report.own_attitude_samples())
         results = scoring.results()
         tables = format_tables(results, len(test_clips), cfg.samples)
         if cfg.oracle:
@@ -324,14 +349,30 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
             for method, values in ratios.items():
                 results[method]["ratio_to_oracle"] = values
             tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
+        if attitude_report:
+            attitude_section, attitude_tables = attitude_report.finish(staging)
+            tables += "\n" + attitude_tables
         tables += "".join(f"\nNote: {note}\n" for note in notes)
-        save_json(staging / "metrics.json", results)
+        save_json(staging / "metrics.json", {**results, "attitudes": attitude_section} if attitude_report else results)
         (staging / "metrics.md").write_text(tables)
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
                "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes}
         save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results
+
+
+def _attitude_evaluation(cfg: EvalConfig, methods: list[Method], test_clips, train_clips,
+                         chunk_frames: int) -> AttitudeEvaluation | None:
+    """The ``--attitudes`` evaluation of the diffusion brain, or None without the flag."""
+    if not cfg.attitudes:
+        return None
+    diffusion = next((m for m in methods if m.name == "diffusion"), None)
+    if diffusion is None:
+        raise UsageError("--attitudes needs --checkpoint (a brain trained on a labelled corpus)")
+    return AttitudeEvaluation(diffusion.generator, test_clips, train_clips, samples_per_sweep=cfg.sweep_samples,
+                              seed=cfg.seed, sampling=diffusion.options, intensity_sweep=cfg.intensity_sweep,
+                              guidance_sweep=cfg.attitude_guidance_sweep, chunk_frames=chunk_frames)
 
 
 def _write_plots(folder: Path, clips, plotted: dict, stds: dict) -> None:
@@ -419,11 +460,22 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                         help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",
                         help="resamples of --data (synthetic_dyadic --resample_seed): the oracle rows and ratios")
+    parser.add_argument("--attitudes", action="store_true",
+                        help="reaction-control evaluation: attitude classifier, realism per attitude, intensity sweep")
+    parser.add_argument("--intensity_sweep", type=float, nargs="+", default=None,
+                        help=f"with --attitudes: intensities (default {' '.join(map(str, DEFAULT_INTENSITY_SWEEP))})")
+    parser.add_argument("--attitude_guidance_sweep", type=float, nargs="*", default=None,
+                        help="with --attitudes: attitude guidance scales, the alternative intensity knob "
+                             f"(no values: {' '.join(map(str, DEFAULT_ATTITUDE_GUIDANCE_SWEEP))})")
+    parser.add_argument("--sweep_samples", type=int, default=defaults.sweep_samples,
+                        help="with --attitudes: samples per clip at each swept value")
     args = vars(parser.parse_args(argv))
     if args["step_sweep"] is not None:
         args["step_sweep"] = args["step_sweep"] or list(DEFAULT_STEP_SWEEP)
     if args["guidance_sweep"] is not None:
         args["guidance_sweep"] = args["guidance_sweep"] or list(DEFAULT_GUIDANCE_SWEEP)
+    if args["attitude_guidance_sweep"] is not None:
+        args["attitude_guidance_sweep"] = args["attitude_guidance_sweep"] or list(DEFAULT_ATTITUDE_GUIDANCE_SWEEP)
     args = {k: v for k, v in args.items() if v is not None}
     return EvalConfig(**args)
 

@@ -7,6 +7,12 @@
     out = stream.push(audio_chunk, exp_chunk)    # [n,768], [n,50] -> [K,m,56], m a multiple of 8
     rest = stream.flush()                         # the last < 8 frames
 
+    policy.attitudes                              # e.g. ["positive", "neutral", "negative"]; [] if trained unlabelled
+    motion = policy.generate(speaker_audio, speaker_exp, attitude="positive", intensity=1.5)
+
+``attitude`` None samples without one (the model's null attitude); ``intensity`` is the motion energy asked
+for relative to the training data's typical for that attitude (1, the default; brain/conditions.py).
+
 Both run the same loop: every ``chunk_frames`` (8) speaker frames, the window starting at the next frame
 to emit is denoised, conditioned on the last ``history_frames`` emitted frames and on the speaker up to the
 end of that chunk; its first 8 frames are emitted. ``generate`` is ``push(everything)`` + ``flush()``, so
@@ -20,6 +26,7 @@ import os
 import numpy as np
 import torch
 
+from brain.conditions import NO_ATTITUDE, attitude_index, intensity_condition
 from brain.config import BrainConfig
 from brain.data import check_speaker_inputs
 from brain.denoiser import Conditioning, ListenerDenoiser
@@ -28,6 +35,7 @@ from brain.normalizer import Normalizer
 from utils.checkpoint import load_checkpoint
 from utils.config import config_from_dict
 from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
+from utils.errors import UsageError
 
 
 def fast_sampling_options(device: str | torch.device) -> dict:
@@ -66,6 +74,11 @@ class ListenerPolicy:
         self.chunk_frames = cfg.model.chunk_frames
         self.history_frames = cfg.model.history_frames
 
+    @property
+    def attitudes(self) -> list[str]:
+        """The attitude names the model was trained on (``[]`` for a checkpoint trained without labels)."""
+        return list(self.cfg.model.attitudes)
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, use_ema: bool = True,
                         precision: str = "fp32", cuda_graphs: bool = False,
@@ -83,7 +96,7 @@ class ListenerPolicy:
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler) -> dict:
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude) -> dict:
         defaults = self.cfg.sample
 
         def pick(value, default, kind):
@@ -92,25 +105,45 @@ class ListenerPolicy:
         return {"steps": pick(steps, defaults.steps, int), "sampler": pick(sampler, defaults.sampler, str),
                 "eta": pick(eta, defaults.eta, float),
                 "guidance_audio": pick(guidance_audio, defaults.guidance_audio, float),
-                "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float)}
+                "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float),
+                "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float)}
+
+    def reaction(self, attitude: str | None, intensity: float | None) -> tuple[int, float | None]:
+        """``(attitude index, intensity input)`` for the denoiser; UsageError naming the valid attitudes, or
+        for an intensity asked of a model trained without one."""
+        index = attitude_index(self.attitudes, attitude)
+        if self.cfg.model.intensity_frames == 0:
+            if intensity is not None:
+                raise UsageError("intensity asked of a model trained without an intensity condition "
+                                 "(model.intensity_frames=0)")
+            return index, None
+        return index, intensity_condition(intensity)
 
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
                guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
-               sampler: str | None = None) -> "ListenerStream":
+               sampler: str | None = None, *, attitude: str | None = None, intensity: float | None = None,
+               guidance_attitude: float | None = None) -> "ListenerStream":
         """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
-        ``None`` options take the checkpoint's ``sample`` defaults."""
+        ``None`` options take the checkpoint's ``sample`` defaults; ``attitude``/``intensity``: see the module
+        docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler)
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude)
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
-        return ListenerStream(self, num_samples, seed, options)
+        attitude, intensity = self.reaction(attitude, intensity)
+        if attitude == NO_ATTITUDE:
+            options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the fourth branch
+        return ListenerStream(self, num_samples, seed, options, attitude, intensity)
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
-                 guidance_speaker_exp: float | None = None, sampler: str | None = None) -> np.ndarray:
+                 guidance_speaker_exp: float | None = None, sampler: str | None = None, *,
+                 attitude: str | None = None, intensity: float | None = None,
+                 guidance_attitude: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
-        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler)
+        stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler,
+                             attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     @torch.no_grad()
@@ -132,7 +165,7 @@ class GraphedWindowSampler:
 
     def __init__(self, policy: ListenerPolicy, cond: Conditioning, noise: torch.Tensor,
                  step_noise: torch.Tensor | None, options: dict):
-        self.static_cond = Conditioning(*(value.clone() for value in cond.tensors()))
+        self.static_cond = cond.map(torch.clone)
         self.static_noise = noise.clone()
         self.static_step_noise = None if step_noise is None else step_noise.clone()
         stream = torch.cuda.Stream()
@@ -164,11 +197,15 @@ class GraphedWindowSampler:
 class ListenerStream:
     """Incremental generation; see :class:`ListenerPolicy` and the module docstring."""
 
-    def __init__(self, policy: ListenerPolicy, num_samples: int, seed: int, options: dict):
+    def __init__(self, policy: ListenerPolicy, num_samples: int, seed: int, options: dict,
+                 attitude: int = NO_ATTITUDE, intensity: float | None = None):
         self.policy = policy
         self.num_samples = num_samples
         self.options = options
         device = policy.device
+        # The reaction condition, fixed for the whole stream: [K] attitude index, [K] log2 intensity.
+        self.attitude = torch.full((num_samples,), attitude, dtype=torch.long, device=device)
+        self.intensity = None if intensity is None else torch.full((num_samples,), intensity, device=device)
         self.generator = torch.Generator(device=device).manual_seed(int(seed))
         model = policy.cfg.model
         self.window_frames = model.window_frames
@@ -231,7 +268,8 @@ class ListenerStream:
         k = self.num_samples
         cond = Conditioning(history=history, history_valid=history_valid.expand(k, -1),
                             speaker_audio=speaker_audio.expand(k, -1, -1),
-                            speaker_exp=speaker_exp.expand(k, -1, -1), speaker_valid=speaker_valid.expand(k, -1))
+                            speaker_exp=speaker_exp.expand(k, -1, -1), speaker_valid=speaker_valid.expand(k, -1),
+                            attitude=self.attitude if policy.attitudes else None, intensity=self.intensity)
         shape = (k, self.window_frames, FLAME_DIM)
         noise = torch.randn(shape, generator=self.generator, device=device)
         step_noise = None

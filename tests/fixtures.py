@@ -194,3 +194,15 @@ def write_vico_fixture(root: str | Path, emoca_root: str | Path, clips: list[dic
         writer.writeheader()
         writer.writerows(rows)
     return root
+
+
+def remove_attitude_labels(corpus_root: str | Path) -> Path:
+    """A dyadic corpus (DESIGN.md §3.1) made unlabelled in place, as a writer without attitudes leaves it: no
+    ``labels.json``, no ``"attitudes"`` in ``meta.json``. Returns the root."""
+    from brain.data import write_corpus_meta
+
+    corpus_root = Path(corpus_root)
+    for labels in corpus_root.glob("clips/*/labels.json"):
+        labels.unlink()
+    write_corpus_meta(corpus_root)
+    return corpus_root

@@ -9,7 +9,7 @@ import scipy.linalg
 from brain import evaluate
 from brain.data import CorpusError, DyadicCorpus
 from brain.oracle import load_resampled_listeners
-from data_utils.synthetic_dyadic import write_synthetic_corpus
+from data_utils.synthetic_dyadic import ATTITUDE_NAMES, write_synthetic_corpus
 from utils.flame import EXP, POSE
 
 CLIPS, SECONDS = 10, 3  # the train split (8 clips) is evaluated: the test split holds one clip only
@@ -98,7 +98,9 @@ def test_refuses_what_is_not_a_resample_of_the_evaluated_corpus(corpora, tmp_pat
     assert "clip clip_0009: missing folder" in _refusal(corpus, [lacking])
     relabelled = tmp_path / "relabelled"
     shutil.copytree(resamples[0], relabelled)
-    (relabelled / "clips" / "clip_0009" / "labels.json").write_text('{"attitude": "other"}\n')
+    labels = relabelled / "clips" / "clip_0009" / "labels.json"
+    other = next(name for name in ATTITUDE_NAMES if name not in labels.read_text())  # valid, but not the clip's
+    labels.write_text(json.dumps({"attitude": other}) + "\n")
     assert "labels.json differs" in _refusal(corpus, [relabelled])
 
     out = tmp_path / "eval"
