@@ -214,11 +214,19 @@ def load_resumable_checkpoint(path: Path, cfg: BrainConfig, device: torch.device
         saved = config_to_dict(config_from_dict(BrainConfig, payload["config"]))
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its config does not fit this code ({exc})") from exc
-    changes = resume_conflicts(saved, config_to_dict(cfg))
+    current = config_to_dict(cfg)
+    # The attitude names come from the corpus, read after this check; check_resume_settings compares them then.
+    current["model"]["attitudes"] = saved["model"]["attitudes"]
+    check_resume_settings(path, saved, current)
+    payload["config"] = saved
+    return payload
+
+
+def check_resume_settings(path: Path, saved: dict, current: dict) -> None:
+    changes = resume_conflicts(saved, current)
     if changes:
         raise CheckpointError(f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(changes)}); "
                               f"resume with the same {'.*/'.join(RESUME_MUST_MATCH)}.* settings, or start a new run")
-    return payload
 
 
 def save_training_checkpoint(path: Path, cfg: BrainConfig, step: int, model, ema, optimizer, normalizer,
@@ -249,6 +257,7 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
         optimizer = build_optimizer(cfg, model)
         step, val_losses = 0, {}
         if payload is not None:
+            check_resume_settings(checkpoint_path, payload["config"], config_to_dict(cfg))  # the corpus's attitudes too
             model.load_state_dict(payload["model"])
             ema.load_state_dict(payload["ema"])
             optimizer.load_state_dict(payload["optimizer"])

@@ -1,116 +1,110 @@
 #!/usr/bin/env bash
-# Runs named stages on a GPU machine where the project is not pip-installed (e.g. a lent box with its own
-# torch): installs any wheels found in .whl/ into a private site dir, builds gsplat's CUDA extension once,
-# then runs the stages in order, each logged to $LOG_DIR/<stage>.log.
+# Every GPU measurement of the project in three calls of a lent machine (each under its 10-minute limit; the
+# machine goes back 30 s after a call, so the next call follows at once and polls what the last one started).
+# Installs the wheels in .whl/ (gsplat, imageio-ffmpeg) into a private site dir, builds gsplat's CUDA extension
+# once, and runs the stage scripts in an order that keeps each timed figure on an otherwise idle GPU:
 #
-#   LOG_DIR=logs bash benchmarks/gpu_session.sh check          # GPU tests + rasteriser/brain benchmarks
-#   LOG_DIR=logs bash benchmarks/gpu_session.sh train          # body + brains side by side, eval, synthesis bench
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # ~8 min: gsplat build, the gpu-marked tests, the body's
+#       subject, the benchmark world + 3 resamples; the brain trainings (shipped, x0weight, old) side by side in
+#       the background; when they are done, the body's training starts alone in the background
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # ~9 min: the brain evaluations against the oracle
+#       (diversity-fidelity grid, attitude control, ablations) while the body trains; body evaluation; then,
+#       the GPU idle, the body's and the brain's render/chunk speed
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # ~8 min: streaming wav2vec2, offline synthesis, and the
+#       5-minute live session on the real clock, alone on the GPU
 #
-# Stages: check | train | final | tests | profile | ddp (see the functions below).
+# Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
+# machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
+# control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
+# present), BRAIN_MINUTES [7] (each brain training's wall-clock cap), BRAIN_STEPS [9000].
+# Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-log_dir="${LOG_DIR:-gpu_logs}"
-work="${WORK:-/tmp/diff_listener_gpu}"
-mkdir -p "$log_dir" "$work"
-export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}"
-if compgen -G ".whl/*.whl" >/dev/null; then
+out="${OUT_DIR:?set OUT_DIR to the folder whose files come back}"
+export WORK="${WORK:-/tmp/diff_listener_gpu}"
+mkdir -p "$out" "$WORK"
+export PYTHONUNBUFFERED=1 MAX_JOBS="${MAX_JOBS:-16}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+if compgen -G ".whl/*.whl" >/dev/null && [ ! -d /tmp/site/gsplat ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-else
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! command -v python >/dev/null; then  # some images ship only python3; the project's scripts call python
     mkdir -p /tmp/python_shim && ln -sf "$(command -v python3)" /tmp/python_shim/python
     export PATH="/tmp/python_shim:$PATH"
 fi
+logs="$WORK/logs"
+mkdir -p "$logs"
+[ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
+export STEPS="${BRAIN_STEPS:-9000}" MINUTES="${BRAIN_MINUTES:-7}"
+brain_work="$WORK/brain"
+body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)
+brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)
+
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
 run() {  # run <log name> <command...>: time it, keep its output, never stop the session on failure
     local name="$1"; shift
-    echo "=== $name: $*"
+    stamp "=== $name: $*"
     local start=$SECONDS
-    "$@" 2>&1 | tee "$log_dir/$name.log" | tail -n 40
-    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
+    "$@" > "$logs/$name.log" 2>&1
+    local code=$?
+    tail -n 20 "$logs/$name.log"
+    stamp "=== $name: exit $code after $((SECONDS - start)) s"
 }
 
-build_gsplat() {  # JIT-builds gsplat's CUDA extension (~50 s) so no timed step pays for it
+pack() {  # pack <name>: every log, table, plot and metrics file so far, as $OUT_DIR/<name>.tar.gz
+    tar -C "$WORK" --exclude='samples' --exclude='*.pth' --exclude='*.npy' --exclude='*.mp4' -czf "$out/$1.tar.gz" logs
+    stamp "packed $out/$1.tar.gz ($(du -h "$out/$1.tar.gz" | cut -f1))"
+}
+
+stage_start() {
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+      python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
+      git log -1 --format='commit %H %cd' 2>/dev/null; date -u; } | tee "$logs/gpu.txt"
+    run gsplat_build python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension ready')" &
+    local build=$!
+    run body_subject "${body[@]}" subject &
+    local subject=$!
+    run brain_start "${brain[@]}" start  # the world (CPU, ~20 s), then the trainings in the background
+    wait "$build"
+    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
+    wait "$subject"
+    stamp "waiting for the brain trainings"
+    for name in shipped x0weight old; do
+        [ "$name" = old ] && [ -z "${OLD_CODE:-}" ] && continue
+        while [ ! -f "$brain_work/$name.done" ]; do sleep 5; done
+        stamp "brain $name: exit $(cat "$brain_work/$name.done"); $(grep -a '^\[train\] step' "$brain_work/$name.log" | tail -n 1)"
+    done
+    run body_train "${body[@]}" train  # alone on the GPU from here: its 5-minute target is what is measured
+    pack start
+}
+
+stage_middle() {
+    WORKERS="${WORKERS:-3}" run brain_finish "${brain[@]}" finish &
+    local evaluations=$!
+    run body_evaluate "${body[@]}" evaluate
+    wait "$evaluations"
+    cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
+    run bench_body "${body[@]}" bench
+    run bench_brain "${brain[@]}" speed
+    pack middle
+}
+
+stage_live() {
+    BRAIN_CKPT="$brain_work/shipped/checkpoint.pth" BODY_DIR="$WORK/body_model" OUT_DIR="$logs/synth" \
+        run synth bash benchmarks/gpu_stage_synth.sh
+    pack live
+}
+
+stage_tests() {
     run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
+    pack tests
 }
 
-ensure_subject512() {  # the 512x512, 4,500-frame synthetic subject every body stage trains on
-    [ -f "$work/subject512/meta.json" ] || run subject512 python3 -m data_utils.synthetic_subject \
-        --out "$work/subject512" --frames 4500 --size 512 --device cuda --workers 16
-}
-
-train_body512() {  # train_body512 <model name> <minutes> <max steps>: configs/body.yaml on that subject
-    python3 train_body.py -s "$work/subject512" -m "$work/$1" --config configs/body.yaml \
-        "train.max_minutes=$2" "train.max_steps=$3"
-}
-
-stage_check() {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log_dir/gpu.txt"
-    python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())" | tee -a "$log_dir/gpu.txt"
-    build_gsplat
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
-    run bench_rasterizer python3 benchmarks/bench_rasterizer.py --reference_counts 2000 --reference_batches 1
-    run bench_brain python3 benchmarks/bench_brain.py
-    run bench_body python3 benchmarks/bench_body.py
-    run brain_corpus_small python3 -m data_utils.synthetic_dyadic --out "$work/corpus_small" --clips 40 --seconds 30 --seed 0
-    run brain_speed_probe python3 train_diffusion.py --config configs/brain_config.yaml --data "$work/corpus_small" \
-        --out "$work/brain_probe" train.max_steps=300
-    ensure_subject512
-}
-
-stage_train() {
-    # The three trainings share the GPU (none of them fills it), so they run side by side:
-    # body (synthetic 512x512 subject, body.yaml capped by BODY_MINUTES) and both brains of the eval report.
-    local eval_work="$work/eval" corpus="$work/eval/corpus_300x20s_seed0" steps="${BRAIN_STEPS:-4000}"
-    mkdir -p "$eval_work"
-    (
-        ensure_subject512
-        train_body512 body512 "${BODY_MINUTES:-5}" "${BODY_STEPS:-12000}"
-        python3 benchmarks/bench_body.py --model "$work/body512"
-    ) > "$log_dir/body.log" 2>&1 &
-    local body_pid=$!
-    run corpus300 python3 -m data_utils.synthetic_dyadic --out "$corpus" --clips 300 --seconds 20 --seed 0  # eval_report.sh's world
-    python3 train_diffusion.py --config configs/brain_config.yaml --data "$corpus" --out "$eval_work/diffusion" \
-        "train.max_steps=$steps" > "$log_dir/train_diffusion.log" 2>&1 &
-    local diffusion_pid=$!
-    run train_regression python3 train_diffusion.py --config configs/brain_config.yaml --data "$corpus" \
-        --out "$eval_work/regression" model.objective=regression "train.max_steps=$steps"
-    wait "$diffusion_pid"; echo "=== train_diffusion: exit $?"; tail -n 3 "$log_dir/train_diffusion.log"
-    # Both checkpoints are at max_steps, so the report's training phases only resume and stop.
-    WORK="$eval_work" TRAIN_STEPS="$steps" run eval_report bash benchmarks/eval_report.sh "$log_dir/eval"
-    wait "$body_pid"; echo "=== body: exit $?"; tail -n 30 "$log_dir/body.log"
-    run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$eval_work/diffusion/checkpoint.pth" \
-        --body_checkpoint "$work/body512" --work "$work/synth" --realtime_seconds 10
-}
-
-stage_final() {
-    # Parity diagnostics and the GPU tests, then (GPU otherwise idle) one longer body training to see where
-    # validation PSNR levels off, and the trained body's render speed.
-    build_gsplat
-    run parity_diagnostics python3 benchmarks/parity_diagnostics.py
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
-    ensure_subject512
-    run body_long train_body512 body_long "${BODY_MINUTES:-6}" "${BODY_STEPS:-22000}"
-    run bench_body python3 benchmarks/bench_body.py --model "$work/body_long" --batch 1 4 16
-}
-
-stage_tests() {  # the gpu-marked tests alone
-    build_gsplat
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider
-}
-
-stage_profile() {  # where a batch-1 render of a (briefly) trained body spends its time
-    build_gsplat
-    ensure_subject512
-    run body_short train_body512 body_profile "${BODY_MINUTES:-2}" "${BODY_STEPS:-8000}"
-    run profile_body python3 benchmarks/profile_body_render.py --model "$work/body_profile"
-}
-
-stage_ddp() {  # needs >= 2 GPUs: train_diffusion.py under torchrun, resume, rank-0-only outputs
-    nvidia-smi --query-gpu=name --format=csv | tee "$log_dir/gpu.txt"
-    run ddp_check bash benchmarks/ddp_check.sh "${DDP_GPUS:-2}" "$work/ddp"
+stage_ddp() {
+    run ddp env OUT_DIR="$logs/ddp" bash benchmarks/gpu_stage_brainrel.sh
+    pack ddp
 }
 
 for stage in "$@"; do

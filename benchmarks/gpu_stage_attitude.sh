@@ -28,7 +28,7 @@ speed=()
 [ "$DEVICE" = cuda ] && speed=(--precision bf16 --cuda_graphs)
 mkdir -p "$OUT_DIR"
 # shellcheck disable=SC2086  # RESAMPLES is a list of folders
-python3 -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
+"${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
     --baselines mean --samples "${SAMPLES:-10}" --max_clips "${EVAL_CLIPS:-0}" --max_seconds "${EVAL_SECONDS:-0}" \
     --attitudes --intensity_sweep 0.5 0.7 1 1.4 2 --attitude_guidance_sweep 0 1 2 3 \
     --sweep_samples "${SWEEP_SAMPLES:-2}" --workers "${WORKERS:-8}" --device "$DEVICE" ${speed[@]+"${speed[@]}"} \

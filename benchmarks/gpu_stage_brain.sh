@@ -5,12 +5,14 @@
 #   bash benchmarks/gpu_stage_brain.sh speed     # chunk latency of the shipped architecture (random weights)
 #   bash benchmarks/gpu_stage_brain.sh start     # benchmark world + 3 resamples; the trainings start in the background
 #   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; oracle evaluation, diversity-fidelity grid,
-#                                                # attitudes, the old-sampler control; slim checkpoint
+#                                                # attitude control (gpu_stage_attitude.sh), the old-sampler
+#                                                # control; slim checkpoint
 #
 # Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
-# SAMPLES [5], WORKERS [4] (scoring processes per evaluation), OLD_CODE (a checkout of the brain before the
+# SAMPLES [5], SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
+# evaluation), OLD_CODE (a checkout of the brain before the
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #
@@ -27,9 +29,11 @@ mkdir -p "$work" "$out"
 python="${PYTHON:-python3}"
 steps="${STEPS:-12000}"; minutes="${MINUTES:-9}"; clips="${CLIPS:-300}"; seconds="${SECONDS_PER_CLIP:-20}"
 samples="${SAMPLES:-5}"; workers="${WORKERS:-4}"; device=cuda; eval_extra=(--precision bf16 --cuda_graphs)
+sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0
 train_extra=()
 if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
     steps=6; minutes=2; clips=20; seconds=6; samples=2; workers=2; device=cpu; eval_extra=(--max_clips 2)
+    sweep_samples=1; eval_clips=2; eval_seconds=4
     train_extra=(model.width=32 model.layers=1 model.heads=4 train.batch_size=8 train.val_every=3
                  train.checkpoint_every=3 train.log_every=1 train.val_windows=8 train.warmup_steps=1)
 fi
@@ -98,11 +102,11 @@ phase_finish() {
         --checkpoint "$work/shipped/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
         --device "$device" --workers "$workers" "${eval_extra[@]}" > "$work/df_shipped.log" 2>&1 &
     pids+=($!)
-    # ... its attitude control and the ablations ...
-    $python -m brain.evaluate --data "$world" --split test --checkpoint "$work/shipped/checkpoint.pth" \
-        --oracle "${resamples[@]}" --samples "$samples" --baselines none --attitudes --audio_only \
-        --speaker_exp_only --device "$device" --workers "$workers" "${eval_extra[@]}" \
-        --out "$work/eval_attitudes" > "$work/eval_attitudes.log" 2>&1 &
+    # ... its attitude and intensity control (benchmarks/gpu_stage_attitude.sh: classifier, confusion, sweeps) ...
+    CORPUS="$world" CHECKPOINT="$work/shipped/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
+        SAMPLES="$samples" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
+        EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
+        > "$work/eval_attitudes.log" 2>&1 &
     pids+=($!)
     # ... the other weighting, and the old sampler's samples scored by today's metrics (--external).
     $python -m brain.evaluate --data "$world" --split test --checkpoint "$work/x0weight/checkpoint.pth" \
@@ -131,13 +135,13 @@ phase_finish() {
 
 collect() {  # one archive of every small result (the lent machine returns at most 8 files)
     local files=()
-    for path in "$work"/*.log "$work"/df_shipped "$work"/eval_attitudes "$work"/eval_x0weight "$work"/eval_old \
+    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_x0weight "$work"/eval_old \
                 "$work"/eval_old_raw/metrics.md "$work"/*/scalars.csv "$work"/*/config.yaml; do
         [ -e "$path" ] && files+=("${path#"$work"/}")
     done
     tar -C "$work" --exclude='samples' -czf "$out/brain_results.tar.gz" "${files[@]}"
     stamp "results: $out/brain_results.tar.gz ($(du -h "$out/brain_results.tar.gz" | cut -f1))"
-    for table in "$work/df_shipped/diversity_fidelity.md" "$work/eval_attitudes/metrics.md"; do
+    for table in "$work/df_shipped/diversity_fidelity.md" "$work/attitude_eval/metrics.md"; do
         [ -f "$table" ] && { echo "== $table"; tail -n 40 "$table"; }
     done
 }

@@ -89,11 +89,15 @@ def test_training_lowers_validation_loss_below_a_trivial_predictor(trained):
 
 def _generate_held_out(policy, corpus, held_out, steps=15):
     """Two samples for each whole held-out clip (a seed per clip: a model that ignores the speaker would
-    otherwise repeat one motion for every clip), with the clip's speaker smile, truth and latent events."""
+    otherwise repeat one motion for every clip), with the clip's speaker smile, truth and latent events. The
+    world's listeners have an attitude (labels.json), so the samples are asked for the clip's own: its truth
+    moves as that attitude does (without one, median std ratio 0.64 against 0.78 with it, measured)."""
     result = []
     for index, clip_id in enumerate(held_out):
         audio, exp, listener = _speaker(corpus, clip_id)
-        samples = policy.generate(audio, exp, num_samples=2, seed=index, steps=steps)  # [2,T,56]
+        attitude = json.loads((corpus / "clips" / clip_id / "labels.json").read_text())["attitude"]
+        samples = policy.generate(audio, exp, num_samples=2, seed=index, steps=steps,
+                                  attitude=attitude if policy.attitudes else None)  # [2,T,56]
         events = json.loads((corpus / "clips" / clip_id / "events.json").read_text())
         result.append({"samples": samples, "truth": listener, "speaker_smile": exp[:, sem.SMILE], "events": events})
     return result
