@@ -25,8 +25,11 @@ from utils.cli import cli_main  # noqa: E402
 # (label, sweep entry): the sampler at several budgets, guidance and eta at the default budget.
 GRID = [*((f"dpmpp_2m, {n} NFE", f"sampler=dpmpp_2m,steps={n}") for n in (5, 10, 15, 25)),
         *((f"ddim, {n} NFE", f"sampler=ddim,steps={n}") for n in (5, 15, 50)),
-        *((f"ddim η={eta:g}, 15 NFE", f"sampler=ddim,steps=15,eta={eta:g}") for eta in (0.5, 1.0)),
-        *((f"dpmpp_2m, guidance {g:g}", f"sampler=dpmpp_2m,steps=15,guidance={g:g}") for g in (1.0, 1.5, 3.0))]
+        *((f"{sampler} η={eta:g}, 15 NFE", f"sampler={sampler},steps=15,eta={eta:g}")
+          for sampler in ("ddim", "dpmpp_2m") for eta in (0.5, 1.0)),
+        ("ddim η=1, 10 NFE", "sampler=ddim,steps=10,eta=1"),
+        *((f"dpmpp_2m, guidance {g:g}", f"sampler=dpmpp_2m,steps=15,guidance={g:g}") for g in (1.0, 1.5, 3.0)),
+        *((f"ddim η=1, guidance {g:g}", f"sampler=ddim,steps=15,eta=1,guidance={g:g}") for g in (1.0, 3.0))]
 RATIOS = ("fd_exp", "pfd_exp", "frdiv", "sid_exp", "amp_ratio")
 
 

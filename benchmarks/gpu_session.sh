@@ -16,7 +16,8 @@
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
 # control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
-# present), BRAIN_MINUTES [7] (each brain training's wall-clock cap), BRAIN_STEPS [9000].
+# present), BRAIN_MINUTES [8] (each brain training's wall-clock cap), BRAIN_STEPS [10000], SAMPLES [10] (per
+# clip and evaluated method).
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ fi
 logs="$WORK/logs"
 mkdir -p "$logs"
 [ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
-export STEPS="${BRAIN_STEPS:-9000}" MINUTES="${BRAIN_MINUTES:-7}"
+export STEPS="${BRAIN_STEPS:-10000}" MINUTES="${BRAIN_MINUTES:-8}" SAMPLES="${SAMPLES:-10}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-2}"
 brain_work="$WORK/brain"
 body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)
 brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)
@@ -53,7 +54,7 @@ run() {  # run <log name> <command...>: time it, keep its output, never stop the
 }
 
 pack() {  # pack <name>: every log, table, plot and metrics file so far, as $OUT_DIR/<name>.tar.gz
-    tar -C "$WORK" --exclude='samples' --exclude='*.pth' --exclude='*.npy' --exclude='*.mp4' -czf "$out/$1.tar.gz" logs
+    tar -C "$WORK" --exclude='samples' --exclude='brain_results.tar.gz' --exclude='*.pth' --exclude='*.npy' --exclude='*.mp4' -czf "$out/$1.tar.gz" logs
     stamp "packed $out/$1.tar.gz ($(du -h "$out/$1.tar.gz" | cut -f1))"
 }
 
@@ -69,11 +70,12 @@ stage_start() {
     wait "$build"
     run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
     wait "$subject"
-    stamp "waiting for the brain trainings"
+    stamp "waiting for the brain trainings (until 9 min into this call at most)"
     for name in shipped x0weight old; do
         [ "$name" = old ] && [ -z "${OLD_CODE:-}" ] && continue
-        while [ ! -f "$brain_work/$name.done" ]; do sleep 5; done
-        stamp "brain $name: exit $(cat "$brain_work/$name.done"); $(grep -a '^\[train\] step' "$brain_work/$name.log" | tail -n 1)"
+        while [ ! -f "$brain_work/$name.done" ] && [ "$SECONDS" -lt 540 ]; do sleep 5; done
+        stamp "brain $name: exit $(cat "$brain_work/$name.done" 2>/dev/null || echo 'still running');" \
+            "$(grep -a '^\[train\] step' "$brain_work/$name.log" | tail -n 1)"
     done
     run body_train "${body[@]}" train  # alone on the GPU from here: its 5-minute target is what is measured
     pack start
