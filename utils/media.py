@@ -53,7 +53,6 @@ _FPS = re.compile(r"([\d.]+)\s*fps")
 _TBR = re.compile(r"([\d.]+)\s*tbr")
 _AUDIO = re.compile(r"Stream #[^\n]*Audio: (\w+)[^\n]*?(\d+)\s*Hz")
 _AUDIO_STREAM = re.compile(r"Stream #[^\n]*Audio:")
-_FRAME_COUNT = re.compile(r"frame=\s*(\d+)")
 
 
 def run_ffmpeg(args: list[str], path: str | os.PathLike) -> subprocess.CompletedProcess:
@@ -97,12 +96,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if fps_match is None:
         raise MediaError(f"{path}: the video stream declares no frame rate")
     audio = _AUDIO.search(header)
-    counted = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], path)
-    counts = _FRAME_COUNT.findall(counted.stderr.decode("utf-8", "replace"))
-    if counted.returncode != 0 or not counts:
+    # One framecrc line per video packet (one packet per frame in our mp4s), '#' lines are its header. The
+    # "frame=" progress counter is not a contract: ffmpeg 7.0's stream copy prints none.
+    counted = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"], path)
+    packets = [line for line in counted.stdout.decode("utf-8", "replace").splitlines() if line and line[0] != "#"]
+    if counted.returncode != 0:
         raise MediaError(f"{path}: could not count the video frames (ffmpeg: {last_line(counted.stderr)})")
     return VideoInfo(path, fps=float(fps_match.group(1)), width=int(video.group(3)), height=int(video.group(4)),
-                     num_frames=int(counts[-1]), duration_s=header_duration(header) or 0.0, video_codec=video.group(1),
+                     num_frames=len(packets), duration_s=header_duration(header) or 0.0, video_codec=video.group(1),
                      pixel_format=video.group(2), audio_codec=audio.group(1) if audio else None,
                      audio_sample_rate=int(audio.group(2)) if audio else None)
 
