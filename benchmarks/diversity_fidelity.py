@@ -4,15 +4,19 @@ its number of network evaluations, guidance and eta, on a corpus with resamples 
     python benchmarks/diversity_fidelity.py --data <corpus> --oracle R1 R2 R3 --checkpoint <brain.pth> \
         --out <dir> [--samples 10] [--device cuda --precision bf16 --cuda_graphs] [--workers 8] \
         [--max_clips N] [--max_seconds S] [--smoke]
+    python benchmarks/diversity_fidelity.py --from_metrics E1/metrics.json [E2/metrics.json ...] --out <dir>
 
 runs ``brain.evaluate`` once with one ``diffusion[...]`` row per grid point (``GRID``) plus the baselines, and
 writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with ratio_to_oracle, metrics.md),
 ``<dir>/diversity_fidelity.png`` and ``<dir>/diversity_fidelity.md`` (the grid as a table). The ideal point is
-(1, 1): as diverse as real listeners and as close to the truth as a resampled one.
+(1, 1): as diverse as real listeners and as close to the truth as a resampled one. ``--from_metrics`` draws
+the same picture and table from evaluations already run (``brain.evaluate --oracle``): every method with
+ratios to the oracle except the oracle rows, labelled ``method @ <evaluation folder>`` when several are given.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from brain.evaluate import EvalConfig, evaluate  # noqa: E402
 from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
+from utils.errors import InputError, UsageError  # noqa: E402
 
 # (label, sweep entry): the sampler at several budgets, guidance and eta at the default budget.
 GRID = [*((f"dpmpp_2m, {n} NFE", f"sampler=dpmpp_2m,steps={n}") for n in (5, 10, 15, 25)),
@@ -41,7 +46,7 @@ def plot(path: Path, points: dict[str, dict]) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 5))
     for label, ratios in points.items():
-        marker = "o" if label.startswith("dpmpp") else ("s" if label.startswith("ddim") else "^")
+        marker = "o" if "dpmpp" in label else ("s" if "ddim" in label else "^")
         axis.scatter(ratios["frdiv"], ratios["fd_exp"], marker=marker)
         axis.annotate(label, (ratios["frdiv"], ratios["fd_exp"]), fontsize=7, xytext=(3, 3),
                       textcoords="offset points")
@@ -57,26 +62,9 @@ def plot(path: Path, points: dict[str, dict]) -> None:
     plt.close(figure)
 
 
-@cli_main("benchmarks/diversity_fidelity.py")
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--oracle", nargs="+", required=True)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--max_clips", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--cuda_graphs", action="store_true")
-    parser.add_argument("--max_seconds", type=float, default=0.0)
-    parser.add_argument("--workers", type=int, default=1, help="processes scoring the rows")
-    parser.add_argument("--baselines", default="mean,random,nearest,mirror")
-    parser.add_argument("--smoke", action="store_true", help="two grid points only (a check that it runs)")
-    args = parser.parse_args(argv)
+def evaluate_grid(args, out: Path) -> dict[str, dict]:
+    """Run brain.evaluate over GRID (plus the checkpoint's default and the baselines): label -> ratios."""
     grid = GRID[1:3] if args.smoke else GRID
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = EvalConfig(data=args.data, out=str(out / "evaluation"), checkpoint=args.checkpoint, oracle=args.oracle,
                      samples=args.samples, max_clips=args.max_clips, max_seconds=args.max_seconds,
                      device=args.device, precision=args.precision, cuda_graphs=args.cuda_graphs,
@@ -88,6 +76,51 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("diffusion[shuffled]", *args.baselines.split(",")):
         if name in results:
             points[name] = results[name]["ratio_to_oracle"]
+    return points
+
+
+def measured_points(paths: list[Path]) -> dict[str, dict]:
+    """label -> ratios of every non-oracle method in the given metrics.json files."""
+    points = {}
+    for path in paths:
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable metrics.json ({exc})") from exc
+        rows = {name: row["ratio_to_oracle"] for name, row in results.items()
+                if isinstance(row, dict) and "ratio_to_oracle" in row and name not in ("ground_truth", "oracle")
+                and not name.startswith("oracle[")}
+        if not rows:
+            raise InputError(f"{path}: no method has ratio_to_oracle (run brain.evaluate with --oracle)")
+        for name, ratios in rows.items():
+            points[name if len(paths) == 1 else f"{name} @ {path.parent.name}"] = ratios
+    return points
+
+
+@cli_main("benchmarks/diversity_fidelity.py")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data")
+    parser.add_argument("--oracle", nargs="+")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--from_metrics", nargs="+", type=Path, help="metrics.json of brain.evaluate --oracle runs")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--max_clips", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--cuda_graphs", action="store_true")
+    parser.add_argument("--max_seconds", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring the rows")
+    parser.add_argument("--baselines", default="mean,random,nearest,mirror")
+    parser.add_argument("--smoke", action="store_true", help="two grid points only (a check that it runs)")
+    args = parser.parse_args(argv)
+    if not (args.from_metrics or (args.data and args.oracle and args.checkpoint)):
+        raise UsageError("give --data, --oracle and --checkpoint (evaluate the grid), or --from_metrics")
+    out = Path(args.out)
+    points = measured_points(args.from_metrics) if args.from_metrics else None  # read before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    points = points or evaluate_grid(args, out)
     plot(out / "diversity_fidelity.png", points)
     lines = ["| sampling | " + " | ".join(f"{m} / oracle" for m in RATIOS) + " |", "|---|" + "---:|" * len(RATIOS)]
     lines += [f"| {label} | " + " | ".join(f"{ratios.get(m, float('nan')):.3f}" for m in RATIOS) + " |"

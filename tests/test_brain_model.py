@@ -213,7 +213,8 @@ def test_sampling_noise_levels_run_from_sigma_max_to_zero():
 
 
 @pytest.mark.gpu
-def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset):
+@pytest.mark.parametrize("eta", [0.0, 1.0])  # eta 1: the per-step noise is drawn outside the graph, copied in
+def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset, eta):
     from brain.policy import ListenerPolicy
 
     denoiser, diffusion = _modules()
@@ -222,7 +223,7 @@ def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset):
     rng = np.random.default_rng(0)
     audio = rng.standard_normal((50, 768)).astype(np.float32)
     exp = rng.standard_normal((50, 50)).astype(np.float32)
-    options = dict(num_samples=2, seed=0, steps=10, guidance_audio=2.0, guidance_speaker_exp=1.5)
+    options = dict(num_samples=2, seed=0, steps=10, guidance_audio=2.0, guidance_speaker_exp=1.5, eta=eta)
     eager = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda").generate(audio, exp, **options)
     graphed = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda", cuda_graphs=True).generate(audio, exp, **options)
     np.testing.assert_allclose(graphed, eager, atol=1e-4, rtol=1e-4)
