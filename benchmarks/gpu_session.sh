@@ -4,10 +4,14 @@
 # Installs the wheels in .whl/ (gsplat, imageio-ffmpeg) into a private site dir, builds gsplat's CUDA extension
 # once, and runs the stage scripts in an order that keeps each timed figure on an otherwise idle GPU:
 #
+# Measured on an H200 (2026-12-02): `start` 8.6 min; `middle` did not finish in 10 min at K=10 (the 17-row
+# diversity-fidelity grid and the attitude sweeps side by side), so on a machine with a per-call limit run it
+# with SAMPLES=3 SWEEP_SAMPLES=1, or run the stages in one call where there is none.
+#
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # ~8 min: gsplat build, the gpu-marked tests, the body's
 #       subject, the benchmark world + 3 resamples; the brain trainings (shipped, x0weight, old) side by side in
 #       the background; when they are done, the body's training starts alone in the background
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # ~9 min: the brain evaluations against the oracle
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # > 10 min at K=10: the brain evaluations against the oracle
 #       (diversity-fidelity grid, attitude control, ablations) while the body trains; body evaluation; then,
 #       the GPU idle, the body's and the brain's render/chunk speed
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # ~8 min: streaming wav2vec2, offline synthesis, and the

@@ -97,6 +97,8 @@ wait_trainings() {
 phase_finish() {
     wait_trainings
     local pids=()
+    # Four evaluations side by side, each with its scoring workers: a few threads each, not every core each.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     # The shipped preset: the diversity-fidelity grid (every row against the oracle) ...
     $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
         --checkpoint "$work/shipped/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
