@@ -358,17 +358,12 @@ def test_attitude_is_checked_against_the_brain_before_anything_is_rendered(tiny_
     from brain.policy import ListenerPolicy
 
     policy = ListenerPolicy.from_checkpoint(tiny_models["brain"])
-    if not hasattr(policy, "attitudes"):
-        pytest.skip("brain.policy has no attitude control yet (issue #12's brain work not merged)")
+    assert policy.attitudes, "the tiny brain is trained on the labelled synthetic world"
     out_dir = tmp_path / "out"
     assert run_cli(tiny_models, out_dir / "x.mp4", "--attitude", "sceptical") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("synthesize_listener.py: error:") and "sceptical" in error
-    if policy.attitudes:
-        assert all(name in error for name in policy.attitudes), error  # the valid names, listed
-    else:
-        assert "without attitude labels" in error
+    assert all(name in error for name in policy.attitudes), error  # the valid names, listed
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
-    if policy.attitudes:
-        assert run_cli(tiny_models, out_dir / "y.mp4", "--attitude", policy.attitudes[0], "--intensity", 1.5,
-                       "--steps", 2, "--stream") == 0
+    assert run_cli(tiny_models, out_dir / "y.mp4", "--attitude", policy.attitudes[0], "--intensity", 1.5,
+                   "--steps", 2, "--stream") == 0
