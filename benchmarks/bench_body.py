@@ -20,7 +20,6 @@ reference rasteriser on CPU at a small size: a smoke test of the script, not a m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
 from gaussian_renderer import render_layers, render_stacked  # noqa: E402
 from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
 from scene.gaussian_sets import make_gaussian_set  # noqa: E402
+from utils.atomic import save_json  # noqa: E402
 from utils.flame import FLAME_DIM, GLOBAL_ROT, JAW  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 1024 ** 3:.2f} GB")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "gaussians": counts, "rows": rows}, indent=2) + "\n")
+        save_json(args.json, {"device": name, "gaussians": counts, "rows": rows})
     return 0
 
 

@@ -47,15 +47,8 @@ brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
-run() {  # run <log name> <command...>: time it, keep its output, never stop the session on failure
-    local name="$1"; shift
-    stamp "=== $name: $*"
-    local start=$SECONDS
-    "$@" > "$logs/$name.log" 2>&1
-    local code=$?
-    tail -n 20 "$logs/$name.log"
-    stamp "=== $name: exit $code after $((SECONDS - start)) s"
-}
+LOG_DIR="$logs" TAIL_LINES=20
+source benchmarks/stage_lib.sh
 
 pack() {  # pack <name>: every log, table, plot and metrics file so far, as $OUT_DIR/<name>.tar.gz
     tar -C "$WORK" --exclude='samples' --exclude='brain_results.tar.gz' --exclude='*.pth' --exclude='*.npy' --exclude='*.mp4' -czf "$out/$1.tar.gz" logs
@@ -66,13 +59,13 @@ stage_start() {
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
       python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
       git log -1 --format='commit %H %cd' 2>/dev/null; date -u; } | tee "$logs/gpu.txt"
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension ready')" &
+    run_logged gsplat_build python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension ready')" &
     local build=$!
-    run body_subject "${body[@]}" subject &
+    run_logged body_subject "${body[@]}" subject &
     local subject=$!
-    run brain_start "${brain[@]}" start  # the world (CPU, ~20 s), then the trainings in the background
+    run_logged brain_start "${brain[@]}" start  # the world (CPU, ~20 s), then the trainings in the background
     wait "$build"
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
+    run_logged gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
     wait "$subject"
     stamp "waiting for the brain trainings (until 9 min into this call at most)"
     for name in shipped x0weight old; do
@@ -81,35 +74,35 @@ stage_start() {
         stamp "brain $name: exit $(cat "$brain_work/$name.done" 2>/dev/null || echo 'still running');" \
             "$(grep -a '^\[train\] step' "$brain_work/$name.log" | tail -n 1)"
     done
-    run body_train "${body[@]}" train  # alone on the GPU from here: its 5-minute target is what is measured
+    run_logged body_train "${body[@]}" train  # alone on the GPU from here: its 5-minute target is what is measured
     pack start
 }
 
 stage_middle() {
-    WORKERS="${WORKERS:-3}" run brain_finish "${brain[@]}" finish &
+    WORKERS="${WORKERS:-3}" run_logged brain_finish "${brain[@]}" finish &
     local evaluations=$!
-    run body_evaluate "${body[@]}" evaluate
+    run_logged body_evaluate "${body[@]}" evaluate
     wait "$evaluations"
     cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
-    run bench_body "${body[@]}" bench
-    run bench_brain "${brain[@]}" speed
+    run_logged bench_body "${body[@]}" bench
+    run_logged bench_brain "${brain[@]}" speed
     pack middle
 }
 
 stage_live() {
     BRAIN_CKPT="$brain_work/shipped/checkpoint.pth" BODY_DIR="$WORK/body_model" OUT_DIR="$logs/synth" \
-        run synth bash benchmarks/gpu_stage_synth.sh
+        run_logged synth bash benchmarks/gpu_stage_synth.sh
     pack live
 }
 
 stage_tests() {
-    run gsplat_build python3 -c "from gsplat.cuda._backend import _C"
-    run gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
+    run_logged gsplat_build python3 -c "from gsplat.cuda._backend import _C"
+    run_logged gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
     pack tests
 }
 
 stage_ddp() {
-    run ddp env OUT_DIR="$logs/ddp" bash benchmarks/gpu_stage_brainrel.sh
+    run_logged ddp env OUT_DIR="$logs/ddp" bash benchmarks/gpu_stage_brainrel.sh
     pack ddp
 }
 

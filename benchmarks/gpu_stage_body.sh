@@ -38,15 +38,11 @@ fi
 subject="$work/body_subject"
 model="$work/body_model"
 
-step() {  # step <name> <command...>: run it, log it, keep going on failure (the table says what is missing)
+LOG_DIR="$out"
+source benchmarks/stage_lib.sh
+step() {  # step <name> <command...>: run_logged as body_<name>; a failure is remembered, the stage goes on
     local name="$1"; shift
-    echo "=== body $name: $*"
-    local start=$SECONDS
-    "$@" > "$out/body_$name.log" 2>&1
-    local code=$?
-    tail -n 25 "$out/body_$name.log"
-    echo "=== body $name: exit $code after $((SECONDS - start)) s"
-    [ "$code" -eq 0 ] || status=1
+    run_logged "body_$name" "$@" || status=1
 }
 
 phase_subject() {

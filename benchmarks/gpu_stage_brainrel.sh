@@ -17,18 +17,13 @@ work="${WORK:-/tmp/diff_listener_gpu}/brainrel"
 mkdir -p "$out_dir" "$work"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-run() {  # run <log name> <command...>: time it, keep its output, go on after a failure
-    local name="$1"; shift
-    echo "=== $name: $*"
-    local start=$SECONDS
-    "$@" 2>&1 | tee "$out_dir/$name.log" | tail -n 30
-    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
-}
+LOG_DIR="$out_dir" TAIL_LINES=30
+source benchmarks/stage_lib.sh
 
-run gpu_tests_brainrel python3 -m pytest -q tests/test_brain_ddp.py -p no:cacheprovider -rs
+run_logged gpu_tests_brainrel python3 -m pytest -q tests/test_brain_ddp.py -p no:cacheprovider -rs
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 if [ "$gpus" -ge 2 ]; then
-    run ddp_check bash benchmarks/ddp_check.sh 2 "$work/ddp"
+    run_logged ddp_check bash benchmarks/ddp_check.sh 2 "$work/ddp"
 else
     echo "=== ddp_check: skipped, $gpus GPU(s) here (needs 2)" | tee "$out_dir/ddp_check.log"
 fi

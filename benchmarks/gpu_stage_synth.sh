@@ -31,17 +31,12 @@ wav2vec_model=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec_model=(--model "$WAV2VE
 mkdir -p "$out_dir" "$work"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-run() {  # run <log name> <command...>: time it, keep its output, go on after a failure
-    local name="$1"; shift
-    echo "=== $name: $*"
-    local start=$SECONDS
-    "$@" 2>&1 | tee "$out_dir/$name.log" | tail -n 45
-    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
-}
+LOG_DIR="$out_dir" TAIL_LINES=45
+source benchmarks/stage_lib.sh
 
-run bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
+run_logged bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
     --deviation_seconds 30 --contexts 0 1 2 "${wav2vec_model[@]}"
-run bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" --body_checkpoint "$BODY_DIR" \
+run_logged bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" --body_checkpoint "$BODY_DIR" \
     --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" --work "$work/live" "${wav2vec[@]}"
-run bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \
+run_logged bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \
     --body_checkpoint "$BODY_DIR" --device "$device" --seconds 60 --realtime_seconds 0 --work "$work/synthesis"
