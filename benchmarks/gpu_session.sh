@@ -4,14 +4,14 @@
 # Installs the wheels in .whl/ (gsplat, imageio-ffmpeg) into a private site dir, builds gsplat's CUDA extension
 # once, and runs the stage scripts in an order that keeps each timed figure on an otherwise idle GPU:
 #
-# Measured on an H200 (2026-12-02): `start` 8.6 min; `middle` did not finish in 10 min at K=10 (the 17-row
-# diversity-fidelity grid and the attitude sweeps side by side), so on a machine with a per-call limit run it
-# with SAMPLES=3 SWEEP_SAMPLES=1, or run the stages in one call where there is none.
+# Measured on an H200 (2026-12-02): `start` 8.6 min; `middle` did not finish in 10 min at K=10 on all test
+# clips (the diversity-fidelity grid and the attitude sweeps side by side); the defaults now (K=5, the grid on
+# 15 clips: ~40 s per diffusion row of 30 clips at K=5) are sized to fit, not yet timed.
 #
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # ~8 min: gsplat build, the gpu-marked tests, the body's
 #       subject, the benchmark world + 3 resamples; the brain trainings (shipped, x0weight, old) side by side in
 #       the background; when they are done, the body's training starts alone in the background
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # > 10 min at K=10: the brain evaluations against the oracle
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # ~9 min (untimed at these sizes): the brain evaluations against the oracle
 #       (diversity-fidelity grid, attitude control, ablations) while the body trains; body evaluation; then,
 #       the GPU idle, the body's and the brain's render/chunk speed
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # ~8 min: streaming wav2vec2, offline synthesis, and the
@@ -20,8 +20,8 @@
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
 # control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
-# present), BRAIN_MINUTES [8] (each brain training's wall-clock cap), BRAIN_STEPS [10000], SAMPLES [10] (per
-# clip and evaluated method).
+# present), BRAIN_MINUTES [8] (each brain training's wall-clock cap), BRAIN_STEPS [10000], SAMPLES [5] (per
+# clip and evaluated method), GRID_CLIPS [15] (benchmarks/gpu_stage_brain.sh).
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ fi
 logs="$WORK/logs"
 mkdir -p "$logs"
 [ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
-export STEPS="${BRAIN_STEPS:-10000}" MINUTES="${BRAIN_MINUTES:-8}" SAMPLES="${SAMPLES:-10}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-2}"
+export STEPS="${BRAIN_STEPS:-10000}" MINUTES="${BRAIN_MINUTES:-8}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-1}"
 brain_work="$WORK/brain"
 body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)
 brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)

@@ -12,7 +12,8 @@
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
 # SAMPLES [5], SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
-# evaluation), OLD_CODE (a checkout of the brain before the
+# evaluation), GRID_CLIPS [15] (test clips of the diversity-fidelity grid: on an H200 one diffusion row of all
+# 30 test clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs, so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #
@@ -29,11 +30,11 @@ mkdir -p "$work" "$out"
 python="${PYTHON:-python3}"
 steps="${STEPS:-12000}"; minutes="${MINUTES:-9}"; clips="${CLIPS:-300}"; seconds="${SECONDS_PER_CLIP:-20}"
 samples="${SAMPLES:-5}"; workers="${WORKERS:-4}"; device=cuda; eval_extra=(--precision bf16 --cuda_graphs)
-sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0
+sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0; grid_clips="${GRID_CLIPS:-15}"
 train_extra=()
 if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
     steps=6; minutes=2; clips=20; seconds=6; samples=2; workers=2; device=cpu; eval_extra=(--max_clips 2)
-    sweep_samples=1; eval_clips=2; eval_seconds=4
+    sweep_samples=1; eval_clips=2; eval_seconds=4; grid_clips=2
     train_extra=(model.width=32 model.layers=1 model.heads=4 train.batch_size=8 train.val_every=3
                  train.checkpoint_every=3 train.log_every=1 train.val_windows=8 train.warmup_steps=1)
 fi
@@ -102,7 +103,8 @@ phase_finish() {
     # The shipped preset: the diversity-fidelity grid (every row against the oracle) ...
     $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
         --checkpoint "$work/shipped/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
-        --device "$device" --workers "$workers" "${eval_extra[@]}" > "$work/df_shipped.log" 2>&1 &
+        --max_clips "$grid_clips" --device "$device" --workers "$workers" "${eval_extra[@]}" \
+        > "$work/df_shipped.log" 2>&1 &
     pids+=($!)
     # ... its attitude and intensity control (benchmarks/gpu_stage_attitude.sh: classifier, confusion, sweeps) ...
     CORPUS="$world" CHECKPOINT="$work/shipped/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
