@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.from_metrics or (args.data and args.oracle and args.checkpoint)):
         raise UsageError("give --data, --oracle and --checkpoint (evaluate the grid), or --from_metrics")
     out = Path(args.out)
-    points = measured_points(args.from_metrics) if args.from_metrics else None  # read before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    points = points or evaluate_grid(args, out)
+    if args.from_metrics:
+        points = measured_points(args.from_metrics)  # read (and refused) before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        points = evaluate_grid(args, out)
     plot(out / "diversity_fidelity.png", points)
     lines = ["| sampling | " + " | ".join(f"{m} / oracle" for m in RATIOS) + " |", "|---|" + "---:|" * len(RATIOS)]
     lines += [f"| {label} | " + " | ".join(f"{ratios.get(m, float('nan')):.3f}" for m in RATIOS) + " |"

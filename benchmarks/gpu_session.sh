@@ -58,7 +58,7 @@ pack() {  # pack <name>: every log, table, plot and metrics file so far, as $OUT
 stage_start() {
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
       python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
-      git log -1 --format='commit %H %cd' 2>/dev/null; date -u; } | tee "$logs/gpu.txt"
+      date -u; } | tee "$logs/gpu.txt"  # the commit is the caller's to record: the lent copy's .git can be stale
     run_logged gsplat_build python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension ready')" &
     local build=$!
     run_logged body_subject "${body[@]}" subject &
@@ -67,13 +67,8 @@ stage_start() {
     wait "$build"
     run_logged gpu_tests python3 -m pytest -q -m gpu tests -p no:cacheprovider -rs
     wait "$subject"
-    stamp "waiting for the brain trainings (until 9 min into this call at most)"
-    for name in shipped x0weight old; do
-        [ "$name" = old ] && [ -z "${OLD_CODE:-}" ] && continue
-        while [ ! -f "$brain_work/$name.done" ] && [ "$SECONDS" -lt 540 ]; do sleep 5; done
-        stamp "brain $name: exit $(cat "$brain_work/$name.done" 2>/dev/null || echo 'still running');" \
-            "$(grep -a '^\[train\] step' "$brain_work/$name.log" | tail -n 1)"
-    done
+    # Until 9 min into this call at most: the body's training must start before the call returns.
+    WAIT_SECONDS=$((540 - SECONDS)) run_logged brain_wait "${brain[@]}" wait
     run_logged body_train "${body[@]}" train  # alone on the GPU from here: its 5-minute target is what is measured
     pack start
 }

@@ -20,7 +20,7 @@
 # CPU smoke test: DEVICE=cpu SAMPLES=1 SWEEP_SAMPLES=1 EVAL_CLIPS=3 EVAL_SECONDS=4 with a brain_tiny checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/stage_lib.sh
 : "${CORPUS:?set CORPUS to the labelled benchmark world}" "${CHECKPOINT:?set CHECKPOINT}" "${OUT_DIR:?set OUT_DIR}"
 : "${RESAMPLES:?set RESAMPLES to the resamples of the world (space-separated), the oracle}"
 DEVICE="${DEVICE:-cuda}"

@@ -16,10 +16,10 @@
 # when its 5-minute target is what is measured: start it when nothing else trains.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/stage_lib.sh
 work="${WORK:?set WORK to a scratch folder}"
 out="${OUT_DIR:?set OUT_DIR to a folder for logs and results}"
 mkdir -p "$work" "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python="${PYTHON:-python3}"
 status=0
 
@@ -39,7 +39,6 @@ subject="$work/body_subject"
 model="$work/body_model"
 
 LOG_DIR="$out"
-source benchmarks/stage_lib.sh
 step() {  # step <name> <command...>: run_logged as body_<name>; a failure is remembered, the stage goes on
     local name="$1"; shift
     run_logged "body_$name" "$@" || status=1

@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_stage_brain.sh speed     # chunk latency of the shipped architecture (random weights)
 #   bash benchmarks/gpu_stage_brain.sh start     # benchmark world + 3 resamples; the trainings start in the background
+#   bash benchmarks/gpu_stage_brain.sh wait      # until they are done (or WAIT_SECONDS have passed)
 #   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; oracle evaluation, diversity-fidelity grid,
 #                                                # attitude control (gpu_stage_attitude.sh), the old-sampler
 #                                                # control; slim checkpoint
@@ -23,7 +24,7 @@
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/stage_lib.sh
 work="${WORK:-/tmp/diff_listener_gpu}/brain"
 out="${OUT_DIR:-$work/out}"
 mkdir -p "$work" "$out"
@@ -88,15 +89,17 @@ phase_start() {
     done
 }
 
-wait_trainings() {
+phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have passed
+    local deadline=$((SECONDS + ${WAIT_SECONDS:-1000000000}))
     for name in "${variants[@]}"; do
-        while [ ! -f "$work/$name.done" ]; do sleep 5; done
-        stamp "$name: exit $(cat "$work/$name.done"); $(grep -a '^\[train\] step' "$work/$name.log" | tail -n 1)"
+        while [ ! -f "$work/$name.done" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 5; done
+        stamp "$name: exit $(cat "$work/$name.done" 2>/dev/null || echo 'still running');" \
+            "$(grep -a '^\[train\] step' "$work/$name.log" | tail -n 1)"
     done
 }
 
 phase_finish() {
-    wait_trainings
+    phase_wait
     local pids=()
     # Four evaluations side by side, each with its scoring workers: a few threads each, not every core each.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

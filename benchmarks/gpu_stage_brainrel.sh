@@ -12,13 +12,12 @@
 # Each prints its own pass/fail; the last line of each log says "passed" or names the failed check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/stage_lib.sh
 out_dir="${OUT_DIR:-gpu_logs}"
 work="${WORK:-/tmp/diff_listener_gpu}/brainrel"
 mkdir -p "$out_dir" "$work"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 LOG_DIR="$out_dir" TAIL_LINES=30
-source benchmarks/stage_lib.sh
 
 run_logged gpu_tests_brainrel python3 -m pytest -q tests/test_brain_ddp.py -p no:cacheprovider -rs
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)

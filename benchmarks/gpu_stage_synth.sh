@@ -20,6 +20,7 @@
 #                         possible                                                                       ~1 min
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/stage_lib.sh
 : "${BRAIN_CKPT:?set BRAIN_CKPT to a brain checkpoint.pth}"
 : "${BODY_DIR:?set BODY_DIR to a body model directory}"
 out_dir="${OUT_DIR:-gpu_logs}"
@@ -29,10 +30,8 @@ live_seconds="${LIVE_SECONDS:-300}" bin_seconds="${BIN_SECONDS:-60}"
 wav2vec=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec=(--wav2vec "$WAV2VEC"); fi
 wav2vec_model=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec_model=(--model "$WAV2VEC"); fi
 mkdir -p "$out_dir" "$work"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 LOG_DIR="$out_dir" TAIL_LINES=45
-source benchmarks/stage_lib.sh
 
 run_logged bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
     --deviation_seconds 30 --contexts 0 1 2 "${wav2vec_model[@]}"

@@ -197,37 +197,40 @@ class ListenerDiffusion(nn.Module):
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
                   guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0) -> torch.Tensor:
         """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling`
-        (3B or 4B rows when guided)."""
+        (B rows per branch of :meth:`guidance_branches`)."""
         batch = x.shape[0]
         branches = encoded.speaker.shape[0] // batch
         level = torch.full((branches * batch,), sigma, device=x.device)
-        x0 = self.denoise(denoiser, x.repeat(branches, 1, 1), level, encoded)
-        if branches == 1:
-            return x0
-        none, audio, both, *no_attitude = x0.chunk(branches)
-        guided = none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
-        if no_attitude:
-            guided = guided + (guidance_attitude - 1) * (both - no_attitude[0])
+        x0 = self.denoise(denoiser, x.repeat(branches, 1, 1), level, encoded).chunk(branches)
+        speaker_guided, attitude_guided = branch_layout(branches)
+        if speaker_guided:
+            none, audio, both = x0[:3]
+            guided = none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
+        else:
+            both = guided = x0[0]
+        if attitude_guided:
+            guided = guided + (guidance_attitude - 1) * (both - x0[-1])
         return guided
 
     @staticmethod
     def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float) -> int:
-        """1 (plain conditional), 3 (∅, audio, audio+exp) or 4 (and audio+exp without the attitude)."""
-        if guidance_attitude != 1.0:
-            return 4
-        return 1 if guidance_audio == 1.0 and guidance_speaker_exp == 1.0 else 3
+        """Network branches per evaluation: audio+exp, preceded by ∅ and audio when the speaker is guided
+        (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1):
+        1, 2, 3 or 4."""
+        speaker_guided = not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0)
+        return (3 if speaker_guided else 1) + (guidance_attitude != 1.0)
 
     @staticmethod
     def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: int) -> EncodedCondition:
         """The condition encoded once per window: the ``branches`` of :meth:`guidance_branches` stacked along
-        the batch — ∅, audio, audio+exp, audio+exp without the attitude (flags built on the device:
-        CUDA-graph capturable)."""
+        the batch (flags built on the device: CUDA-graph capturable)."""
         if branches == 1:
             return denoiser.encode(cond)
-        batch = cond.batch_size
-        branch = torch.arange(branches * batch, device=cond.history.device)
-        return denoiser.encode(cond.repeat(branches), drop_audio=branch < batch, drop_speaker_exp=branch < 2 * batch,
-                               drop_attitude=branch >= 3 * batch)
+        speaker_guided, attitude_guided = branch_layout(branches)
+        index = torch.arange(branches * cond.batch_size, device=cond.history.device) // cond.batch_size
+        return denoiser.encode(cond.repeat(branches), drop_audio=index < (1 if speaker_guided else 0),
+                               drop_speaker_exp=index < (2 if speaker_guided else 0),
+                               drop_attitude=index >= (branches - 1 if attitude_guided else branches))
 
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
@@ -275,6 +278,13 @@ class ListenerDiffusion(nn.Module):
                 x = x + sigma_next * math.sqrt(-math.expm1(-2 * eta * step)) * step_noise[index]
             previous_x0, previous_step = x0, step
         return x
+
+
+def branch_layout(branches: int) -> tuple[bool, bool]:
+    """``(speaker guided, attitude guided)`` for a branch count of :meth:`ListenerDiffusion.guidance_branches`."""
+    if branches not in (1, 2, 3, 4):
+        raise ValueError(f"1 to 4 guidance branches, got {branches}")
+    return branches >= 3, branches in (2, 4)
 
 
 def previous_step_share(previous_step: float, step: float) -> float:

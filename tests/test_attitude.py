@@ -195,13 +195,19 @@ def test_attitude_guidance_combines_as_documented(dataset):
         branches = diffusion.guidance_branches(2.0, 3.0, 1.5)
         guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, branches),
                                      2.0, 3.0, 1.5)
-        only_attitude = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 4),
-                                            1.0, 1.0, 0.0)
-    assert branches == 4 and diffusion.guidance_branches(2.0, 2.0, 1.0) == 3
+        # Attitude guidance alone needs two branches (audio+exp with and without the attitude), not four.
+        attitude_branches = diffusion.guidance_branches(1.0, 1.0, 2.5)
+        attitude_only = diffusion.guided_x0(denoiser, x, 0.5,
+                                            diffusion.encode_for_sampling(denoiser, cond, attitude_branches),
+                                            1.0, 1.0, 2.5)
+        no_attitude = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 2),
+                                          1.0, 1.0, 0.0)
+    assert branches == 4 and attitude_branches == 2 and diffusion.guidance_branches(2.0, 2.0, 1.0) == 3
     assert diffusion.guidance_branches(1.0, 1.0, 1.0) == 1
     expected = none + 2.0 * (audio - none) + 3.0 * (both - audio) + 0.5 * (both - blind)
     torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(only_attitude, blind, atol=1e-5, rtol=1e-4)  # g_attitude = 0: as if none asked
+    torch.testing.assert_close(attitude_only, both + 1.5 * (both - blind), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(no_attitude, blind, atol=1e-5, rtol=1e-4)  # g_attitude = 0: as if none asked
 
 
 def test_reaction_arguments_are_checked():
