@@ -159,5 +159,7 @@ def write_corpus_meta(root: str | Path, attitudes: list[str] | None = None) -> N
     clip then needs a ``labels.json`` (module docstring)."""
     meta = {"fps": FPS, "audio_dim": AUDIO_DIM, "speaker_dim": SPEAKER_EXP_DIM, "listener_dim": FLAME_DIM}
     if attitudes is not None:
-        meta["attitudes"] = _attitude_names(list(attitudes), Path(root) / "meta.json")
+        # A sequence of names; a bare string is refused, not split into letters.
+        names = list(attitudes) if isinstance(attitudes, (list, tuple)) else attitudes
+        meta["attitudes"] = _attitude_names(names, Path(root) / "meta.json")
     save_json(Path(root) / "meta.json", meta)

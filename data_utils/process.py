@@ -175,10 +175,18 @@ def mouth_mask_from_lips(inner_lips: np.ndarray, height: int, width: int) -> np.
     pixels). Closed lips make a degenerate polygon, so nothing is inside."""
     from matplotlib.path import Path as Polygon
 
-    rows, cols = np.mgrid[0:height, 0:width]
+    lips = np.asarray(inner_lips, np.float64)
+    mask = np.zeros((height, width), np.uint8)
+    # Only the contour's bounding box can hold inside pixels (the lips cover ~1% of a frame).
+    top, left = (max(int(np.floor(lips[:, axis].min())), 0) for axis in (1, 0))
+    bottom, right = min(int(np.ceil(lips[:, 1].max())) + 1, height), min(int(np.ceil(lips[:, 0].max())) + 1, width)
+    if top >= bottom or left >= right:
+        return mask
+    rows, cols = np.mgrid[top:bottom, left:right]
     centres = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
-    inside = Polygon(np.asarray(inner_lips, np.float64)).contains_points(centres).reshape(height, width)
-    return np.where(inside, 255, 0).astype(np.uint8)
+    inside = Polygon(lips).contains_points(centres).reshape(bottom - top, right - left)
+    mask[top:bottom, left:right] = np.where(inside, 255, 0)
+    return mask
 
 
 def _read_mask(path: Path, source_size: tuple[int, int], crop: CropBox, size: int) -> np.ndarray:

@@ -92,9 +92,8 @@ def evaluate_body(body: BodyModel, frames: SubjectFrames, *, batch_size: int = 8
         if frames.has_mouth:
             scores.mouth_pixels += batch["mouth"].flatten(1).sum(1).long().tolist()
             scores.mouth_sse += (squared * batch["mouth"]).flatten(1).sum(1).double().tolist()
-        for offset in range(len(batch["ids"])):
-            keep_worst_frame(scores, keep_worst, scores.psnr[-len(batch["ids"]) + offset], batch["ids"][offset],
-                             batch["image"][offset], rendered[offset])
+        for offset, (frame, psnr) in enumerate(zip(batch["ids"], scores.psnr[-len(batch["ids"]):])):
+            keep_worst_frame(scores, keep_worst, psnr, frame, batch["image"][offset], rendered[offset])
     body.train(was_training)
     return scores
 
@@ -102,13 +101,11 @@ def evaluate_body(body: BodyModel, frames: SubjectFrames, *, batch_size: int = 8
 def keep_worst_frame(scores: BodyScores, keep: int, psnr: float, frame: int, truth: torch.Tensor,
                      render: torch.Tensor) -> None:
     """Keep the ``keep`` lowest-PSNR frames' images (a heap on -PSNR: its top is the best kept frame)."""
-    if keep <= 0:
-        return
+    full = len(scores.worst) >= keep
+    if keep <= 0 or (full and -psnr <= scores.worst[0][0]):
+        return  # decided before the images leave the device: most frames are not kept
     item = (-psnr, frame, (truth * 255 + 0.5).to(torch.uint8).cpu().numpy(), render.cpu().numpy())
-    if len(scores.worst) < keep:
-        heapq.heappush(scores.worst, item)
-    elif item[0] > scores.worst[0][0]:
-        heapq.heapreplace(scores.worst, item)
+    (heapq.heapreplace if full else heapq.heappush)(scores.worst, item)
 
 
 def contact_sheet(scores: BodyScores) -> np.ndarray:

@@ -81,7 +81,7 @@ def test_a_label_in_an_unlabelled_corpus_is_refused(copy):
         DyadicCorpus(copy).load_clip("clip_0002")
 
 
-@pytest.mark.parametrize("names", [[], ["positive", "positive"], ["positive", 3], "positive"])
+@pytest.mark.parametrize("names", [[], ["positive", "positive"], ["positive", 3], "sad"])  # "sad": no repeated letter
 def test_a_bad_attitude_list_is_refused(copy, names):
     meta = json.loads((copy / "meta.json").read_text())
     (copy / "meta.json").write_text(json.dumps({**meta, "attitudes": names}))

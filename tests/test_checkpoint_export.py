@@ -95,6 +95,7 @@ def test_export_refuses_what_is_not_a_checkpoint(tmp_path, capsys, make_input, m
 
 def test_export_refuses_to_overwrite_its_input(brain_checkpoint, capsys):
     checkpoint, _ = brain_checkpoint
-    assert checkpoint_cli.main(["export", str(checkpoint), str(checkpoint)]) == 2
+    same_file = checkpoint.parent / ".." / checkpoint.parent.name / checkpoint.name  # another spelling of the input
+    assert checkpoint_cli.main(["export", str(checkpoint), str(same_file)]) == 2
     assert "is the input checkpoint" in capsys.readouterr().err
     assert "optimizer" in load_checkpoint(checkpoint, kind="brain")

@@ -20,7 +20,6 @@ identical samples and renders. A slim checkpoint cannot be resumed from.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from utils.atomic import atomic_output
-from utils.cli import check_output_path, cli_main
+from utils.cli import check_output_path, cli_main, cli_parser
 from utils.errors import InputError
 
 FORMAT_VERSION = 2  # 2: the speaker-expression parameters and options are named speaker_exp (was visual/exp)
@@ -103,8 +102,7 @@ def export_slim(source: str | os.PathLike, destination: str | os.PathLike) -> di
 
 @cli_main("utils.checkpoint")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m utils.checkpoint", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = cli_parser("python -m utils.checkpoint", __doc__, epilog=True)
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write the slim copy of a checkpoint for synthesis")
     export.add_argument("checkpoint", help="a brain checkpoint.pth or a body body.pth")
