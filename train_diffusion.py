@@ -80,11 +80,17 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def build_data(cfg: BrainConfig, device: torch.device) -> tuple[WindowDataset, WindowDataset, Normalizer]:
-    """Train/val window datasets on ``device`` and the normaliser fitted on the training clips. A labelled
-    corpus's attitude names enter ``cfg.model.attitudes`` (unless ``model.use_attitude_labels`` is off)."""
+def open_corpus(cfg: BrainConfig) -> DyadicCorpus:
+    """The corpus (its meta.json only, no clip is read yet); a labelled corpus's attitude names enter
+    ``cfg.model.attitudes`` (unless ``model.use_attitude_labels`` is off)."""
     corpus = DyadicCorpus(cfg.data)
     cfg.model.attitudes = corpus.attitudes if cfg.model.use_attitude_labels else []
+    return corpus
+
+
+def build_data(cfg: BrainConfig, corpus: DyadicCorpus,
+               device: torch.device) -> tuple[WindowDataset, WindowDataset, Normalizer]:
+    """Train/val window datasets on ``device`` and the normaliser fitted on the training clips."""
     train_clips = load_split_clips(corpus, "train", cfg.model)
     val_clips = load_split_clips(corpus, "val", cfg.model)
     normalizer = Normalizer.fit([c.listener for c in train_clips], [c.speaker_exp for c in train_clips])
@@ -214,19 +220,11 @@ def load_resumable_checkpoint(path: Path, cfg: BrainConfig, device: torch.device
         saved = config_to_dict(config_from_dict(BrainConfig, payload["config"]))
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its config does not fit this code ({exc})") from exc
-    current = config_to_dict(cfg)
-    # The attitude names come from the corpus, read after this check; check_resume_settings compares them then.
-    current["model"]["attitudes"] = saved["model"]["attitudes"]
-    check_resume_settings(path, saved, current)
-    payload["config"] = saved
-    return payload
-
-
-def check_resume_settings(path: Path, saved: dict, current: dict) -> None:
-    changes = resume_conflicts(saved, current)
+    changes = resume_conflicts(saved, config_to_dict(cfg))  # cfg holds the corpus's attitude names by now
     if changes:
         raise CheckpointError(f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(changes)}); "
                               f"resume with the same {'.*/'.join(RESUME_MUST_MATCH)}.* settings, or start a new run")
+    return payload
 
 
 def save_training_checkpoint(path: Path, cfg: BrainConfig, step: int, model, ema, optimizer, normalizer,
@@ -247,17 +245,17 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
     dist_info = Distributed(cfg.train.device)
     device = dist_info.device
     try:
-        # A checkpoint that cannot be resumed is refused before the corpus is read.
+        corpus = open_corpus(cfg)
+        # A checkpoint that cannot be resumed is refused before any clip is read.
         payload = load_resumable_checkpoint(checkpoint_path, cfg, device) if resume and checkpoint_path.is_file() else None
         seed_everything(cfg.train.seed)
-        train_set, val_set, normalizer = build_data(cfg, device)
+        train_set, val_set, normalizer = build_data(cfg, corpus, device)
         model, diffusion = build_denoiser_and_diffusion(cfg)
         model, diffusion = model.to(device), diffusion.to(device)
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         optimizer = build_optimizer(cfg, model)
         step, val_losses = 0, {}
         if payload is not None:
-            check_resume_settings(checkpoint_path, payload["config"], config_to_dict(cfg))  # the corpus's attitudes too
             model.load_state_dict(payload["model"])
             ema.load_state_dict(payload["ema"])
             optimizer.load_state_dict(payload["optimizer"])

@@ -145,10 +145,10 @@ def test_an_unlabelled_model_gets_neither_condition(corpus, dataset):
     assert cond.attitude is None and cond.intensity is None
     cfg = BrainConfig(data=str(corpus), model=ModelConfig(**{**SMALL.__dict__, "attitudes": [],
                                                              "use_attitude_labels": False}))
-    train_diffusion.build_data(cfg, torch.device("cpu"))
+    train_diffusion.open_corpus(cfg)
     assert cfg.model.attitudes == []  # use_attitude_labels=false: trained blind to the labels
     cfg.model.use_attitude_labels = True
-    train_diffusion.build_data(cfg, torch.device("cpu"))
+    train_diffusion.open_corpus(cfg)
     assert cfg.model.attitudes == ATTITUDES  # the default: the corpus's names, no flag needed
 
 

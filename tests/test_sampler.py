@@ -99,11 +99,12 @@ def test_dpmpp_2m_update_by_hand():
     torch.testing.assert_close(out.double(), x, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_update_by_hand(eta):
-    """Three ddim steps with the same stand-in denoiser, written out: first order, and with eta the share of
-    each step's noise re-drawn from the given step noise z: x' = (σ'/σ)·e^(−ηh)·x + (1 − e^(−(1+η)h))·x0
-    + σ'·sqrt(1 − e^(−2ηh))·z, h = ln(σ/σ')."""
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("dpmpp_2m", 1.0)])
+def test_stochastic_update_by_hand(sampler, eta):
+    """Three steps with the same stand-in denoiser, written out, with eta the share of each step's noise
+    re-drawn from the given step noise z: x' = (σ'/σ)·e^(−ηh)·x + (1 − e^(−(1+η)h))·d + σ'·sqrt(1 − e^(−2ηh))·z,
+    h = ln(σ/σ'), where d = x0 for ddim and, for DPM-Solver++(2M) SDE after its first step,
+    d = x0 + (x0 − x0_previous)·h / (2·h_previous)."""
     cfg = DiffusionConfig(sigma_min=0.1, sigma_max=4.0, rho=1.0)
     diffusion = ListenerDiffusion(cfg)
     gain = {4.0: 0.2, 2.05: 0.5, 0.1: 0.9}
@@ -114,14 +115,19 @@ def test_ddim_update_by_hand(eta):
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn(3, WINDOW, FLAME_DIM, generator=generator)
     step_noise = torch.randn(3, 3, WINDOW, FLAME_DIM, generator=generator)
-    out = diffusion.sample(ExactGaussianDenoiser(diffusion, x0_of), _conditioning(3), steps=3, sampler="ddim",
+    out = diffusion.sample(ExactGaussianDenoiser(diffusion, x0_of), _conditioning(3), steps=3, sampler=sampler,
                            eta=eta, noise=noise, step_noise=step_noise if eta else None)
     x = noise.double() * 4.0
+    previous = None
     for index, (sigma, sigma_next) in enumerate([(4.0, 2.05), (2.05, 0.1)]):
         h = math.log(sigma / sigma_next)
         x0 = gain[sigma] * x
-        x = ((sigma_next / sigma) * math.exp(-eta * h) * x + (1 - math.exp(-(1 + eta) * h)) * x0
+        direction = x0
+        if sampler == "dpmpp_2m" and previous is not None:
+            direction = x0 + (x0 - previous[0]) * h / (2 * previous[1])
+        x = ((sigma_next / sigma) * math.exp(-eta * h) * x + (1 - math.exp(-(1 + eta) * h)) * direction
              + sigma_next * math.sqrt(1 - math.exp(-2 * eta * h)) * step_noise[index].double())
+        previous = (x0, h)
     x = 0.9 * x  # last step to σ = 0: the denoised estimate itself
     torch.testing.assert_close(out.double(), x, rtol=1e-5, atol=1e-6)
 
