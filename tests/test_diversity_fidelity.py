@@ -22,9 +22,18 @@ def test_from_metrics_draws_every_method_but_the_oracle_rows(tmp_path):
     assert diversity_fidelity.main(["--from_metrics", str(tmp_path / "eval" / "metrics.json"),
                                     "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "diversity_fidelity.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in table[2:]] == ["| diffusion", "| diffusion[sampler=ddim,eta=1]"]
-    assert "| 5.125 |" in table[2] and "| 0.390 |" in table[2]
+    assert table[0] == ("| sampling | fd_exp / oracle | pfd_exp / oracle | frdiv / oracle | sid_exp / oracle "
+                        "| amp_ratio / oracle |")
+    assert table[2:] == ["| diffusion | 5.125 | 5.125 | 0.390 | 1.000 | 0.390 |",
+                         "| diffusion[sampler=ddim,eta=1] | 4.500 | 4.500 | 0.530 | 1.000 | 0.530 |"]
     assert (tmp_path / "out" / "diversity_fidelity.png").stat().st_size > 10_000
+    # Several evaluations: each method labelled with its evaluation folder.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metrics.json").write_text(json.dumps({"mean": {"ratio_to_oracle": _ratios(7.7, 0.0)}}))
+    assert diversity_fidelity.main(["--from_metrics", str(tmp_path / "eval" / "metrics.json"),
+                                    str(tmp_path / "other" / "metrics.json"), "--out", str(tmp_path / "both")]) == 0
+    points = json.loads((tmp_path / "both" / "diversity_fidelity.json").read_text())
+    assert sorted(points) == ["diffusion @ eval", "diffusion[sampler=ddim,eta=1] @ eval", "mean @ other"]
 
 
 def test_refusals_name_the_problem_and_write_nothing(tmp_path, capsys):
