@@ -60,7 +60,7 @@ class SampleConfig:
     eta: float = 0.0  # ddim only: share of each step's noise drawn afresh
     guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
     guidance_speaker_exp: float = 1.0
-    guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (a fourth branch)
+    guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (one more branch)
 
 
 @dataclass

@@ -37,7 +37,9 @@ analytic numbers).
            + (g_attitude − 1) · (x0(audio, exp|c) − x0(audio, exp|no attitude))
 
   so ``g_audio = g_exp = g_attitude = 1`` is plain conditional sampling (then only one branch is run) and
-  ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for.
+  ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for. Only the branches a
+  guidance term needs are run: with ``g_audio = g_exp = 1`` the speaker's ∅ and audio branches are left out
+  (two branches for attitude guidance alone).
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   noise level σ_data, no condition dropout; sampling is one forward pass.
 """

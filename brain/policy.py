@@ -132,7 +132,7 @@ class ListenerPolicy:
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:
-            options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the fourth branch
+            options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the attitude branch
         return ListenerStream(self, num_samples, seed, options, attitude, intensity)
 
     def generate(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray, num_samples: int = 1, seed: int = 0,
