@@ -17,6 +17,7 @@ From Python: ``train(load_config(BrainConfig, "configs/brain_tiny.yaml", ["data=
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -182,12 +183,37 @@ class WindowBatches:
         self.steps_per_epoch = len(self.sampler) // self.batch_size
         self._epoch, self._order = -1, None
 
-    def __call__(self, step: int):
+    def indices(self, step: int) -> torch.Tensor:
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self.sampler.set_epoch(epoch)
             self._epoch, self._order = epoch, torch.tensor(list(iter(self.sampler)))
-        return self.dataset.gather(self._order[position * self.batch_size:(position + 1) * self.batch_size])
+        return self._order[position * self.batch_size:(position + 1) * self.batch_size]
+
+    def __call__(self, step: int):
+        return self.dataset.gather(self.indices(step))
+
+
+@torch.no_grad()
+def with_own_history(ema: torch.nn.Module, diffusion: ListenerDiffusion, dataset: WindowDataset,
+                     indices: torch.Tensor, batch, cfg: BrainConfig, generator: torch.Generator, device: torch.device):
+    """``diffusion.own_history`` (scheduled sampling): for that share of the batch's windows, the history's
+    last chunk ``[s-C, s)`` becomes the EMA model's sample of it — the window at ``s-C`` sampled from its
+    true history and speaker, as a rollout would have emitted it — so training sees histories like the ones the
+    model's own output gives it at sampling time, and learns to correct them rather than carry them on."""
+    cond, target = batch
+    chunk = cfg.model.chunk_frames
+    previous, _, exists = dataset.gather_previous(indices, chunk)
+    chosen = exists & (torch.rand(len(indices), generator=generator, device=device) < cfg.diffusion.own_history)
+    if not chosen.any():
+        return batch
+    sample = cfg.sample
+    with autocast_context(cfg, device):
+        own = diffusion.sample(ema, previous.map(lambda value: value[chosen]), steps=cfg.diffusion.own_history_steps,
+                               sampler=sample.sampler, eta=sample.eta, generator=generator)  # [n,W,56]
+    history = cond.history.clone()
+    history[chosen, -chunk:] = own[:, :chunk].to(history.dtype)
+    return dataclasses.replace(cond, history=history), target
 
 
 RESUME_MUST_MATCH = ("model", "diffusion")  # sections that define what the saved weights mean
@@ -285,7 +311,10 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
             step_seed = (cfg.train.seed * 1_000_003 + step) * dist_info.world_size + dist_info.rank
             torch.manual_seed(step_seed)
             generator.manual_seed(step_seed)
-            losses = train_step(parallel_model, diffusion, batches(step), optimizer, cfg, step, generator, device)
+            batch = batches(step)
+            if cfg.diffusion.own_history > 0:
+                batch = with_own_history(ema, diffusion, train_set, batches.indices(step), batch, cfg, generator, device)
+            losses = train_step(parallel_model, diffusion, batch, optimizer, cfg, step, generator, device)
             update_ema(ema, model, cfg.train.ema_decay, step)
             step += 1
             bar.update(1)

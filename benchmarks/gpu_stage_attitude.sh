@@ -11,8 +11,9 @@
 # (unconditional + one per attitude) x K=10, an intensity sweep of 5 values and an attitude-guidance sweep of 4 at
 # K=2, and the CPU scoring (per attitude too).
 #
-# Prints (and leaves in $OUT_DIR/attitude_eval/metrics.md): the main tables with diffusion, diffusion[attitude=<name>],
-# diffusion[own_attitude], oracle, oracle[shuffled] and mean rows and their ratios to the oracle; then "Attitude
+# Prints (and leaves in $OUT_DIR/attitude_eval/metrics.md): the main tables with diffusion (each clip's own attitude),
+# diffusion[shuffled], diffusion[attitude=<name>], diffusion[no_attitude], oracle, oracle[shuffled], mean and nearest
+# rows and their ratios to the oracle; then "Attitude
 # control": the classifier's accuracy on ground-truth test windows and on samples of each requested attitude (the
 # ratio, target >= 0.9), both confusion matrices, FD exp of diffusion[attitude=a] over the oracle's on a's clips
 # (target <= 1.3), realism per attitude, and the intensity and attitude-guidance sweeps (energy ratio, FD exp,
@@ -29,7 +30,7 @@ speed=()
 mkdir -p "$OUT_DIR"
 # shellcheck disable=SC2086  # RESAMPLES is a list of folders
 "${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
-    --baselines mean --samples "${SAMPLES:-10}" --max_clips "${EVAL_CLIPS:-0}" --max_seconds "${EVAL_SECONDS:-0}" \
+    --baselines mean,nearest --shuffled_speaker --samples "${SAMPLES:-10}" --max_clips "${EVAL_CLIPS:-0}" --max_seconds "${EVAL_SECONDS:-0}" \
     --attitudes --intensity_sweep 0.5 0.7 1 1.4 2 --attitude_guidance_sweep 0 1 2 3 \
     --sweep_samples "${SWEEP_SAMPLES:-2}" --workers "${WORKERS:-8}" --device "$DEVICE" ${speed[@]+"${speed[@]}"} \
     --out "$OUT_DIR/attitude_eval" 2>&1 | tee "$OUT_DIR/attitude_eval.log"

@@ -5,9 +5,9 @@
 #   bash benchmarks/gpu_stage_brain.sh speed     # chunk latency of the shipped architecture (random weights)
 #   bash benchmarks/gpu_stage_brain.sh start     # benchmark world + 3 resamples; the trainings start in the background
 #   bash benchmarks/gpu_stage_brain.sh wait      # until they are done (or WAIT_SECONDS have passed)
-#   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; oracle evaluation, diversity-fidelity grid,
-#                                                # attitude control (gpu_stage_attitude.sh), the old-sampler
-#                                                # control; slim checkpoint
+#   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; every variant against the oracle, then `preset`
+#   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
+#                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
 #
 # Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
@@ -18,10 +18,21 @@
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #
-# The variants (all configs/brain_config.yaml on the same world):
+# The variants (all configs/brain_config.yaml on the same world), VARIANTS [shipped own25 own50 ctxown]:
 #   shipped     the preset as it is
+#   own25       diffusion.own_history=0.25: a quarter of the windows continue from the model's own last chunk
+#   own50       diffusion.own_history=0.5
+#   ctxown      own25 and model.speaker_context_frames=200
+#   ctx25       model.speaker_context_frames=25: the speaker seen only as far back as the listener history
+#   ctx200      model.speaker_context_frames=200: 8 s of the speaker, the world's rapport time constant
+#   hist100     model.history_frames=100: 4 s of the listener's own past (and of the speaker)
+#   noint       model.intensity_frames=0: no intensity condition
 #   x0weight    diffusion.loss_weighting=x0 (plain x0 L2 instead of EDM's 1/c_out² weighting)
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
+# `finish` scores every variant against the oracle on the *validation* clips (with the shuffled-speaker
+# control), picks the one closest to the oracle there (FD exp ratio), and reports that one on the test clips:
+# the attitude evaluation (its main table: diffusion, shuffled speaker, oracle rows) and, unless NO_GRID=1, the
+# diversity-fidelity grid. Choosing on validation keeps the reported test figures out of the choice.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/stage_lib.sh
@@ -41,31 +52,40 @@ if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
 fi
 world="$work/world"
 resamples=("$work/resample1" "$work/resample2" "$work/resample3")
-variants=(shipped x0weight)
-[ -n "${OLD_CODE:-}" ] && variants+=(old)
+read -r -a variants <<< "${VARIANTS:-shipped own25 own50 ctxown}"
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
-phase_speed() {
-    stamp "chunk latency (random weights of configs/brain_config.yaml)"
+phase_speed() {  # the chosen variant's trained weights when `finish` ran, else random weights of the preset
+    local model=() chosen
+    chosen="$(cat "$work/chosen_variant" 2>/dev/null || true)"
+    [ -n "$chosen" ] && [ -f "$work/$chosen/checkpoint.pth" ] && model=(--checkpoint "$work/$chosen/checkpoint.pth")
+    stamp "chunk latency (${model[*]:-random weights of configs/brain_config.yaml})"
     if [ -n "${TINY:-}" ]; then
-        $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile 2>&1 | tee "$out/bench_brain.txt"
+        $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
     else
-        $python benchmarks/bench_brain.py 2>&1 | tee "$out/bench_brain.txt"
+        $python benchmarks/bench_brain.py --guidance 3 --runs 100 "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
     fi
 }
 
 write_training_script() {  # write_training_script <name>: the variant's training as a script of its own
     local name="$1" root="$PWD" overrides=()
     case "$name" in
+        own25) overrides=(diffusion.own_history=0.25) ;;
+        own50) overrides=(diffusion.own_history=0.5) ;;
+        ctxown) overrides=(diffusion.own_history=0.25 model.speaker_context_frames=200) ;;
+        ctx25) overrides=(model.speaker_context_frames=25) ;;
+        ctx200) overrides=(model.speaker_context_frames=200) ;;
+        hist100) overrides=(model.history_frames=100) ;;
+        noint) overrides=(model.intensity_frames=0) ;;
         x0weight) overrides=(diffusion.loss_weighting=x0) ;;
-        old) root="$OLD_CODE" ;;
+        old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac
     cat > "$work/train_$name.sh" <<SCRIPT
 # A wall-clock cap: past it the run is killed and its last checkpoint (every 1000 steps) is the result.
 cd "$root" && PYTHONPATH="$root" timeout -s KILL ${minutes}m $python train_diffusion.py \
     --config configs/brain_config.yaml --data "$world" --out "$work/$name" train.max_steps=$steps \
-    train.device=$device ${overrides[*]} ${train_extra[*]} > "$work/$name.log" 2>&1
+    train.device=$device train.checkpoint_every=500 ${overrides[*]} ${train_extra[*]} > "$work/$name.log" 2>&1
 echo \$? > "$work/$name.done"
 SCRIPT
 }
@@ -100,50 +120,71 @@ phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have
 
 phase_finish() {
     phase_wait
-    local pids=()
-    # Four evaluations side by side, each with its scoring workers: a few threads each, not every core each.
+    # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-    # The shipped preset: the diversity-fidelity grid (every row against the oracle) ...
-    $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
-        --checkpoint "$work/shipped/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
-        --max_clips "$grid_clips" --device "$device" --workers "$workers" "${eval_extra[@]}" \
-        > "$work/df_shipped.log" 2>&1 &
-    pids+=($!)
-    # ... its attitude and intensity control (benchmarks/gpu_stage_attitude.sh: classifier, confusion, sweeps) ...
-    CORPUS="$world" CHECKPOINT="$work/shipped/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
-        SAMPLES="$samples" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
-        EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
-        > "$work/eval_attitudes.log" 2>&1 &
-    pids+=($!)
-    # ... the other weighting, and the old sampler's samples scored by today's metrics (--external).
-    $python -m brain.evaluate --data "$world" --split test --checkpoint "$work/x0weight/checkpoint.pth" \
-        --oracle "${resamples[@]}" --samples "$samples" --baselines none --shuffled_speaker \
-        --sweep "sampler=ddim,steps=15" --device "$device" --workers "$workers" "${eval_extra[@]}" \
-        --out "$work/eval_x0weight" > "$work/eval_x0weight.log" 2>&1 &
-    pids+=($!)
-    if [ -n "${OLD_CODE:-}" ]; then
+    local pids=() name
+    for name in "${variants[@]}"; do  # every variant against the oracle, with the shuffled-speaker control
+        [ "$name" = old ] && continue
+        $python -m brain.evaluate --data "$world" --split val --checkpoint "$work/$name/checkpoint.pth" \
+            --oracle "${resamples[@]}" --samples "$samples" --baselines none --shuffled_speaker \
+            --device "$device" --workers "$workers" "${eval_extra[@]}" --out "$work/eval_$name" \
+            > "$work/eval_$name.log" 2>&1 &
+        pids+=($!)
+    done
+    if [[ " ${variants[*]} " == *" old "* ]]; then  # the old sampler's samples, scored by today's metrics
         (cd "$OLD_CODE" && PYTHONPATH="$OLD_CODE" $python -m brain.evaluate --data "$world" --split test \
             --checkpoint "$work/old/checkpoint.pth" --samples "$samples" --baselines none --save_samples \
-            --shuffled_speaker --step_sweep 5 50 --device "$device" "${eval_extra[@]}" --out "$work/eval_old_raw" \
+            --shuffled_speaker --device "$device" "${eval_extra[@]}" --out "$work/eval_old_raw" \
             > "$work/eval_old_raw.log" 2>&1 && cd - > /dev/null &&
          $python -m brain.evaluate --data "$world" --split test --oracle "${resamples[@]}" --baselines none \
             --external "old[ddim,15]=$work/eval_old_raw/samples/diffusion" \
-            "old[ddim,5]=$work/eval_old_raw/samples/diffusion[steps=5]" \
-            "old[ddim,50]=$work/eval_old_raw/samples/diffusion[steps=50]" \
             "old[shuffled]=$work/eval_old_raw/samples/diffusion[shuffled]" \
             --out "$work/eval_old" >> "$work/eval_old_raw.log" 2>&1) &
         pids+=($!)
     fi
     for pid in "${pids[@]}"; do wait "$pid"; done
+    stamp "variants scored on the validation clips"
+    for name in "${variants[@]}"; do
+        [ -f "$work/eval_$name/metrics.md" ] && { echo "== $name"; sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'; }
+    done
+    $python - "$work" "${variants[@]}" > "$work/chosen_variant" <<'PY'
+import json, sys
+from pathlib import Path
+work, names = Path(sys.argv[1]), [n for n in sys.argv[2:] if n != "old"]
+scored = {n: json.loads((work / f"eval_{n}" / "metrics.json").read_text())["diffusion"]["ratio_to_oracle"]["fd_exp"]
+          for n in names if (work / f"eval_{n}" / "metrics.json").is_file()}
+print(min(scored, key=scored.get) if scored else "shipped")
+PY
+    stamp "closest to the oracle on validation: $(cat "$work/chosen_variant")"
+    phase_preset
+}
+
+phase_preset() {  # the chosen variant's (default: shipped) attitude control and diversity-fidelity grid on the test clips
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+    local pids=() chosen
+    chosen="$(cat "$work/chosen_variant" 2>/dev/null || echo shipped)"
+    CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
+        SAMPLES="$samples" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
+        EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
+        > "$work/eval_attitudes.log" 2>&1 &
+    pids+=($!)
+    if [ -z "${NO_GRID:-}" ]; then
+        $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
+            --checkpoint "$work/$chosen/checkpoint.pth" --out "$work/df_shipped" --samples "$samples" \
+            --max_clips "$grid_clips" --device "$device" --workers "$workers" "${eval_extra[@]}" \
+            > "$work/df_shipped.log" 2>&1 &
+        pids+=($!)
+    fi
+    for pid in "${pids[@]}"; do wait "$pid"; done
     stamp "evaluations done"
-    $python -m utils.checkpoint export "$work/shipped/checkpoint.pth" "$out/brain_shipped_slim.pth" || true
+    $python -m utils.checkpoint export "$work/$chosen/checkpoint.pth" "$out/brain_${chosen}_slim.pth" || true
     collect
 }
 
 collect() {  # one archive of every small result (the lent machine returns at most 8 files)
     local files=()
-    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_x0weight "$work"/eval_old \
-                "$work"/eval_old_raw/metrics.md "$work"/*/scalars.csv "$work"/*/config.yaml; do
+    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_* "$work"/*/scalars.csv \
+                "$work"/*/config.yaml "$work"/chosen_variant; do
         [ -e "$path" ] && files+=("${path#"$work"/}")
     done
     tar -C "$work" --exclude='samples' -czf "$out/brain_results.tar.gz" "${files[@]}"

@@ -8,8 +8,9 @@
   ``diffusion[attitude=<name>]``); the classifier's confusion matrix over their windows (rows: requested,
   columns: classified) and its mean diagonal, the accuracy, next to the ground truth's.
 * **Realism per attitude**: every method's metrics (brain.metrics) on the test clips of each attitude, the
-  conditioned brain asked for the clips' own attitude. ``diffusion[own_attitude]`` is that brain over all
-  test clips (each with its own label), a row of the main table.
+  conditioned brain asked for the clips' own attitude. Over all test clips that is the main table's
+  ``diffusion`` row (brain.evaluate samples a labelled corpus with each clip's own attitude);
+  ``diffusion[no_attitude]`` is the brain asked for none.
 * **Intensity sweep**: for each attitude, its test clips sampled at each requested intensity; the motion
   energy (brain/conditions.py) of the samples over that of the clips' ground truth, FD exp against it, and
   the classifier's accuracy. ``--attitude_guidance_sweep`` measures the alternative knob, the attitude
@@ -48,7 +49,7 @@ DEFAULT_GUIDANCE_SWEEP = (0.0, 1.0, 2.0, 3.0)
 REALISM_COLUMNS = (("fd_exp", "FD exp ↓"), ("fd_pose", "FD pose ↓"), ("pfd_exp", "P-FD exp ↓"),
                    ("frdiv", "FRDiv ↑"), ("amp_ratio", "amp ratio →1"), ("jitter", "jitter ≈GT"))
 ATTITUDE_METHOD = "diffusion[attitude={}]"
-OWN_ATTITUDE_METHOD = "diffusion[own_attitude]"
+NO_ATTITUDE_METHOD = "diffusion[no_attitude]"
 
 
 # ---------------------------------------------------------------- the classifier
@@ -164,7 +165,6 @@ class AttitudeEvaluation:
         self.realism: dict[str, dict[str, dict]] = {name: {} for name in self.contexts}
         self.classified: dict[str, float] = {}  # method -> share of windows classified as the clips' attitude
         self.requested = np.full((len(self.attitudes), len(self.attitudes)), np.nan)
-        self.own_samples: list[np.ndarray | None] = [None] * len(self.test_clips)
 
     def _predictions(self, samples) -> tuple[np.ndarray, np.ndarray]:
         """Classified attitude and the clip's label of every window of every sample: ``([n], [n])``."""
@@ -189,16 +189,8 @@ class AttitudeEvaluation:
         index = self.attitudes.index(requested)
         self.requested[index] = confusion_matrix(np.full(len(predicted), index), predicted, len(self.attitudes))[index]
         indices = self.clips_of[requested]
-        for i in indices:
-            self.own_samples[i] = samples[i]
         if indices:
             self.realism[requested][name] = evaluate_method(self.contexts[requested], [samples[i] for i in indices])
-
-    def own_attitude_samples(self) -> list[np.ndarray]:
-        """Every test clip's samples at its own attitude (after all attitude methods were scored)."""
-        if any(s is None for s in self.own_samples):
-            raise RuntimeError("own_attitude_samples() before every attitude method was scored")
-        return list(self.own_samples)
 
     def finish(self, folder: Path) -> tuple[dict, str]:
         """Run the sweeps, write the plots into ``folder``; return the ``metrics.json`` section and Markdown."""

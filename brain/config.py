@@ -18,6 +18,10 @@ class ModelConfig:
     ff_mult: int = 4
     dropout: float = 0.1
     history_frames: int = 25  # clean listener frames the window is conditioned on
+    # Speaker frames before the window start the denoiser sees (0: history_frames). Longer than the listener's
+    # history, it lets slow speaker-driven state (rapport, whether a pause ends a long turn) be read off the real
+    # speaker at every window instead of carried through the model's own output, where it drifts.
+    speaker_context_frames: int = 0
     window_frames: int = 16  # frames denoised per step; the first chunk_frames are emitted
     chunk_frames: int = 8  # frames emitted per streaming step; the speaker is seen up to the chunk's end
     # Reaction controls (brain/conditions.py). A labelled corpus is conditioned on when use_attitude_labels;
@@ -25,6 +29,11 @@ class ModelConfig:
     use_attitude_labels: bool = True
     attitudes: list[str] = field(default_factory=list)
     intensity_frames: int = 0  # span of the motion-energy condition centred on each window; 0: no intensity input
+
+    @property
+    def speaker_history_frames(self) -> int:
+        """Speaker frames seen before the window start: the speaker tokens span ``[s - this, s + chunk)``."""
+        return self.speaker_context_frames or self.history_frames
 
 
 @dataclass
@@ -50,6 +59,11 @@ class DiffusionConfig:
     # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
     # model learns not to copy its own past errors forward, against drift in long autoregressive rollouts.
     history_noise: float = 0.0
+    # Scheduled sampling against drift: for this share of the training windows the last chunk of the history
+    # is the EMA model's own sample of it (the window ``chunk_frames`` earlier, sampled in ``own_history_steps``
+    # network evaluations from its true history), so the model learns to continue from output like its own.
+    own_history: float = 0.0
+    own_history_steps: int = 4
 
 
 @dataclass

@@ -5,7 +5,8 @@ A window starting at frame ``s`` of a clip is the triple the denoiser sees (``H`
 
     history        listener  [s-H, s)     frames before the clip start are marked invalid
     target         listener  [s, s+W)     always inside the clip
-    speaker        audio/exp [s-H, s+C)   frames before the clip start are marked invalid
+    speaker        audio/exp [s-S, s+C)   S = model.speaker_history_frames (H unless speaker_context_frames);
+                                          frames before the clip start are marked invalid
     attitude       the clip's attitude index in ``model.attitudes`` (``NO_ATTITUDE`` when unlabelled)
     intensity      log2(motion energy of the frames around the window / the attitude's typical energy),
                    when ``model.intensity_frames`` > 0 (brain/conditions.py)
@@ -91,13 +92,27 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def gather(self, indices: torch.Tensor) -> tuple[Conditioning, torch.Tensor]:
         """``indices [B]`` -> ``(Conditioning, target [B,W,56])`` on the dataset's device."""
-        cfg = self.cfg
         indices = indices.to(self.window_start.device)
-        start, clip_start = self.window_start[indices, None], self.clip_start[indices, None]  # [B,1]
+        return self._gather_at(self.window_start[indices], indices)
+
+    def gather_previous(self, indices: torch.Tensor, frames: int) -> tuple[Conditioning, torch.Tensor, torch.Tensor]:
+        """The windows starting ``frames`` earlier in the same clips (same attitude and intensity):
+        ``(Conditioning, target [B,W,56], exists [B] bool)``; where that start would precede the clip, the
+        clip's first window stands in and ``exists`` is False."""
+        indices = indices.to(self.window_start.device)
+        start = self.window_start[indices] - frames
+        exists = start >= self.clip_start[indices]
+        cond, target = self._gather_at(torch.maximum(start, self.clip_start[indices]), indices)
+        return cond, target, exists
+
+    def _gather_at(self, window_start: torch.Tensor, indices: torch.Tensor) -> tuple[Conditioning, torch.Tensor]:
+        """Windows starting at the global frames ``window_start [B]`` of the clips of windows ``indices [B]``."""
+        cfg = self.cfg
+        start, clip_start = window_start[:, None], self.clip_start[indices, None]  # [B,1]
         listener_frames = start + torch.arange(-cfg.history_frames, cfg.window_frames, device=start.device)
-        speaker_frames = start + torch.arange(-cfg.history_frames, cfg.chunk_frames, device=start.device)
+        speaker_frames = start + torch.arange(-cfg.speaker_history_frames, cfg.chunk_frames, device=start.device)
         listener_valid = listener_frames >= clip_start  # [B,H+W]
-        speaker_valid = speaker_frames >= clip_start  # [B,H+C]
+        speaker_valid = speaker_frames >= clip_start  # [B,S+C]
         listener = self.listener[torch.maximum(listener_frames, clip_start)]
         listener = listener * listener_valid[..., None]  # [B,H+W,56]
         speaker_index = torch.maximum(speaker_frames, clip_start)

@@ -1,9 +1,10 @@
 """The denoiser: a 1D transformer that predicts a clean listener window from a noisy one.
 
-Tokens, on one time axis relative to the window start ``s`` (``H`` history, ``W`` window, ``C`` chunk):
+Tokens, on one time axis relative to the window start ``s`` (``H`` history, ``W`` window, ``C`` chunk,
+``S`` = ``model.speaker_history_frames`` speaker frames before the window, ``H`` unless set longer):
 
     listener tokens  [s-H .. s-1 | s .. s+W-1]   clean history (or a learned null) | noisy window
-    speaker tokens   [s-H .. s+C-1]               LayerNorm(audio)→Linear + exp→Linear, summed per frame
+    speaker tokens   [s-S .. s+C-1]               LayerNorm(audio)→Linear + exp→Linear, summed per frame
 
 Each block: AdaLN-modulated self-attention over the listener tokens, cross-attention to the speaker
 tokens, AdaLN-modulated MLP; the noise level (ln σ) drives the modulation (DiT's adaLN-zero). The
@@ -49,9 +50,9 @@ class Conditioning:
     """What a window is generated from; all tensors share the batch size ``B`` and device."""
     history: torch.Tensor  # [B,H,56] normalised clean listener frames (any value where invalid)
     history_valid: torch.Tensor  # [B,H] bool: False before the clip starts
-    speaker_audio: torch.Tensor  # [B,H+C,768] wav2vec2 features, raw
-    speaker_exp: torch.Tensor  # [B,H+C,50] normalised speaker expression
-    speaker_valid: torch.Tensor  # [B,H+C] bool: False before the clip starts / past the last frame
+    speaker_audio: torch.Tensor  # [B,S+C,768] wav2vec2 features, raw
+    speaker_exp: torch.Tensor  # [B,S+C,50] normalised speaker expression
+    speaker_valid: torch.Tensor  # [B,S+C] bool: False before the clip starts / past the last frame
     attitude: torch.Tensor | None = None  # [B] long index into model.attitudes, NO_ATTITUDE = none
     intensity: torch.Tensor | None = None  # [B] float log2(motion energy / typical); None: 0, the typical
 
@@ -154,6 +155,7 @@ class ListenerDenoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         width, history, window, chunk = cfg.width, cfg.history_frames, cfg.window_frames, cfg.chunk_frames
+        speaker_history = cfg.speaker_history_frames
         if chunk > window:
             raise ConfigError(f"model.chunk_frames ({chunk}) cannot exceed model.window_frames ({window})")
         if width % cfg.heads:
@@ -161,7 +163,10 @@ class ListenerDenoiser(nn.Module):
         self.listener_in = nn.Linear(FLAME_DIM, width)
         self.null_history = nn.Parameter(torch.zeros(width))
         self.token_type = nn.Parameter(torch.zeros(2, width))  # 0: history, 1: window
-        self.position = nn.Parameter(0.02 * torch.randn(history + window, width))  # shared time axis
+        # One learned position per frame of the shared time axis [s - max(H, S), s + W); the listener tokens
+        # take its last H + W, the speaker tokens its first S + C past their own start.
+        self.origin = max(history, speaker_history)
+        self.position = nn.Parameter(0.02 * torch.randn(self.origin + window, width))
         self.audio_norm = nn.LayerNorm(AUDIO_DIM)
         self.audio_in = nn.Linear(AUDIO_DIM, width)
         self.speaker_exp_in = nn.Linear(SPEAKER_EXP_DIM, width)
@@ -185,10 +190,11 @@ class ListenerDenoiser(nn.Module):
         for layer in (self.out_modulation, self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        # Listener time i (index on the shared axis) may see speaker time j iff j <= min(i, H+C-1).
-        listener_time = torch.arange(history + window)[:, None]
-        speaker_time = torch.arange(history + chunk)[None, :]
-        causal = speaker_time <= torch.clamp(listener_time, max=history + chunk - 1)  # [H+W, H+C]
+        # Frame offsets from the window start s: listener token i is at i - H, speaker token j at j - S; a
+        # listener frame t may see speaker frames u <= min(t, C-1).
+        listener_time = torch.arange(history + window)[:, None] - history
+        speaker_time = torch.arange(speaker_history + chunk)[None, :] - speaker_history
+        causal = speaker_time <= torch.clamp(listener_time, max=chunk - 1)  # [H+W, S+C]
         self.register_buffer("causal_mask", causal, persistent=False)
 
     def forward(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, cond: Conditioning,
@@ -205,7 +211,7 @@ class ListenerDenoiser(nn.Module):
         once per window and reused by every DDIM step."""
         cfg = self.cfg
         batch = cond.batch_size
-        speaker_frames = cfg.history_frames + cfg.chunk_frames
+        speaker_frames = cfg.speaker_history_frames + cfg.chunk_frames
         expected = {"history": (cond.history, (batch, cfg.history_frames, FLAME_DIM)),
                     "speaker_audio": (cond.speaker_audio, (batch, speaker_frames, AUDIO_DIM)),
                     "speaker_exp": (cond.speaker_exp, (batch, speaker_frames, SPEAKER_EXP_DIM))}
@@ -225,10 +231,11 @@ class ListenerDenoiser(nn.Module):
         exp = self.speaker_exp_in(cond.speaker_exp)  # [B,S,D]
         audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
         exp = torch.where(drop_speaker_exp[:, None, None], self.null_speaker_exp, exp)
-        speaker = audio + exp + self.position[:speaker_frames]
+        speaker_start = self.origin - cfg.speaker_history_frames
+        speaker = audio + exp + self.position[speaker_start:speaker_start + speaker_frames]
         speaker = speaker + self.speaker_mlp(speaker)
         speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]
-        visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S]
+        visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S+C]
         sink = torch.ones_like(visible[..., :1])
         cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S]
         reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
@@ -257,7 +264,8 @@ class ListenerDenoiser(nn.Module):
             raise ValueError(f"denoiser input noisy_window: expected shape {[batch, cfg.window_frames, FLAME_DIM]}, "
                              f"got {list(noisy_window.shape)}")
         window_tokens = self.listener_in(noisy_window) + self.token_type[1]
-        x = torch.cat([encoded.history_tokens, window_tokens], dim=1) + self.position  # [B,H+W,D]
+        x = torch.cat([encoded.history_tokens, window_tokens], dim=1)
+        x = x + self.position[self.origin - cfg.history_frames:]  # [B,H+W,D]
         time = self.time_mlp(noise_level_embedding(noise_level, cfg.width))  # [B,D]
         time = F.silu(time if encoded.reaction is None else time + encoded.reaction)
         for block in self.blocks:

@@ -41,8 +41,10 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 every method gets ``metrics.json[method]["ratio_to_oracle"][metric]`` and a ratio table in metrics.md
 (:mod:`brain.oracle`).
 
-``--attitudes`` (a labelled corpus and checkpoint) adds a row ``diffusion[attitude=<name>]`` per attitude
-(every test clip sampled with that attitude), ``diffusion[own_attitude]`` (each clip with its own), and the
+On a labelled corpus (``labels.json``) a checkpoint trained with attitudes samples every ``diffusion`` row
+(and its ablations) with each clip's own attitude, as the truth and the oracle listen with it; otherwise with
+none. ``--attitudes`` (a labelled corpus and checkpoint) adds a row ``diffusion[attitude=<name>]`` per attitude
+(every test clip sampled with that attitude), ``diffusion[no_attitude]`` (none asked), and the
 reaction-control evaluation of :mod:`brain.attitude_eval` — an attitude classifier's confusion matrices,
 realism per attitude (the oracle's too), the intensity sweep (``--intensity_sweep``, default 0.5 0.7 1 1.4 2)
 and optionally an attitude-guidance sweep — under ``"attitudes"`` in metrics.json and after the tables in
@@ -64,7 +66,7 @@ from tqdm import tqdm
 
 from brain import oracle
 from brain.attitude_eval import (ATTITUDE_METHOD, DEFAULT_GUIDANCE_SWEEP as DEFAULT_ATTITUDE_GUIDANCE_SWEEP,
-                                 DEFAULT_INTENSITY_SWEEP, OWN_ATTITUDE_METHOD, AttitudeEvaluation)
+                                 DEFAULT_INTENSITY_SWEEP, NO_ATTITUDE_METHOD, AttitudeEvaluation)
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
@@ -125,6 +127,7 @@ class Method:
     generator: object  # brain.baselines.MotionGenerator
     options: dict = field(default_factory=dict)
     speakers: list | None = None  # per clip (audio [T,768], exp [T,50]); None: the clip's own speaker
+    own_attitude: bool = False  # sample each clip with its labelled attitude (options["attitude"] per clip)
     samples: list | None = None  # precomputed [K,T,56] per clip (the oracle rows); generator unused
 
 
@@ -192,7 +195,12 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                                                 cuda_graphs=cfg.cuda_graphs)
         base = {name: value for name, value in (("steps", cfg.steps), ("sampler", cfg.sampler or None),
                                                   ("eta", cfg.eta)) if value is not None}
-        methods.append(Method("diffusion", policy, base))
+        own = bool(policy.attitudes) and all(clip.attitude is not None for clip in test_clips)
+
+        def diffusion(name, options, speakers=None):
+            return Method(name, policy, options, speakers, own_attitude=own)
+
+        methods.append(diffusion("diffusion", base))
         if cfg.shuffled_speaker:
             if len(test_clips) < 2:
                 raise UsageError("--shuffled_speaker needs at least 2 test clips")
@@ -201,26 +209,25 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                 other = test_clips[(index + 1) % len(test_clips)]
                 shuffled.append((fit_to_length(other.speaker_audio, 0, clip.num_frames),
                                  fit_to_length(other.speaker_exp, 0, clip.num_frames)))
-            methods.append(Method("diffusion[shuffled]", policy, base, shuffled))
+            methods.append(diffusion("diffusion[shuffled]", base, shuffled))
         if cfg.audio_only:
-            methods.append(Method("diffusion[audio_only]", policy, {**base, "guidance_audio": 1.0,
-                                                                     "guidance_speaker_exp": 0.0}))
+            methods.append(diffusion("diffusion[audio_only]", {**base, "guidance_audio": 1.0, "guidance_speaker_exp": 0.0}))
         if cfg.speaker_exp_only:
             mean_audio = np.concatenate([c.speaker_audio for c in train_clips]).mean(0)
             silent = [(np.broadcast_to(mean_audio, c.speaker_audio.shape).astype(np.float32), c.speaker_exp)
                       for c in test_clips]
-            methods.append(Method("diffusion[speaker_exp_only]", policy, base, silent))
+            methods.append(diffusion("diffusion[speaker_exp_only]", base, silent))
         for steps in cfg.step_sweep:
             if steps != base.get("steps", policy.cfg.sample.steps):
-                methods.append(Method(f"diffusion[steps={steps}]", policy, {**base, "steps": steps}))
+                methods.append(diffusion(f"diffusion[steps={steps}]", {**base, "steps": steps}))
         for scale in cfg.guidance_sweep:
-            methods.append(Method(f"diffusion[guidance={scale:g}]", policy,
-                                  {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
+            methods.append(diffusion(f"diffusion[guidance={scale:g}]",
+                                     {**base, "guidance_audio": scale, "guidance_speaker_exp": scale}))
         for entry in cfg.sweep:
-            methods.append(Method(f"diffusion[{entry}]", policy, {**base, **parse_sweep_entry(entry)}))
+            methods.append(diffusion(f"diffusion[{entry}]", {**base, **parse_sweep_entry(entry)}))
         if cfg.attitudes:
             methods += [Method(ATTITUDE_METHOD.format(name), policy, {**base, "attitude": name})
-                        for name in policy.attitudes]
+                        for name in policy.attitudes] + [Method(NO_ATTITUDE_METHOD, policy, base)]
     baselines = build_baselines(_baseline_names(cfg), train_clips, regression_checkpoint=cfg.regression_checkpoint,
                                 device=str(device))
     methods += [Method(name, generator) for name, generator in baselines.items()]
@@ -255,8 +262,8 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.nda
     out = []
     for index, clip in enumerate(tqdm(test_clips, desc=method.name, unit="clip", leave=False)):
         audio, exp = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
-        motion = method.generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index,
-                                           **method.options)
+        options = {**method.options, "attitude": clip.attitude} if method.own_attitude else method.options
+        motion = method.generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index, **options)
         expected = (cfg.samples, clip.num_frames, FLAME_DIM)
         if motion.shape != expected:
             raise RuntimeError(f"{method.name} returned {list(motion.shape)} for clip {clip.clip_id}, "
@@ -340,8 +347,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
                 folder.mkdir(parents=True)
                 for clip, motion in zip(test_clips, samples):
                     np.save(folder / f"{clip.clip_id}.npy", motion)
-        if attitude_report:
-            scoring.submit(OWN_ATTITUDE_METHOD, attitude_report.own_attitude_samples())
         results = scoring.results()
         tables = format_tables(results, len(test_clips), cfg.samples)
         if cfg.oracle:

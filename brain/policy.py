@@ -73,6 +73,7 @@ class ListenerPolicy:
         self.cfg = cfg
         self.chunk_frames = cfg.model.chunk_frames
         self.history_frames = cfg.model.history_frames
+        self.speaker_history_frames = cfg.model.speaker_history_frames
 
     @property
     def attitudes(self) -> list[str]:
@@ -253,8 +254,8 @@ class ListenerStream:
         policy, device = self.policy, self.policy.device
         history_frames, chunk = policy.history_frames, policy.chunk_frames
         start = self.emitted
-        # Speaker context: absolute frames [start-H, start+C); valid where 0 <= frame < received.
-        frames = torch.arange(start - history_frames, start + chunk, device=device)
+        # Speaker context: absolute frames [start-S, start+C); valid where 0 <= frame < received.
+        frames = torch.arange(start - policy.speaker_history_frames, start + chunk, device=device)
         speaker_valid = (frames >= 0) & (frames < self.received)
         buffer_index = (frames - self.buffer_start).clamp(0, len(self.speaker_audio) - 1)
         valid = speaker_valid[:, None]
@@ -280,7 +281,7 @@ class ListenerStream:
         self.history = torch.cat([self.history, emitted], dim=1)[:, -history_frames:]
         self.emitted += emit
         # Keep only the speaker frames a later window can still see.
-        drop = max(0, (self.emitted - history_frames) - self.buffer_start)
+        drop = max(0, (self.emitted - policy.speaker_history_frames) - self.buffer_start)
         if drop:
             self.speaker_audio, self.speaker_exp = self.speaker_audio[drop:], self.speaker_exp[drop:]
             self.buffer_start += drop

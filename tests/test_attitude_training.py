@@ -167,21 +167,23 @@ def test_evaluate_attitudes_writes_the_control_report(trained, unlabelled, corpu
                           "--device", "cpu", "--out", str(out)])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    rows = [f"diffusion[attitude={a}]" for a in ATTITUDES] + ["diffusion[own_attitude]"]
+    rows = [f"diffusion[attitude={a}]" for a in ATTITUDES] + ["diffusion[no_attitude]"]
     assert set(rows) <= set(metrics)
     report = metrics["attitudes"]
     assert report["names"] == ATTITUDES and np.array(report["generated_confusion"]).shape == (3, 3)
     test_attitude = DyadicCorpus(corpus).load_clip("clip_0011").attitude  # the one test clip's
     assert list(report["realism"]) == [test_attitude]
-    assert {"ground_truth", "diffusion", "mean", f"diffusion[attitude={test_attitude}]"} == set(
+    assert {"ground_truth", "diffusion", "diffusion[no_attitude]", "mean", f"diffusion[attitude={test_attitude}]"} == set(
         report["realism"][test_attitude])
+    # The main row samples the labelled clip with its own attitude: the same samples as asking for it by name.
+    assert metrics["diffusion"] == metrics[f"diffusion[attitude={test_attitude}]"] != metrics["diffusion[no_attitude]"]
     for option, values in (("intensity", [0.5, 2.0]), ("guidance_attitude", [0.0, 2.0])):
         sweep = report["sweeps"][option]
         assert sweep["values"] == values and len(sweep["per_attitude"][test_attitude]["energy_ratio"]) == 2
         assert (out / f"{option}_sweep.png").stat().st_size > 0
     assert (out / "attitude_confusion.png").stat().st_size > 0
     table = (out / "metrics.md").read_text()
-    assert "## Attitude control" in table and "| diffusion[own_attitude] |" in table
+    assert "## Attitude control" in table and "| diffusion[no_attitude] |" in table
 
     code = evaluate.main(["--data", str(corpus), "--checkpoint", str(unlabelled), "--baselines", "none",
                           "--attitudes", "--out", str(tmp_path / "none")])

@@ -82,6 +82,89 @@ def test_normalizer_round_trip_through_a_checkpoint(dataset, tmp_path):
     assert not torch.equal(restored.listener_std, Normalizer().listener_std)
 
 
+def test_a_longer_speaker_context_is_gathered_seen_and_streamed(dataset):
+    """model.speaker_context_frames = S > H: windows carry speaker frames [s-S, s+C), the denoiser reads the
+    earliest of them, and a stream (speaker buffer pruned as it goes) emits what a rollout built window by
+    window from the whole arrays emits."""
+    from brain.policy import ListenerPolicy
+
+    _, clips, normalizer = dataset
+    cfg = ModelConfig(**{**SMALL.__dict__, "speaker_context_frames": 18})
+    s, c = cfg.speaker_history_frames, cfg.chunk_frames
+    windows = WindowDataset(clips, normalizer, cfg, stride=1)
+    cond, _ = windows[20]
+    torch.testing.assert_close(cond.speaker_audio, torch.from_numpy(clips[0].speaker_audio[20 - s:20 + c]))
+    assert cond.speaker_valid.all() and windows[3][0].speaker_valid.tolist() == [False] * (s - 3) + [True] * (3 + c)
+
+    torch.manual_seed(0)
+    denoiser, diffusion = build_denoiser_and_diffusion(BrainConfig(model=cfg))
+    for layer in (denoiser.out, denoiser.out_modulation, *[b.modulation for b in denoiser.blocks]):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    denoiser.eval()
+    batch, target = windows.gather(torch.tensor([20]))
+    audio = batch.speaker_audio.clone()
+    audio[:, 0] += torch.randn(768)  # 18 frames before the window: outside the 10-frame listener history
+    with torch.no_grad():
+        reference = denoiser(target, torch.tensor([0.5]), batch)
+        changed = denoiser(target, torch.tensor([0.5]), Conditioning(batch.history, batch.history_valid, audio,
+                                                                    batch.speaker_exp, batch.speaker_valid))
+    assert not torch.allclose(changed, reference), "the earliest speaker frame changed nothing"
+
+    policy = ListenerPolicy(denoiser, diffusion, normalizer, BrainConfig(model=cfg))
+    frames = 48
+    speaker_audio, speaker_exp = clips[0].speaker_audio[:frames], clips[0].speaker_exp[:frames]
+    stream = policy.stream(num_samples=1, seed=3, sampler="dpmpp_2m", eta=0.0)
+    streamed = np.concatenate([stream.push(speaker_audio[i:i + 5], speaker_exp[i:i + 5]) for i in range(0, frames, 5)]
+                              + [stream.flush()], axis=1)
+    generator = torch.Generator().manual_seed(3)
+    audio_all = torch.from_numpy(speaker_audio)
+    exp_all = normalizer.normalize_speaker_exp(torch.from_numpy(speaker_exp))
+    history, h = torch.zeros(1, 0, 56), cfg.history_frames
+    for start in range(0, frames, c):
+        span = torch.arange(start - s, start + c)
+        valid = (span >= 0) & (span < frames)
+        index = span.clamp(0, frames - 1)
+        window_cond = Conditioning(
+            history=torch.cat([torch.zeros(1, h - history.shape[1], 56), history], dim=1),
+            history_valid=(torch.arange(h) >= h - history.shape[1])[None],
+            speaker_audio=(audio_all[index] * valid[:, None])[None], speaker_exp=(exp_all[index] * valid[:, None])[None],
+            speaker_valid=valid[None])
+        noise = torch.randn((1, cfg.window_frames, 56), generator=generator)
+        window = policy.sample_window(window_cond, noise, None, policy._sampling_options(None, 0.0, None, None,
+                                                                                          "dpmpp_2m", None))
+        history = torch.cat([history, window[:, :c]], dim=1)[:, -h:]
+        expected = normalizer.denormalize_listener(window[:, :c]).numpy()
+        np.testing.assert_allclose(streamed[:, start:start + c], expected, rtol=0, atol=1e-5)
+
+
+def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_chunk(dataset):
+    """diffusion.own_history (scheduled sampling): a chosen window's history ends with the model's sample of
+    the window one chunk earlier (sampled from that window's true history); older history frames, and a window
+    at its clip's start (no earlier window), keep the truth."""
+    from brain.config import DiffusionConfig
+    from train_diffusion import with_own_history
+
+    windows, _, _ = dataset
+    c = SMALL.chunk_frames
+    indices = torch.tensor([0, 20, 40])  # window 0 starts its clip
+    previous, previous_target, exists = windows.gather_previous(indices, c)
+    assert exists.tolist() == [False, True, True]
+    torch.testing.assert_close(previous_target[1:], windows.gather(indices[1:] - c)[1])
+    cfg = BrainConfig(model=SMALL, diffusion=DiffusionConfig(own_history=1.0, own_history_steps=2))
+    denoiser, diffusion = _modules()
+    truth, target = windows.gather(indices)
+    cond, same_target = with_own_history(denoiser, diffusion, windows, indices, (truth, target), cfg,
+                                         torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert same_target is target and torch.equal(cond.history[0], truth.history[0])
+    torch.testing.assert_close(cond.history[1:, :-c], truth.history[1:, :-c], rtol=0, atol=0)
+    generator = torch.Generator().manual_seed(0)
+    torch.rand(3, generator=generator)  # the share's draw comes first
+    own = diffusion.sample(denoiser, previous.map(lambda value: value[1:]), steps=2, sampler=cfg.sample.sampler,
+                           eta=cfg.sample.eta, generator=generator)
+    torch.testing.assert_close(cond.history[1:, -c:], own[:, :c])
+    assert not torch.allclose(cond.history[1:, -c:], truth.history[1:, -c:])
+
+
 def _batch(dataset, n=2):
     windows, _, _ = dataset
     return windows.gather(torch.arange(n) * 7 + 20)  # windows with some history
