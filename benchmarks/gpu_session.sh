@@ -8,10 +8,12 @@
 # diversity-fidelity grid at K=10 did not finish in 10 min, so the grid is now left out (NO_GRID=1 by default;
 # NO_GRID= runs it) and the stages are sized to fit:
 #
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # ~9 min: gsplat build, the gpu-marked tests, the body's
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # 7.7 min measured: gsplat build, the gpu-marked tests, the body's
 #       subject, the benchmark world + 3 resamples; the brain variants (gpu_stage_brain.sh: VARIANTS) trained side
 #       by side in the background; once the subject is made the body's training starts in the background too
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # ~9 min: every variant against the oracle on the
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # >10 min as measured (2026-12-02, second session: four
+#       variant evaluations side by side took 122 s per row each, and the attitude evaluation after them was cut
+#       at the limit; fewer VARIANTS should fit, untimed): every variant against the oracle on the
 #       validation clips, then the one closest to it on the test clips (main table with the shuffled speaker,
 #       attitude control); the body's evaluation beside them; then the body's render speed
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # ~9 min, alone on the GPU: streaming wav2vec2, offline

@@ -14,7 +14,8 @@
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
 # SAMPLES [5], SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
 # evaluation), GRID_CLIPS [15] (test clips of the diversity-fidelity grid: on an H200 one diffusion row of all
-# 30 test clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs, so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
+# 30 clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs alone, 122 s each with four evaluations side by side;
+# so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import torch
 
-from brain.conditions import NO_ATTITUDE, typical_energies, window_energies
+from brain.conditions import NO_ATTITUDE, attitude_index, typical_energies, window_energies
 from brain.config import ModelConfig
 from brain.data import Clip, CorpusError, DyadicCorpus
 from brain.denoiser import Conditioning
 from brain.normalizer import Normalizer
+from utils.errors import UsageError
 
 
 def load_split_clips(corpus: DyadicCorpus, split: str, cfg: ModelConfig) -> list[Clip]:
@@ -72,10 +73,10 @@ class WindowDataset(torch.utils.data.Dataset):
     def _attitude_index(self, clip: Clip) -> int:
         if not self.cfg.attitudes or clip.attitude is None:
             return NO_ATTITUDE
-        if clip.attitude not in self.cfg.attitudes:
-            raise CorpusError(f"clip {clip.clip_id}: attitude {clip.attitude!r} is not one of the model's "
-                             f"({', '.join(self.cfg.attitudes)})")
-        return self.cfg.attitudes.index(clip.attitude)
+        try:
+            return attitude_index(self.cfg.attitudes, clip.attitude)
+        except UsageError as error:
+            raise CorpusError(f"clip {clip.clip_id}: {error}") from None
 
     def __len__(self) -> int:
         return len(self.window_start)

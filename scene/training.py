@@ -354,6 +354,7 @@ class TrainingRun:
     started: float = field(default_factory=time.perf_counter)
     history: list[dict] = field(default_factory=list)  # one row per validation
     finish_s: float = 0.0  # how long the last validation + save took: kept free at the end of a budget
+    saved_step: int = -1  # the step of the last checkpoint written
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -405,6 +406,7 @@ def save_body(cfg: BodyTrainingConfig, run: TrainingRun) -> None:
                         "elapsed_s": run.elapsed(), "scale": run.scale, "history": run.history},
     })
     save_checkpoint(payload, Path(cfg.model_dir) / CHECKPOINT_NAME, kind="body")
+    run.saved_step = run.step
 
 
 def validate(run: TrainingRun, val_frames: SubjectFrames, backend: str, device: torch.device,
@@ -515,9 +517,11 @@ def train(cfg: BodyTrainingConfig, *, resume: bool = False, progress: bool = Tru
                               validate_now=run.step % cfg.train.val_every == 0)
     bar.close()
 
-    if not run.history or run.history[-1]["step"] != run.step:
+    validated_last = not run.history or run.history[-1]["step"] != run.step
+    if validated_last:
         validate(run, val_frames, backend, device, logger, model_dir)
-    save_body(cfg, run)
+    if validated_last or run.saved_step != run.step:  # the checkpoint keeps the validation history too
+        save_body(cfg, run)
     stopped_by = "max_steps" if run.step >= cfg.train.max_steps else "max_minutes"
     summary = {"steps": run.step, "stopped_by": stopped_by, "wall_s": run.elapsed(),
                "baseline_mean_frame": baseline, "final": run.history[-1], "history": run.history,

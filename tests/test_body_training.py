@@ -147,11 +147,17 @@ def checkpoint_tensors(path) -> dict:
     return tensors
 
 
-def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(subject_dir, tmp_path):
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(subject_dir, tmp_path, monkeypatch):
     def argv(model_dir):
         return ["-s", str(subject_dir), "-m", str(model_dir), "--config", "configs/body_tiny.yaml", *RESUMABLE]
 
+    saved_steps, real_save = [], training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint",
+                        lambda payload, *args, **kwargs: (saved_steps.append(payload["step"]),
+                                                          real_save(payload, *args, **kwargs))[1])
     assert train_body.main(argv(tmp_path / "whole")) == 0
+    assert saved_steps == [4, 8, 12]  # the last step is a save step: written once, not again at the end
+    monkeypatch.undo()
     killed = subprocess.run([sys.executable, "-c", KILLED_RUN, "10", *argv(tmp_path / "killed")], cwd=REPO_ROOT,
                             capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]

@@ -48,6 +48,11 @@ def test_broken_clip_is_refused_through_the_dataset(corpus, tmp_path):
     np.save(broken / "clips" / train_id / "listener.npy", listener[:-3])
     with pytest.raises(CorpusError, match=f"clip {train_id}: length mismatch: .*listener.npy has {len(listener) - 3}"):
         load_split_clips(DyadicCorpus(broken), "train", SMALL)
+    other_names = ModelConfig(**{**SMALL.__dict__, "attitudes": ["calm", "eager"]})
+    clips = load_split_clips(DyadicCorpus(corpus), "train", SMALL)
+    with pytest.raises(CorpusError, match=f"clip {clips[0].clip_id}: unknown attitude '{clips[0].attitude}'; "
+                                          "this model knows calm, eager"):
+        WindowDataset(clips, Normalizer(), other_names)
     long_window = ModelConfig(window_frames=10_000)
     with pytest.raises(CorpusError, match="shorter than the 10000 the model needs"):
         load_split_clips(DyadicCorpus(corpus), "train", long_window)
