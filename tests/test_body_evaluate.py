@@ -91,6 +91,9 @@ def test_metrics_equal_a_hand_computation(model_and_subject, tmp_path):
     with open(tmp_path / "eval" / "per_frame.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["frame"]) for row in rows] == VAL
+    assert [float(row["psnr"]) for row in rows] == pytest.approx(psnrs, abs=1e-3)  # each row its own frame's
+    assert [float(row["ssim"]) for row in rows] == pytest.approx(ssims, abs=1e-4)
+    assert sum(int(row["mouth_pixels"]) for row in rows) == mouth_pixels
     assert float(rows[0]["jaw"]) == pytest.approx(float(np.linalg.norm(flame[VAL[0], JAW])), abs=1e-4)
     assert (tmp_path / "eval" / "psnr_per_frame.png").is_file()
 

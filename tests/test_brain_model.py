@@ -170,6 +170,28 @@ def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_c
     assert not torch.allclose(cond.history[1:, -c:], truth.history[1:, -c:])
 
 
+def test_each_process_trains_on_its_own_windows_and_resumes_mid_epoch_the_same(dataset):
+    """train_diffusion.WindowBatches under DDP: in every epoch the ranks' batches are disjoint, no window comes
+    twice, and the batches of a step are a pure function of (seed, step, rank), so a resumed run replays them."""
+    from types import SimpleNamespace
+
+    from train_diffusion import WindowBatches
+
+    windows, _, _ = dataset
+    cfg = BrainConfig(model=SMALL)
+    cfg.train.batch_size = 16
+    ranks = [WindowBatches(windows, cfg, SimpleNamespace(world_size=2, rank=rank)) for rank in (0, 1)]
+    steps = ranks[0].steps_per_epoch
+    assert steps >= 2 and steps == ranks[1].steps_per_epoch
+    for epoch in (0, 1):
+        seen = [torch.cat([batches.indices(epoch * steps + i) for i in range(steps)]) for batches in ranks]
+        assert all(len(set(indices.tolist())) == steps * 16 for indices in seen)  # no window twice on a rank
+        assert not set(seen[0].tolist()) & set(seen[1].tolist())  # nor on both
+    assert not torch.equal(ranks[0].indices(0), ranks[0].indices(steps))  # reshuffled per epoch
+    fresh = WindowBatches(windows, cfg, SimpleNamespace(world_size=2, rank=1))
+    torch.testing.assert_close(fresh.indices(steps + 1), ranks[1].indices(steps + 1))
+
+
 def _batch(dataset, n=2):
     windows, _, _ = dataset
     return windows.gather(torch.arange(n) * 7 + 20)  # windows with some history
