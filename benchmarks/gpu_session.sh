@@ -54,8 +54,14 @@ stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 LOG_DIR="$logs" TAIL_LINES=20
 source benchmarks/stage_lib.sh
 
-pack() {  # pack <name>: every log, table, plot and metrics file so far, as $OUT_DIR/<name>.tar.gz
-    tar -C "$WORK" --exclude='samples' --exclude='brain_results.tar.gz' --exclude='*.pth' --exclude='*.npy' --exclude='*.mp4' -czf "$out/$1.tar.gz" logs
+pack() {  # pack <name>: every log, table, plot and metrics file so far (the brain's finished evaluations too)
+    local extra=()
+    for path in "$brain_work"/eval_* "$brain_work"/attitude_eval "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
+                "$brain_work"/*.log "$brain_work"/chosen_variant; do
+        [ -e "$path" ] && extra+=("${path#"$WORK"/}")
+    done
+    tar -C "$WORK" --exclude='samples' --exclude='brain_results.tar.gz' --exclude='*.pth' --exclude='*.npy' \
+        --exclude='*.mp4' --exclude='*.tmp-*' -czf "$out/$1.tar.gz" logs "${extra[@]}"
     stamp "packed $out/$1.tar.gz ($(du -h "$out/$1.tar.gz" | cut -f1))"
 }
 
@@ -106,6 +112,11 @@ stage_ddp() {
     pack ddp
 }
 
+# A stage that overruns the lent machine's 10-minute call still returns what it has: a watchdog packs
+# <stage>_partial.tar.gz after STAGE_SECONDS [560] (the call is killed at 600 s with nothing packed otherwise).
 for stage in "$@"; do
+    (sleep "${STAGE_SECONDS:-560}"; pack "${stage}_partial") &
+    watchdog=$!
     "stage_$stage"
+    kill "$watchdog" 2>/dev/null
 done
