@@ -32,6 +32,7 @@ from tqdm import tqdm
 from brain.config import BrainConfig
 from brain.data import CorpusError, DyadicCorpus
 from brain.dataset import WindowDataset, load_split_clips
+from brain.denoiser import Conditioning
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
 from utils.atomic import atomic_output
@@ -168,11 +169,10 @@ def validation_loss(model: torch.nn.Module, diffusion: ListenerDiffusion, val_se
 
 
 class WindowBatches:
-    """The training windows of step ``s``: epoch ``s // steps_per_epoch`` reshuffled with the seed, this
-    rank's share (DistributedSampler), batch ``s % steps_per_epoch`` — a pure function of the step."""
+    """The indices of the training windows of step ``s``: epoch ``s // steps_per_epoch`` reshuffled with the
+    seed, this rank's share (DistributedSampler), batch ``s % steps_per_epoch`` — a pure function of the step."""
 
     def __init__(self, dataset: WindowDataset, cfg: BrainConfig, dist_info: Distributed):
-        self.dataset = dataset
         self.batch_size = cfg.train.batch_size
         self.sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=dist_info.world_size,
                                                            rank=dist_info.rank, shuffle=True,
@@ -190,30 +190,27 @@ class WindowBatches:
             self._epoch, self._order = epoch, torch.tensor(list(iter(self.sampler)))
         return self._order[position * self.batch_size:(position + 1) * self.batch_size]
 
-    def __call__(self, step: int):
-        return self.dataset.gather(self.indices(step))
-
 
 @torch.no_grad()
-def with_own_history(ema: torch.nn.Module, diffusion: ListenerDiffusion, dataset: WindowDataset,
-                     indices: torch.Tensor, batch, cfg: BrainConfig, generator: torch.Generator, device: torch.device):
+def with_own_history(ema: torch.nn.Module, diffusion: ListenerDiffusion, dataset: WindowDataset, indices: torch.Tensor,
+                     cond: Conditioning, cfg: BrainConfig, generator: torch.Generator,
+                     device: torch.device) -> Conditioning:
     """``diffusion.own_history`` (scheduled sampling): for that share of the batch's windows, the history's
     last chunk ``[s-C, s)`` becomes the EMA model's sample of it — the window at ``s-C`` sampled from its
     true history and speaker, as a rollout would have emitted it — so training sees histories like the ones the
     model's own output gives it at sampling time, and learns to correct them rather than carry them on."""
-    cond, target = batch
     chunk = cfg.model.chunk_frames
-    previous, _, exists = dataset.gather_previous(indices, chunk)
+    previous, exists = dataset.gather_previous(indices, chunk)
     chosen = exists & (torch.rand(len(indices), generator=generator, device=device) < cfg.diffusion.own_history)
     if not chosen.any():
-        return batch
+        return cond
     sample = cfg.sample
     with autocast_context(cfg, device):
         own = diffusion.sample(ema, previous.map(lambda value: value[chosen]), steps=cfg.diffusion.own_history_steps,
                                sampler=sample.sampler, eta=sample.eta, generator=generator)  # [n,W,56]
     history = cond.history.clone()
     history[chosen, -chunk:] = own[:, :chunk].to(history.dtype)
-    return dataclasses.replace(cond, history=history), target
+    return dataclasses.replace(cond, history=history)
 
 
 RESUME_MUST_MATCH = ("model", "diffusion")  # sections that define what the saved weights mean
@@ -311,10 +308,11 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
             step_seed = (cfg.train.seed * 1_000_003 + step) * dist_info.world_size + dist_info.rank
             torch.manual_seed(step_seed)
             generator.manual_seed(step_seed)
-            batch = batches(step)
+            indices = batches.indices(step)
+            cond, target = train_set.gather(indices)
             if cfg.diffusion.own_history > 0:
-                batch = with_own_history(ema, diffusion, train_set, batches.indices(step), batch, cfg, generator, device)
-            losses = train_step(parallel_model, diffusion, batch, optimizer, cfg, step, generator, device)
+                cond = with_own_history(ema, diffusion, train_set, indices, cond, cfg, generator, device)
+            losses = train_step(parallel_model, diffusion, (cond, target), optimizer, cfg, step, generator, device)
             update_ema(ema, model, cfg.train.ema_decay, step)
             step += 1
             bar.update(1)

@@ -57,10 +57,14 @@ read -r -a variants <<< "${VARIANTS:-shipped own25 own50 ctxown}"
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
-phase_speed() {  # the chosen variant's trained weights when `finish` ran, else random weights of the preset
+chosen_variant() {  # the variant `finish` chose (shipped before it ran)
+    cat "$work/chosen_variant" 2>/dev/null || echo shipped
+}
+
+phase_speed() {  # the chosen variant's trained weights when they exist, else random weights of the preset
     local model=() chosen
-    chosen="$(cat "$work/chosen_variant" 2>/dev/null || true)"
-    [ -n "$chosen" ] && [ -f "$work/$chosen/checkpoint.pth" ] && model=(--checkpoint "$work/$chosen/checkpoint.pth")
+    chosen="$(chosen_variant)"
+    [ -f "$work/$chosen/checkpoint.pth" ] && model=(--checkpoint "$work/$chosen/checkpoint.pth")
     stamp "chunk latency (${model[*]:-random weights of configs/brain_config.yaml})"
     if [ -n "${TINY:-}" ]; then
         $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
@@ -163,7 +167,7 @@ PY
 phase_preset() {  # the chosen variant's (default: shipped) attitude control and diversity-fidelity grid on the test clips
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() chosen
-    chosen="$(cat "$work/chosen_variant" 2>/dev/null || echo shipped)"
+    chosen="$(chosen_variant)"
     CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
         SAMPLES="$samples" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
         EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \

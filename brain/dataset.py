@@ -96,15 +96,15 @@ class WindowDataset(torch.utils.data.Dataset):
         indices = indices.to(self.window_start.device)
         return self._gather_at(self.window_start[indices], indices)
 
-    def gather_previous(self, indices: torch.Tensor, frames: int) -> tuple[Conditioning, torch.Tensor, torch.Tensor]:
-        """The windows starting ``frames`` earlier in the same clips (same attitude and intensity):
-        ``(Conditioning, target [B,W,56], exists [B] bool)``; where that start would precede the clip, the
-        clip's first window stands in and ``exists`` is False."""
+    def gather_previous(self, indices: torch.Tensor, frames: int) -> tuple[Conditioning, torch.Tensor]:
+        """The conditioning of the windows starting ``frames`` earlier in the same clips (same attitude and
+        intensity) and ``exists [B]`` bool; where that start would precede the clip, the clip's first window
+        stands in and ``exists`` is False."""
         indices = indices.to(self.window_start.device)
         start = self.window_start[indices] - frames
         exists = start >= self.clip_start[indices]
-        cond, target = self._gather_at(torch.maximum(start, self.clip_start[indices]), indices)
-        return cond, target, exists
+        cond, _ = self._gather_at(torch.maximum(start, self.clip_start[indices]), indices)
+        return cond, exists
 
     def _gather_at(self, window_start: torch.Tensor, indices: torch.Tensor) -> tuple[Conditioning, torch.Tensor]:
         """Windows starting at the global frames ``window_start [B]`` of the clips of windows ``indices [B]``."""

@@ -227,17 +227,17 @@ class ListenerDenoiser(nn.Module):
         history_valid = cond.history_valid & ~drop_history[:, None]
         history_tokens = torch.where(history_valid[..., None], self.listener_in(cond.history), self.null_history)
 
-        audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S,D]
-        exp = self.speaker_exp_in(cond.speaker_exp)  # [B,S,D]
+        audio = self.audio_in(self.audio_norm(cond.speaker_audio))  # [B,S+C,D]
+        exp = self.speaker_exp_in(cond.speaker_exp)  # [B,S+C,D]
         audio = torch.where(drop_audio[:, None, None], self.null_audio, audio)
         exp = torch.where(drop_speaker_exp[:, None, None], self.null_speaker_exp, exp)
         speaker_start = self.origin - cfg.speaker_history_frames
         speaker = audio + exp + self.position[speaker_start:speaker_start + speaker_frames]
         speaker = speaker + self.speaker_mlp(speaker)
-        speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S,D]
+        speaker = torch.cat([self.speaker_sink.expand(batch, 1, -1), speaker], dim=1)  # [B,1+S+C,D]
         visible = self.causal_mask[None] & cond.speaker_valid[:, None, :]  # [B,H+W,S+C]
         sink = torch.ones_like(visible[..., :1])
-        cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S]
+        cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S+C]
         reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
         return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction)
 

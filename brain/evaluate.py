@@ -211,7 +211,8 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                                  fit_to_length(other.speaker_exp, 0, clip.num_frames)))
             methods.append(diffusion("diffusion[shuffled]", base, shuffled))
         if cfg.audio_only:
-            methods.append(diffusion("diffusion[audio_only]", {**base, "guidance_audio": 1.0, "guidance_speaker_exp": 0.0}))
+            methods.append(diffusion("diffusion[audio_only]",
+                                     {**base, "guidance_audio": 1.0, "guidance_speaker_exp": 0.0}))
         if cfg.speaker_exp_only:
             mean_audio = np.concatenate([c.speaker_audio for c in train_clips]).mean(0)
             silent = [(np.broadcast_to(mean_audio, c.speaker_audio.shape).astype(np.float32), c.speaker_exp)

@@ -177,9 +177,9 @@ def mouth_mask_from_lips(inner_lips: np.ndarray, height: int, width: int) -> np.
 
     lips = np.asarray(inner_lips, np.float64)
     mask = np.zeros((height, width), np.uint8)
-    # Only the contour's bounding box can hold inside pixels (the lips cover ~1% of a frame).
-    top, left = (max(int(np.floor(lips[:, axis].min())), 0) for axis in (1, 0))
-    bottom, right = min(int(np.ceil(lips[:, 1].max())) + 1, height), min(int(np.ceil(lips[:, 0].max())) + 1, width)
+    # Only the contour's bounding box can hold inside pixels (the lips cover ~1% of a frame); points are (x, y).
+    left, top = np.maximum(np.floor(lips.min(0)).astype(int), 0)
+    right, bottom = np.minimum(np.ceil(lips.max(0)).astype(int) + 1, (width, height))
     if top >= bottom or left >= right:
         return mask
     rows, cols = np.mgrid[top:bottom, left:right]

@@ -152,15 +152,17 @@ def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_c
     windows, _, _ = dataset
     c = SMALL.chunk_frames
     indices = torch.tensor([0, 20, 40])  # window 0 starts its clip
-    previous, previous_target, exists = windows.gather_previous(indices, c)
+    previous, exists = windows.gather_previous(indices, c)
     assert exists.tolist() == [False, True, True]
-    torch.testing.assert_close(previous_target[1:], windows.gather(indices[1:] - c)[1])
+    earlier, _ = windows.gather(indices[1:] - c)  # stride 1 and the same clip: the window index c before
+    for field in ("history", "history_valid", "speaker_audio", "speaker_exp", "speaker_valid"):
+        torch.testing.assert_close(getattr(previous, field)[1:], getattr(earlier, field))
     cfg = BrainConfig(model=SMALL, diffusion=DiffusionConfig(own_history=1.0, own_history_steps=2))
     denoiser, diffusion = _modules()
-    truth, target = windows.gather(indices)
-    cond, same_target = with_own_history(denoiser, diffusion, windows, indices, (truth, target), cfg,
-                                         torch.Generator().manual_seed(0), torch.device("cpu"))
-    assert same_target is target and torch.equal(cond.history[0], truth.history[0])
+    truth, _ = windows.gather(indices)
+    cond = with_own_history(denoiser, diffusion, windows, indices, truth, cfg, torch.Generator().manual_seed(0),
+                            torch.device("cpu"))
+    assert torch.equal(cond.history[0], truth.history[0])
     torch.testing.assert_close(cond.history[1:, :-c], truth.history[1:, :-c], rtol=0, atol=0)
     generator = torch.Generator().manual_seed(0)
     torch.rand(3, generator=generator)  # the share's draw comes first
