@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     from brain.policy import ListenerPolicy, fast_sampling_options
     from scene.body import load_body
 
-    policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device, **fast_sampling_options(device))
+    policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device,
+                                         **fast_sampling_options(device, live=args.realtime))
     # Attitude names, intensity and the audio-only branch are checked against the brain before the body loads;
     # the policy's own refusals are plain ValueErrors, which the CLI reports as usage errors.
     try:

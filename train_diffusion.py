@@ -193,24 +193,38 @@ class WindowBatches:
 
 @torch.no_grad()
 def with_own_history(ema: torch.nn.Module, diffusion: ListenerDiffusion, dataset: WindowDataset, indices: torch.Tensor,
-                     cond: Conditioning, cfg: BrainConfig, generator: torch.Generator,
-                     device: torch.device) -> Conditioning:
-    """``diffusion.own_history`` (scheduled sampling): for that share of the batch's windows, the history's
-    last chunk ``[s-C, s)`` becomes the EMA model's sample of it — the window at ``s-C`` sampled from its
-    true history and speaker, as a rollout would have emitted it — so training sees histories like the ones the
-    model's own output gives it at sampling time, and learns to correct them rather than carry them on."""
+                     cond: Conditioning, target: torch.Tensor, cfg: BrainConfig, step: int,
+                     generator: torch.Generator, device: torch.device) -> tuple[Conditioning, torch.Tensor]:
+    """``diffusion.own_history`` (scheduled sampling): for that share of the windows, the history's last chunk
+    ``[s-C, s)`` becomes the EMA model's sample of it — the window at ``s-C`` sampled from its true history
+    and speaker, as a rollout would have emitted it — so training sees histories like the ones the model's
+    own output gives it at sampling time, and learns to correct them rather than carry them on. Made every
+    ``own_history_every`` steps for that many times the share (see the config); with
+    ``own_history_ease_frames`` E the target ``[B,W,56]`` of such a window is moved by the jump ``d`` between
+    the own and the true last history frame, by ``d * (1 - (t+1)/(E+1))`` at frame ``t < E``."""
+    diff = cfg.diffusion
+    if step % diff.own_history_every:
+        return cond, target
     chunk = cfg.model.chunk_frames
     previous, exists = dataset.gather_previous(indices, chunk)
-    chosen = exists & (torch.rand(len(indices), generator=generator, device=device) < cfg.diffusion.own_history)
+    share = min(1.0, diff.own_history * diff.own_history_every)
+    chosen = exists & (torch.rand(len(indices), generator=generator, device=device) < share)
     if not chosen.any():
-        return cond
+        return cond, target
     sample = cfg.sample
     with autocast_context(cfg, device):
-        own = diffusion.sample(ema, previous.map(lambda value: value[chosen]), steps=cfg.diffusion.own_history_steps,
+        own = diffusion.sample(ema, previous.map(lambda value: value[chosen]), steps=diff.own_history_steps,
                                sampler=sample.sampler, eta=sample.eta, generator=generator)  # [n,W,56]
+    own_chunk = own[:, :chunk].to(cond.history.dtype)  # [n,C,56]
+    if diff.own_history_ease_frames > 0:
+        jump = own_chunk[:, -1] - cond.history[chosen, -1]  # [n,56]
+        frames = torch.arange(target.shape[1], device=target.device, dtype=target.dtype)
+        ease = (1 - (frames + 1) / (diff.own_history_ease_frames + 1)).clamp(min=0)  # [W]
+        target = target.clone()
+        target[chosen] += jump[:, None, :].to(target.dtype) * ease[None, :, None]
     history = cond.history.clone()
-    history[chosen, -chunk:] = own[:, :chunk].to(history.dtype)
-    return dataclasses.replace(cond, history=history)
+    history[chosen, -chunk:] = own_chunk
+    return dataclasses.replace(cond, history=history), target
 
 
 RESUME_MUST_MATCH = ("model", "diffusion")  # sections that define what the saved weights mean
@@ -311,7 +325,8 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
             indices = batches.indices(step)
             cond, target = train_set.gather(indices)
             if cfg.diffusion.own_history > 0:
-                cond = with_own_history(ema, diffusion, train_set, indices, cond, cfg, generator, device)
+                cond, target = with_own_history(ema, diffusion, train_set, indices, cond, target, cfg, step,
+                                                generator, device)
             losses = train_step(parallel_model, diffusion, (cond, target), optimizer, cfg, step, generator, device)
             update_ema(ema, model, cfg.train.ema_decay, step)
             step += 1

@@ -150,16 +150,15 @@ def main(argv: list[str] | None = None) -> int:
             save_random_wav2vec(model_dir)
         wav2vec = CausalWav2Vec(Wav2VecExtractor(model_dir, device), context_seconds=args.context_seconds)
         samples, _ = read_speaker_audio(speaker_dir / "speaker.wav")
-        policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device, **fast_sampling_options(device))
+        policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device,
+                                                 **fast_sampling_options(device, live=True))
         body = load_body(args.body_checkpoint, device=device)
         speaker_exp = None if args.audio_only else clips[0].speaker_exp
         print(f"setup {time.perf_counter() - setup_start:.0f} s; body {body.height}x{body.width}; speaker "
               f"{len(samples) / wav2vec.sample_rate:.0f} s; wav2vec2 {model_dir} ({'random weights' if args.wav2vec is None else 'given'}, "
               f"{wav2vec.model.model.config.num_hidden_layers} layers), {args.context_seconds:g} s left context; "
               f"{args.steps} DDIM steps; {'audio only' if args.audio_only else 'with the speaker expression'}")
-        # Warm-up (CUDA graphs, cuDNN autotuning, allocator) outside the measured run.
-        synthesize(policy, body, samples[:3 * wav2vec.sample_rate], None if speaker_exp is None else speaker_exp[:75],
-                   work / "warmup.mp4", audio_features=wav2vec, steps=args.steps, stream=True, progress=False)
+        # The real-clock run warms up first (ListenerSession.warm_up: graphs, compilation, autotuning).
         _, live = synthesize(policy, body, samples, speaker_exp, work / "live.mp4", audio_features=wav2vec,
                              wav=speaker_dir / "speaker.wav", steps=args.steps, stream=True, realtime=True,
                              progress=False)

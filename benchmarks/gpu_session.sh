@@ -11,20 +11,22 @@
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # 7.7 min measured: gsplat build, the gpu-marked tests, the body's
 #       subject, the benchmark world + 3 resamples; the brain variants (gpu_stage_brain.sh: VARIANTS) trained side
 #       by side in the background; once the subject is made the body's training starts in the background too
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # >10 min as measured (2026-12-02, second session: four
-#       variant evaluations side by side took 122 s per row each, and the attitude evaluation after them was cut
-#       at the limit; fewer VARIANTS should fit, untimed): every variant against the oracle on the
-#       validation clips, then the one closest to it on the test clips (main table with the shuffled speaker,
-#       attitude control); the body's evaluation beside them; then the body's render speed
-#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # ~9 min, alone on the GPU: streaming wav2vec2, offline
-#       synthesis and the 5-minute live session on the real clock with the chosen brain; then the brain's chunk
-#       latency
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh middle   # every variant against the oracle on the validation
+#       clips (one diffusion row each, side by side), then the one closest to it on the test clips (main table
+#       with the shuffled speaker, attitude control at ATTITUDE_SAMPLES per clip); the body's evaluation beside
+#       them; then the body's render speed. (2026-12-02, second session: four variant evaluations with their
+#       shuffled-speaker rows took 122 s per row each and the call was cut at the limit; hence one row each
+#       and three variants now)
+#   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # alone on the GPU: the 5-minute live session on the
+#       real clock with the chosen brain, compiled (BENCHES [live]: add `wav2vec synthesis` for the streaming
+#       feature cost and the offline synthesis timing); then the brain's chunk latency if the call has time
 #
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
 # control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
 # present; only for VARIANTS=... old), BRAIN_MINUTES [7] (each brain training's wall-clock cap), BRAIN_STEPS
-# [12000], SAMPLES [5] (per clip and evaluated method), VARIANTS, NO_GRID, GRID_CLIPS [15]
+# [8000: every variant ends its schedule inside the cap], SAMPLES [5] (per clip and evaluated method),
+# ATTITUDE_SAMPLES [3], VARIANTS, NO_GRID, GRID_CLIPS [15], BENCHES [live]
 # (benchmarks/gpu_stage_brain.sh).
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
@@ -44,7 +46,8 @@ fi
 logs="$WORK/logs"
 mkdir -p "$logs"
 [ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
-export STEPS="${BRAIN_STEPS:-12000}" MINUTES="${BRAIN_MINUTES:-7}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-1}" NO_GRID="${NO_GRID-1}"
+export STEPS="${BRAIN_STEPS:-8000}" MINUTES="${BRAIN_MINUTES:-7}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-1}" NO_GRID="${NO_GRID-1}"
+export ATTITUDE_SAMPLES="${ATTITUDE_SAMPLES:-3}" BENCHES="${BENCHES:-live}"
 brain_work="$WORK/brain"
 body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)
 brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)
@@ -97,7 +100,7 @@ stage_live() {
     chosen="$(cat "$brain_work/chosen_variant" 2>/dev/null || echo shipped)"
     BRAIN_CKPT="$brain_work/$chosen/checkpoint.pth" BODY_DIR="$WORK/body_model" OUT_DIR="$logs/synth" \
         run_logged synth bash benchmarks/gpu_stage_synth.sh
-    run_logged bench_brain "${brain[@]}" speed
+    [ "$SECONDS" -lt 420 ] && run_logged bench_brain "${brain[@]}" speed  # only if it still fits the call
     pack live
 }
 

@@ -12,16 +12,18 @@
 # Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
-# SAMPLES [5], SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
+# SAMPLES [5], ATTITUDE_SAMPLES [SAMPLES] (the test report's), SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
 # evaluation), GRID_CLIPS [15] (test clips of the diversity-fidelity grid: on an H200 one diffusion row of all
 # 30 clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs alone, 122 s each with four evaluations side by side;
 # so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #
-# The variants (all configs/brain_config.yaml on the same world), VARIANTS [shipped own25 own50 ctxown]:
+# The variants (all configs/brain_config.yaml on the same world), VARIANTS [shipped own25x4 own25e]:
 #   shipped     the preset as it is
 #   own25       diffusion.own_history=0.25: a quarter of the windows continue from the model's own last chunk
+#   own25x4     own25 made every 4th step for all windows (own_history_every=4): the same share, ~1/4 the cost
+#   own25e      own25x4 with the target eased back to the truth over 8 frames (own_history_ease_frames=8)
 #   own50       diffusion.own_history=0.5
 #   ctxown      own25 and model.speaker_context_frames=200
 #   ctx25       model.speaker_context_frames=25: the speaker seen only as far back as the listener history
@@ -30,8 +32,8 @@
 #   noint       model.intensity_frames=0: no intensity condition
 #   x0weight    diffusion.loss_weighting=x0 (plain x0 L2 instead of EDM's 1/c_out² weighting)
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
-# `finish` scores every variant against the oracle on the *validation* clips (with the shuffled-speaker
-# control), picks the one closest to the oracle there (FD exp ratio), and reports that one on the test clips:
+# `finish` scores every variant against the oracle on the *validation* clips, picks the one closest to the
+# oracle there (FD exp ratio), and reports that one on the test clips (with the shuffled-speaker control):
 # the attitude evaluation (its main table: diffusion, shuffled speaker, oracle rows) and, unless NO_GRID=1, the
 # diversity-fidelity grid. Choosing on validation keeps the reported test figures out of the choice.
 set -uo pipefail
@@ -53,7 +55,7 @@ if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
 fi
 world="$work/world"
 resamples=("$work/resample1" "$work/resample2" "$work/resample3")
-read -r -a variants <<< "${VARIANTS:-shipped own25 own50 ctxown}"
+read -r -a variants <<< "${VARIANTS:-shipped own25x4 own25e}"
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
@@ -77,6 +79,9 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
     local name="$1" root="$PWD" overrides=()
     case "$name" in
         own25) overrides=(diffusion.own_history=0.25) ;;
+        own25x4) overrides=(diffusion.own_history=0.25 diffusion.own_history_every=4) ;;
+        own25e) overrides=(diffusion.own_history=0.25 diffusion.own_history_every=4
+                           diffusion.own_history_ease_frames=8) ;;
         own50) overrides=(diffusion.own_history=0.5) ;;
         ctxown) overrides=(diffusion.own_history=0.25 model.speaker_context_frames=200) ;;
         ctx25) overrides=(model.speaker_context_frames=25) ;;
@@ -128,10 +133,10 @@ phase_finish() {
     # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() name
-    for name in "${variants[@]}"; do  # every variant against the oracle, with the shuffled-speaker control
+    for name in "${variants[@]}"; do  # every variant against the oracle (the shuffled speaker: on test)
         [ "$name" = old ] && continue
         $python -m brain.evaluate --data "$world" --split val --checkpoint "$work/$name/checkpoint.pth" \
-            --oracle "${resamples[@]}" --samples "$samples" --baselines none --shuffled_speaker \
+            --oracle "${resamples[@]}" --samples "$samples" --baselines none \
             --device "$device" --workers "$workers" "${eval_extra[@]}" --out "$work/eval_$name" \
             > "$work/eval_$name.log" 2>&1 &
         pids+=($!)
@@ -169,7 +174,7 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
     local pids=() chosen
     chosen="$(chosen_variant)"
     CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
-        SAMPLES="$samples" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
+        SAMPLES="${ATTITUDE_SAMPLES:-$samples}" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
         EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
         > "$work/eval_attitudes.log" 2>&1 &
     pids+=($!)

@@ -64,6 +64,14 @@ class DiffusionConfig:
     # network evaluations from its true history), so the model learns to continue from output like its own.
     own_history: float = 0.0
     own_history_steps: int = 4
+    # Own histories are made every ``own_history_every`` steps, for ``min(1, own_history * every)`` of that
+    # step's windows: the same share of all windows, but the sampling (small batches, bound by launch latency)
+    # runs k times less often at k times the batch, so it costs about k times less.
+    own_history_every: int = 1
+    # A window continued from its own history has its target eased from the own last frame back to the truth
+    # over this many frames (linearly; 0: the true target, which jumps where the own history ends), so the
+    # model learns to correct a drifted history smoothly instead of jumping at its first frame.
+    own_history_ease_frames: int = 0
 
 
 @dataclass

@@ -112,6 +112,9 @@ class ListenerDiffusion(nn.Module):
         if not 0 < cfg.sigma_min < cfg.sigma_max:
             raise ConfigError(f"diffusion.sigma_min ({cfg.sigma_min}) must be > 0 and below diffusion.sigma_max "
                              f"({cfg.sigma_max})")
+        if cfg.own_history_every < 1 or cfg.own_history_ease_frames < 0:
+            raise ConfigError(f"diffusion.own_history_every must be >= 1 and own_history_ease_frames >= 0, got "
+                              f"{cfg.own_history_every} and {cfg.own_history_ease_frames}")
         self.cfg = cfg
         self.objective = objective
 

@@ -38,12 +38,16 @@ from utils.flame import AUDIO_DIM, FLAME_DIM, FPS, SPEAKER_EXP_DIM
 from utils.errors import UsageError
 
 
-def fast_sampling_options(device: str | torch.device) -> dict:
+def fast_sampling_options(device: str | torch.device, *, live: bool = False) -> dict:
     """The sampling settings for speed on ``device``: on CUDA, bf16 autocast and each window's DDIM loop
-    replayed as a CUDA graph (see docs/BENCHMARKS.md for what each buys); on CPU, plain fp32."""
+    replayed as a CUDA graph (see docs/BENCHMARKS.md for what each buys); on CPU, plain fp32.
+
+    ``live=True`` (a session on the real clock) also compiles the denoiser on CUDA: the chunk drops from
+    ~15 to ~10 ms, which the live latency budget needs, and the compilation (tens of seconds) is paid once
+    before the first chunk. Offline runs would pay it per file for less than it saves, so they skip it."""
     if torch.device(device).type == "cuda":
-        return {"precision": "bf16", "cuda_graphs": True}
-    return {"precision": "fp32", "cuda_graphs": False}
+        return {"precision": "bf16", "cuda_graphs": True, "compile": live}
+    return {"precision": "fp32", "cuda_graphs": False, "compile": False}
 
 
 class ListenerPolicy:

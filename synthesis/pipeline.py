@@ -232,6 +232,8 @@ def _offline_to(writers: list[VideoWriter], policy, body, speaker_audio, speaker
 
 def _stream_to(writer: VideoWriter, session: ListenerSession, speaker_audio, speaker_exp, num_frames: int, *,
                realtime: bool, progress: bool) -> StreamReport:
+    if realtime:  # on the real clock the first chunk must not pay graph capture and compilation
+        session.warm_up()
     with tqdm(total=num_frames, desc="stream", unit="frame", disable=not progress) as bar:
         def on_frames(frames: np.ndarray) -> None:
             writer.write(frames)

@@ -4,12 +4,13 @@
     from scene.body import load_body
     from synthesis.session import ListenerSession
 
-    policy = ListenerPolicy.from_checkpoint(brain_path, device="cuda", **fast_sampling_options("cuda"))
+    policy = ListenerPolicy.from_checkpoint(brain_path, device="cuda", **fast_sampling_options("cuda", live=True))
     body = load_body(body_dir, device="cuda")
 
     # From the speaker's voice: 16 kHz samples through a causal feature source that the caller builds
     # (e.g. data_utils.wav2vec_stream.CausalWav2Vec), with or without the speaker's expression frames.
     session = ListenerSession(policy, body, audio_features=wav2vec, with_speaker_exp=False, seed=0)
+    session.warm_up()                                 # before the speaker starts: graphs, compilation
     frames = session.push_audio(samples)              # float [n] -> uint8 [m,H,W,3]; m may be 0
     # From precomputed features:
     session = ListenerSession(policy, body, seed=0)
@@ -98,7 +99,8 @@ class ListenerSession:
             stream_options["attitude"] = attitude
         if intensity is not None:
             stream_options["intensity"] = intensity
-        self._stream = policy.stream(num_samples=1, seed=seed, steps=steps, **stream_options)
+        self._stream_options = {"steps": steps, **stream_options}
+        self._stream = policy.stream(num_samples=1, seed=seed, **self._stream_options)
         self.audio_features = audio_features
         self._audio_stream = audio_features.stream() if audio_features is not None else None
         # push_audio: features and expression frames received but not yet handed to the brain.
@@ -120,6 +122,22 @@ class ListenerSession:
         if not self._motion_chunks:
             return np.zeros((0, FLAME_DIM), dtype=np.float32)
         return np.concatenate(self._motion_chunks)
+
+    def warm_up(self, chunks: int = 2) -> float:
+        """Pay the one-time costs (CUDA graph capture, ``torch.compile``, cuDNN autotuning, allocator growth)
+        before the first live chunk: ``chunks`` chunks of silence through a throwaway brain stream with this
+        session's options, the body and the feature source. The session itself is untouched. Returns the
+        seconds it took."""
+        start = self.clock()
+        frames = chunks * self.chunk_frames
+        stream = self.policy.stream(num_samples=1, seed=0, **self._stream_options)
+        motion = stream.push(np.zeros((frames, AUDIO_DIM), np.float32),
+                             np.zeros((frames, SPEAKER_EXP_DIM), np.float32))  # [1,frames,56]
+        render_motion(self.body, motion[0, :self.chunk_frames])
+        if self.audio_features is not None:
+            samples_per_frame = self.audio_features.sample_rate / self.policy.fps
+            self.audio_features.stream().push(np.zeros(math.ceil((frames + 1) * samples_per_frame), np.float32))
+        return self.clock() - start
 
     def push(self, speaker_audio: np.ndarray, speaker_exp: np.ndarray | None = None) -> np.ndarray:
         """Speaker ``[n,768]`` audio features and ``[n,50]`` expression (None in an audio-only session)

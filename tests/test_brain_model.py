@@ -159,9 +159,10 @@ def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_c
         torch.testing.assert_close(getattr(previous, field)[1:], getattr(earlier, field))
     cfg = BrainConfig(model=SMALL, diffusion=DiffusionConfig(own_history=1.0, own_history_steps=2))
     denoiser, diffusion = _modules()
-    truth, _ = windows.gather(indices)
-    cond = with_own_history(denoiser, diffusion, windows, indices, truth, cfg, torch.Generator().manual_seed(0),
-                            torch.device("cpu"))
+    truth, target = windows.gather(indices)
+    cond, same_target = with_own_history(denoiser, diffusion, windows, indices, truth, target, cfg, 0,
+                                         torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(same_target, target)  # no easing asked: the true continuation
     assert torch.equal(cond.history[0], truth.history[0])
     torch.testing.assert_close(cond.history[1:, :-c], truth.history[1:, :-c], rtol=0, atol=0)
     generator = torch.Generator().manual_seed(0)
@@ -170,6 +171,25 @@ def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_c
                            eta=cfg.sample.eta, generator=generator)
     torch.testing.assert_close(cond.history[1:, -c:], own[:, :c])
     assert not torch.allclose(cond.history[1:, -c:], truth.history[1:, -c:])
+
+    # Made every 4th step only (for 4x the share, capped at all windows); in between the truth is kept.
+    cfg.diffusion.own_history, cfg.diffusion.own_history_every = 0.25, 4
+    for step in (1, 2, 3, 5):
+        untouched, _ = with_own_history(denoiser, diffusion, windows, indices, truth, target, cfg, step,
+                                        torch.Generator().manual_seed(0), torch.device("cpu"))
+        assert untouched is truth
+    every4, _ = with_own_history(denoiser, diffusion, windows, indices, truth, target, cfg, 8,
+                                 torch.Generator().manual_seed(0), torch.device("cpu"))
+    torch.testing.assert_close(every4.history, cond.history)  # share 0.25 x 4 = all windows, the same draws
+
+    # Easing: the target moves by the jump at the history's end, linearly back to the truth over E frames.
+    cfg.diffusion.own_history_ease_frames = 3
+    eased_cond, eased = with_own_history(denoiser, diffusion, windows, indices, truth, target, cfg, 0,
+                                         torch.Generator().manual_seed(0), torch.device("cpu"))
+    jump = eased_cond.history[1:, -1] - truth.history[1:, -1]  # [2,56]
+    for t, weight in enumerate([0.75, 0.5, 0.25, 0.0, 0.0]):
+        torch.testing.assert_close(eased[1:, t], target[1:, t] + weight * jump)
+    assert torch.equal(eased[0], target[0])  # the clip's first window has no own history: its target is true
 
 
 def test_each_process_trains_on_its_own_windows_and_resumes_mid_epoch_the_same(dataset):

@@ -338,6 +338,23 @@ def test_live_audio_chunk_latency_counts_features_lookahead_and_the_audio_block(
     assert not np.concatenate(stream.exp).any() and stream.options["guidance_speaker_exp"] == 0.0
 
 
+def test_warm_up_runs_brain_body_and_features_with_the_sessions_options_and_leaves_the_session_as_new():
+    clock = FakeClock()
+    session, policy = live(clock, with_speaker_exp=False, attitude="positive", guidance_audio=2.5)
+    warm_s = session.warm_up()
+    # two chunks through a throwaway brain stream with the session's own options and the feature source; one rendered
+    warm_stream = policy.streams[-1]
+    assert warm_stream is not policy.streams[0] and sum(map(len, warm_stream.audio)) == 16
+    assert warm_stream.options == policy.streams[0].options
+    assert warm_s == pytest.approx(2 * (BRAIN_S + FEATURES_S) + 8 * RENDER_S_PER_FRAME)
+    assert session.frames_emitted == 0 and session.timings == [] and not policy.streams[0].audio
+
+    fresh, _ = live(FakeClock(), with_speaker_exp=False, attitude="positive", guidance_audio=2.5)
+    samples = ramp_audio(24)
+    np.testing.assert_array_equal(replay_audio(session, samples).latency, replay_audio(fresh, samples).latency)
+    np.testing.assert_array_equal(session.motion, fresh.motion)
+
+
 def test_live_audio_with_expression_waits_for_both_and_emits_one_frame_per_expression_frame():
     clock = FakeClock()
     session, policy = live(clock)
@@ -421,12 +438,17 @@ def test_offline_outputs_all_samples_grid_motion_and_plot(tmp_path):
 def test_streamed_output_has_every_frame_and_one_motion(tmp_path):
     audio, exp = speaker(19)
     write_sine_wav(tmp_path / "speaker.wav", seconds=19 / FPS)
-    outputs, report = synthesize(StandInPolicy(), StandInBody(), audio, exp, tmp_path / "live.mp4",
-                                 wav=tmp_path / "speaker.wav", stream=True, progress=False)
-    info = probe_video(outputs.videos[0])
-    assert info.num_frames == 19 and info.has_audio
-    assert np.load(outputs.motion).shape == (19, FLAME_DIM)
-    assert report.num_frames == 19
+    for realtime in (False, True):
+        policy = StandInPolicy()
+        outputs, report = synthesize(policy, StandInBody(), audio, exp, tmp_path / "live.mp4",
+                                     wav=tmp_path / "speaker.wav", stream=True, realtime=realtime, progress=False)
+        info = probe_video(outputs.videos[0])
+        assert info.num_frames == 19 and info.has_audio
+        assert np.load(outputs.motion).shape == (19, FLAME_DIM)
+        assert report.num_frames == 19 and report.realtime == realtime
+        # the options check's stream, the session's, and on the real clock a warm-up stream before them, so
+        # the first live chunk pays no graph capture or compilation
+        assert len(policy.streams) == 2 + realtime
 
 
 def test_offline_and_streamed_from_the_waveform_use_the_feature_source(tmp_path, capsys):
