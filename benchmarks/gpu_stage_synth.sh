@@ -36,9 +36,19 @@ LOG_DIR="$out_dir" TAIL_LINES=45
 # BENCHES [wav2vec live synthesis]: which of the three to run (each one's code unchanged since its last
 # measurement can be left out to save a lent call's minutes).
 benches=" ${BENCHES:-wav2vec live synthesis} "
-[[ "$benches" == *" wav2vec "* ]] && run_logged bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
-    --deviation_seconds 30 --contexts 0 1 2 "${wav2vec_model[@]}"
-[[ "$benches" == *" live "* ]] && run_logged bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" --body_checkpoint "$BODY_DIR" \
-    --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" --work "$work/live" "${wav2vec[@]}"
-[[ "$benches" == *" synthesis "* ]] && run_logged bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \
-    --body_checkpoint "$BODY_DIR" --device "$device" --seconds 60 --realtime_seconds 0 --work "$work/synthesis"
+status=0
+if [[ "$benches" == *" wav2vec "* ]]; then
+    run_logged bench_wav2vec_stream python3 benchmarks/bench_wav2vec_stream.py --device "$device" --seconds 60 \
+        --deviation_seconds 30 --contexts 0 1 2 "${wav2vec_model[@]}" || status=1
+fi
+if [[ "$benches" == *" live "* ]]; then
+    run_logged bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" \
+        --body_checkpoint "$BODY_DIR" --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" \
+        --work "$work/live" "${wav2vec[@]}" || status=1
+fi
+if [[ "$benches" == *" synthesis "* ]]; then
+    run_logged bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \
+        --body_checkpoint "$BODY_DIR" --device "$device" --seconds 60 --realtime_seconds 0 \
+        --work "$work/synthesis" || status=1
+fi
+exit "$status"

@@ -15,10 +15,12 @@ are back-projected onto a surface of revolution about the vertical axis through 
 mask row is a circular slice as wide as the row, centred at the pivot's depth, which is exact for a sphere
 or a cylinder and close for a head and neck — and the far side of each slice gets a share of the points
 too, so a turned head has something to show. Points are then taken into canonical space by undoing that
-frame's rigid pose, and coloured from the frame. The inside-mouth set is a small, dark ellipsoid at a
-configurable canonical position behind the lips (FLAME-like head proportions). Jaw shares start at 1 on
-the lower lip and chin (below the lips' seam, in front, above the chin) and on the lower half of the mouth
-set, 0 elsewhere, and are learned from there.
+frame's rigid pose, and coloured from the frame. The inside-mouth set is two grey ellipsoids behind the
+lips (FLAME-like head proportions), laid out like a mouth: one fixed to the skull (the upper teeth and the
+cavity the opening lips uncover), one on the jaw (the lower teeth and the tongue) sitting above the lips'
+seam, behind the upper lip, so that the jaw turns it down into the opening. Jaw shares start at 1 on the
+lower lip and chin (below the lips' seam, in front, above the chin) and on the mouth's jaw part, 0
+elsewhere, and are learned from there.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from torch import nn
 from scene.rotation import axis_angle_split, rotate_about_axis
 
 GAUSSIAN_KEYS = ("means", "scales", "quats", "opacities", "colors", "jaw")
-MOUTH_COLOR = (0.35, 0.12, 0.12)  # inside of a mouth: dark red
+MOUTH_COLOR = (0.5, 0.5, 0.5)  # mid-grey (colour logit 0): as quick to become white teeth as the dark cavity
 
 
 @dataclass
@@ -42,9 +44,16 @@ class GaussianInitConfig:
     back_fraction: float = 0.2  # share of face Gaussians placed on the far side of the head
     opacity: float = 0.3  # initial opacity: low, so overlapping neighbours do not smear edges at the start
     assumed_depth: float = 0.6  # metres: the pivot's depth when the subject has no translation.npy
-    # The inside of the mouth, canonical metres (pivot at the top of the neck, y down, face towards -z).
-    mouth_center: list[float] = field(default_factory=lambda: [0.0, -0.012, -0.065])
-    mouth_radii: list[float] = field(default_factory=lambda: [0.02, 0.008, 0.015])
+    # The inside of the mouth, canonical metres (pivot at the top of the neck, y down, face towards -z), in two
+    # ellipsoids. The skull's part — the upper teeth and the cavity that the opening lips uncover — spans from
+    # the lips' seam down to where the lower lip goes at the widest jaw; the mouth deformation's box is centred
+    # on it. The jaw's part — the lower teeth and the tongue — sits above the seam, behind the upper lip, where
+    # the jaw rotation brings it down into the opening (as the lower teeth rise behind the upper lip at rest).
+    mouth_center: list[float] = field(default_factory=lambda: [0.0, -0.005, -0.062])
+    mouth_radii: list[float] = field(default_factory=lambda: [0.02, 0.013, 0.015])
+    jaw_mouth_center: list[float] = field(default_factory=lambda: [0.0, -0.026, -0.068])
+    jaw_mouth_radii: list[float] = field(default_factory=lambda: [0.02, 0.009, 0.01])
+    jaw_mouth_fraction: float = 0.5  # share of mouth_count in the jaw's part
     # Where the jaw shares start at 1 (canonical metres): below the lips' seam, in front of jaw_front_z and
     # above the bottom of the chin.
     lip_seam_y: float = -0.015
@@ -59,8 +68,8 @@ def inverse_sigmoid(value):
 
 def make_gaussian_set(means: torch.Tensor, colors: torch.Tensor, scale: float | torch.Tensor,
                       opacity: float, jaw_share: torch.Tensor | None = None) -> nn.ParameterDict:
-    """Isotropic Gaussians at ``means [N,3]`` with ``colors [N,3]`` in [0,1] and ``jaw_share [N]`` in [0,1]
-    (default: none of them on the jaw)."""
+    """Isotropic Gaussians at ``means [N,3]`` with ``colors [N,3]`` in [0,1], standard deviation ``scale``
+    (metres: one for all, or ``[N,1]``) and ``jaw_share [N]`` in [0,1] (default: none of them on the jaw)."""
     count = means.shape[0]
     jaw_share = torch.zeros(count) if jaw_share is None else jaw_share
     log_scale = torch.log(torch.as_tensor(scale, dtype=torch.float32)).expand(count, 1).repeat(1, 3)
@@ -143,13 +152,23 @@ def init_face_set(cfg: GaussianInitConfig, frame: np.ndarray, mask: np.ndarray, 
     return make_gaussian_set(means, colors, max(spacing, 1e-4), cfg.opacity, initial_jaw_share(cfg, means))
 
 
-def init_mouth_set(cfg: GaussianInitConfig, rng: np.random.Generator) -> nn.ParameterDict:
-    """A dark ellipsoid of ``cfg.mouth_count`` Gaussians at ``cfg.mouth_center`` (canonical space)."""
-    radii = np.asarray(cfg.mouth_radii)
-    directions = rng.normal(size=(cfg.mouth_count, 3))
+def ellipsoid_points(center: list[float], radii: list[float], count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` points ``[count,3]`` uniformly inside the axis-aligned ellipsoid."""
+    directions = rng.normal(size=(count, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True) + 1e-9
-    points = np.asarray(cfg.mouth_center) + directions * radii * rng.random((cfg.mouth_count, 1)) ** (1 / 3)
+    return np.asarray(center) + directions * np.asarray(radii) * rng.random((count, 1)) ** (1 / 3)
+
+
+def init_mouth_set(cfg: GaussianInitConfig, rng: np.random.Generator) -> nn.ParameterDict:
+    """``cfg.mouth_count`` grey Gaussians (canonical space): the skull's part at ``cfg.mouth_center`` (jaw share
+    0), then ``jaw_mouth_fraction`` of them, the jaw's part, at ``cfg.jaw_mouth_center`` (jaw share 1)."""
+    jaw_count = int(round(cfg.mouth_count * cfg.jaw_mouth_fraction))
+    parts = [(cfg.mouth_center, cfg.mouth_radii, cfg.mouth_count - jaw_count, 0.0),
+             (cfg.jaw_mouth_center, cfg.jaw_mouth_radii, jaw_count, 1.0)]
+    points = np.concatenate([ellipsoid_points(center, radii, count, rng) for center, radii, count, _ in parts])
+    # Each part's Gaussians about as wide as their spacing: [mouth_count,1] standard deviations in metres.
+    scale = torch.cat([torch.full((count, 1), float(np.mean(radii)) / max(1.0, count ** (1 / 3)))
+                       for _, radii, count, _ in parts])
+    jaw_share = torch.cat([torch.full((count,), share) for *_, count, share in parts])
     colors = torch.tensor(MOUTH_COLOR).expand(cfg.mouth_count, 3)
-    scale = float(radii.mean()) / max(1.0, cfg.mouth_count ** (1 / 3))
-    lower_half = torch.sigmoid(torch.as_tensor((points[:, 1] - cfg.mouth_center[1]) / 0.002, dtype=torch.float32))
-    return make_gaussian_set(torch.as_tensor(points, dtype=torch.float32), colors, scale, cfg.opacity, lower_half)
+    return make_gaussian_set(torch.as_tensor(points, dtype=torch.float32), colors, scale, cfg.opacity, jaw_share)

@@ -8,7 +8,7 @@ import torch
 from gaussian_renderer import Camera, quat_to_rotmat
 from scene.body import BodyModel, BodyModelConfig, load_body
 from scene.deform import DeformConfig, FlameDeformNet
-from scene.gaussian_sets import make_gaussian_set
+from scene.gaussian_sets import GaussianInitConfig, init_mouth_set, make_gaussian_set
 from scene.ply import SH_C0, write_gaussians_ply
 from scene.render import main as render_main
 from scene.rotation import (axis_angle_split, axis_angle_to_matrix, axis_angle_to_quat, quat_multiply,
@@ -234,6 +234,35 @@ def test_checkpoint_round_trip_and_refusing_a_brain(tmp_path):
     save_checkpoint({**earlier, "model_config": {}, "step": 0}, tmp_path / "old" / "body.pth", kind="body")
     with pytest.raises(CheckpointError, match="earlier layout"):
         load_body(tmp_path / "old")
+
+
+def test_a_body_saved_before_the_two_part_mouth_set_loads_with_its_own_mouth_box(tmp_path):
+    body = tiny_body()
+    payload = body.to_payload()
+    init = payload["config"]["model"]["init"]
+    for key in ("jaw_mouth_center", "jaw_mouth_radii", "jaw_mouth_fraction"):  # keys that layout lacked
+        del init[key]
+    init["mouth_center"] = [0.0, -0.012, -0.065]  # its default then: the mouth deformation's box centre
+    save_checkpoint({**payload, "step": 0}, tmp_path / "model" / "body.pth", kind="body")
+    loaded = load_body(tmp_path / "model")
+    assert loaded.mouth_deform.triplane.centre.tolist() == pytest.approx([0.0, -0.012, -0.065])
+    flame = random_flame(2)
+    body.mouth_deform.triplane.centre.copy_(torch.tensor([0.0, -0.012, -0.065]))
+    torch.testing.assert_close(loaded(flame)["color"], body(flame)["color"], atol=2.5e-3, rtol=0)
+
+
+def test_mouth_set_has_a_skull_part_and_a_jaw_part_above_the_lips_seam():
+    cfg = GaussianInitConfig(mouth_count=400)
+    mouth = init_mouth_set(cfg, np.random.default_rng(0))
+    share = torch.sigmoid(mouth["jaw"]).detach()
+    on_jaw = share > 0.5
+    assert int(on_jaw.sum()) == round(cfg.mouth_count * cfg.jaw_mouth_fraction)
+    assert torch.all((share > 0.999) | (share < 0.001))
+    y = mouth["means"][:, 1].detach()
+    # y grows downwards: the lower teeth and tongue start above the seam, where the jaw turns them into the
+    # opening; the skull's part reaches below it, where the lower lip goes.
+    assert float(y[on_jaw].max()) <= cfg.lip_seam_y + 1e-6 < float(y[~on_jaw].max())
+    assert float(y[on_jaw].mean()) < float(y[~on_jaw].mean())
 
 
 def test_ply_round_trip_canonical_and_posed(tmp_path):
