@@ -12,7 +12,8 @@
 # Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
-# SAMPLES [5], ATTITUDE_SAMPLES [SAMPLES] (the test report's), SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip), WORKERS [4] (scoring processes per
+# SAMPLES [5], ATTITUDE_SAMPLES [SAMPLES] (the test report's), SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip),
+# ATTITUDE_WORKERS [WORKERS] (its scoring processes), WORKERS [4] (scoring processes per
 # evaluation), GRID_CLIPS [15] (test clips of the diversity-fidelity grid: on an H200 one diffusion row of all
 # 30 clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs alone, 122 s each with four evaluations side by side;
 # so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
@@ -129,6 +130,12 @@ phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have
 
 phase_finish() {
     phase_wait
+    if [ "${#variants[@]}" -eq 1 ] && [ "${variants[0]}" != old ]; then  # nothing to choose between
+        echo "${variants[0]}" > "$work/chosen_variant"
+        stamp "one variant (${variants[0]}): no validation scoring, straight to the test report"
+        phase_preset
+        return
+    fi
     # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() name
@@ -180,7 +187,7 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
     local pids=() chosen
     chosen="$(chosen_variant)"
     CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
-        SAMPLES="${ATTITUDE_SAMPLES:-$samples}" SWEEP_SAMPLES="$sweep_samples" WORKERS="$workers" DEVICE="$device" \
+        SAMPLES="${ATTITUDE_SAMPLES:-$samples}" SWEEP_SAMPLES="$sweep_samples" WORKERS="${ATTITUDE_WORKERS:-$workers}" DEVICE="$device" \
         EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
         > "$work/eval_attitudes.log" 2>&1 &
     pids+=($!)
