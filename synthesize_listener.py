@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wav2vec", type=Path, help="local wav2vec 2.0 model dir: features from --wav, causally")
     parser.add_argument("--context_seconds", type=float, default=2.0,
                         help="with --wav2vec: audio before each chunk the extractor sees (default 2)")
+    parser.add_argument("--no_look_ahead", action="store_true",
+                        help="with --wav2vec: emit each chunk at its own end, not 5 ms later (a 10-ms audio block "
+                             "sooner live); its last frame takes the last whole wav2vec frame, not interpolated")
     parser.add_argument("--body_checkpoint", type=Path, required=True, help="body model dir or its .pth")
     parser.add_argument("--brain_checkpoint", type=Path, required=True, help="brain checkpoint .pth")
     parser.add_argument("--output", type=Path, required=True, help="output .mp4 (motion .npy and plot .png beside)")
@@ -85,6 +88,8 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.render_batch < 1:
         raise UsageError(f"--render_batch must be at least 1, got {args.render_batch}")
+    if args.no_look_ahead and args.wav2vec is None:
+        raise UsageError("--no_look_ahead only applies to features computed from --wav with --wav2vec")
     if args.context_seconds < 0:
         raise UsageError(f"--context_seconds must be >= 0, got {args.context_seconds}")
     if args.stream and args.num_samples != 1:
@@ -144,7 +149,8 @@ def load_speaker(args: argparse.Namespace, device) -> Speaker:
 
     samples, conversions = read_speaker_audio(args.wav)
     notes = [f"--wav {args.wav}: {conversion}" for conversion in conversions]
-    audio_features = CausalWav2Vec(Wav2VecExtractor(args.wav2vec, device), context_seconds=args.context_seconds)
+    audio_features = CausalWav2Vec(Wav2VecExtractor(args.wav2vec, device), context_seconds=args.context_seconds,
+                                   look_ahead=not args.no_look_ahead)
     audio_frames = audio_features.frames_in(len(samples))
     num_frames = audio_frames if speaker_exp is None else len(speaker_exp)
     if num_frames == 0:

@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin_seconds", type=float, default=60.0, help="drift table bin")
     parser.add_argument("--gt_clips", type=int, default=3, help="ground-truth clips of --seconds each (>= 3)")
     parser.add_argument("--context_seconds", type=float, default=2.0, help="wav2vec left context")
+    parser.add_argument("--no_look_ahead", action="store_true",
+                        help="the extractor emits each chunk at its own end (data_utils.wav2vec_stream)")
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
     parser.add_argument("--audio_only", action="store_true", help="no speaker expression (audio-only branch)")
     parser.add_argument("--device", default="auto")
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = args.wav2vec or work / "wav2vec2_base_random"
         if args.wav2vec is None and not (model_dir / "config.json").is_file():
             save_random_wav2vec(model_dir)
-        wav2vec = CausalWav2Vec(Wav2VecExtractor(model_dir, device), context_seconds=args.context_seconds)
+        wav2vec = CausalWav2Vec(Wav2VecExtractor(model_dir, device), context_seconds=args.context_seconds,
+                                look_ahead=not args.no_look_ahead)
         samples, _ = read_speaker_audio(speaker_dir / "speaker.wav")
         policy = ListenerPolicy.from_checkpoint(args.brain_checkpoint, device=device,
                                                  **fast_sampling_options(device, live=True))
@@ -156,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         speaker_exp = None if args.audio_only else clips[0].speaker_exp
         print(f"setup {time.perf_counter() - setup_start:.0f} s; body {body.height}x{body.width}; speaker "
               f"{len(samples) / wav2vec.sample_rate:.0f} s; wav2vec2 {model_dir} ({'random weights' if args.wav2vec is None else 'given'}, "
-              f"{wav2vec.model.model.config.num_hidden_layers} layers), {args.context_seconds:g} s left context; "
+              f"{wav2vec.model.model.config.num_hidden_layers} layers), {args.context_seconds:g} s left context, "
+              f"{'no look-ahead' if args.no_look_ahead else '5 ms look-ahead'}; "
               f"{args.steps} DDIM steps; {'audio only' if args.audio_only else 'with the speaker expression'}")
         # The real-clock run warms up first (ListenerSession.warm_up: graphs, compilation, autotuning).
         _, live = synthesize(policy, body, samples, speaker_exp, work / "live.mp4", audio_features=wav2vec,

@@ -29,6 +29,8 @@ device="${DEVICE:-cuda}"
 live_seconds="${LIVE_SECONDS:-300}" bin_seconds="${BIN_SECONDS:-60}"
 wav2vec=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec=(--wav2vec "$WAV2VEC"); fi
 wav2vec_model=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec_model=(--model "$WAV2VEC"); fi
+# NO_LOOK_AHEAD=1: the live run's extractor emits each chunk at its own end (data_utils.wav2vec_stream)
+look_ahead=(); if [ -n "${NO_LOOK_AHEAD:-}" ]; then look_ahead=(--no_look_ahead); fi
 mkdir -p "$out_dir" "$work"
 
 LOG_DIR="$out_dir" TAIL_LINES=45
@@ -44,7 +46,7 @@ fi
 if [[ "$benches" == *" live "* ]]; then
     run_logged bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" \
         --body_checkpoint "$BODY_DIR" --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" \
-        --work "$work/live" "${wav2vec[@]}" || status=1
+        --work "$work/live" "${wav2vec[@]}" "${look_ahead[@]}" || status=1
 fi
 if [[ "$benches" == *" synthesis "* ]]; then
     run_logged bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \

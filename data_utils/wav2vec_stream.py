@@ -3,7 +3,8 @@
     from data_utils.wav2vec import Wav2VecExtractor
     from data_utils.wav2vec_stream import CausalWav2Vec
 
-    wav2vec = CausalWav2Vec(Wav2VecExtractor("<wav2vec2 dir>", device="cuda"), context_seconds=2.0)
+    wav2vec = CausalWav2Vec(Wav2VecExtractor("<wav2vec2 dir>", device="cuda"), context_seconds=2.0,
+                            look_ahead=True)     # False: each chunk 5 ms (a 10-ms audio block) sooner
     stream = wav2vec.stream()
     features = stream.push(samples)      # float [n] at 16 kHz -> float32 [m,768]; m a multiple of 8, may be 0
     features = stream.flush()            # the speaker stopped: the remaining (< 8) frames
@@ -12,14 +13,23 @@
 What a chunk's frames depend on. Video frame ``k`` (centre ``(k + 0.5) / 25`` s) is the linear
 interpolation of the two wav2vec frames around its centre, exactly as in whole-file extraction
 (``Wav2VecExtractor.to_video_frames``). For the base conv stack (stride 320, receptive field 400
-samples) the later of the two ends 80 samples (5 ms) after the video frame ends, so the chunk of frames
-``[8c, 8c + 8)`` can be computed once audio up to ``5120 (c + 1) + 80`` samples has arrived: a 5 ms
-look-ahead, taken from the 40 ms of compute the live budget leaves after the chunk's own 320 ms. The
-chunk is computed by one forward pass of the model over a window that ends there and starts
-``context_seconds`` before the chunk (wav2vec frames stay on the global 20 ms grid), so
+samples) the later of the two ends 80 samples (5 ms) after the video frame ends. Each chunk of frames
+``[8c, 8c + 8)`` has a *cut*, the samples it is emitted after and the only ones it may read:
 
-* nothing after that point reaches the chunk: the frames emitted for a chunk never change when later
-  audio changes (no attention, positional convolution or normalisation sees past the window);
+* ``look_ahead=True`` (default): ``5120 (c + 1) + 80``, so every frame is interpolated exactly: a 5 ms
+  look-ahead, taken from the 40 ms of compute the live budget leaves after the chunk's own 320 ms. A live
+  source delivering 10 ms blocks pays a whole extra block for it.
+* ``look_ahead=False``: ``5120 (c + 1)``, the chunk's own end. A frame whose upper neighbour is not complete
+  inside the cut (for the base stack the chunk's last frame, ``8c + 7``) takes the last complete wav2vec
+  frame, its lower neighbour, instead of the interpolation (the position is clipped to it).
+
+The chunk is computed by one forward pass of the model over a window that ends at the last wav2vec frame
+complete inside the cut and starts ``context_seconds`` before the chunk (wav2vec frames stay on the global
+20 ms grid), so
+
+* nothing after the cut reaches the chunk: the frames emitted for a chunk never change when later audio
+  changes (no attention, positional convolution or normalisation sees past the window), however much audio
+  a push brings;
 * the left context is bounded: memory and cost per chunk are constant over an hour-long session;
 * the waveform is normalised (zero mean, unit variance, when the model's feature extractor asks for it)
   with the statistics of all audio up to the window's end, the causal form of whole-file normalisation.
@@ -58,13 +68,16 @@ class CausalWav2Vec:
     """A loaded wav2vec2 turned into a causal, chunked feature source (see the module docstring).
 
     ``model`` is a :class:`~data_utils.wav2vec.Wav2VecExtractor` (it may also serve whole-file extraction).
-    ``stream()`` starts one live stream; ``extract`` runs a whole recording through the same path.
+    ``look_ahead`` picks each chunk's cut: 5 ms past the chunk's end and exact interpolation, or the chunk's
+    end with its last frame(s) on the last complete wav2vec frame. ``stream()`` starts one live stream;
+    ``extract`` runs a whole recording through the same path.
     """
 
     sample_rate = SAMPLE_RATE
     fps = FPS
 
-    def __init__(self, model: Wav2VecExtractor, *, chunk_frames: int = 8, context_seconds: float = 2.0):
+    def __init__(self, model: Wav2VecExtractor, *, chunk_frames: int = 8, context_seconds: float = 2.0,
+                 look_ahead: bool = True):
         if chunk_frames < 1:
             raise InputError(f"chunk_frames must be at least 1, got {chunk_frames}")
         if context_seconds < 0:
@@ -73,6 +86,7 @@ class CausalWav2Vec:
         self.chunk_frames = chunk_frames
         self.context_seconds = context_seconds
         self.context_frames = math.ceil(context_seconds * SAMPLE_RATE / model.stride)  # wav2vec frames
+        self.look_ahead = look_ahead
 
     def position(self, frames: np.ndarray) -> np.ndarray:
         """Video frame indices -> their centres in wav2vec frame units (frame ``j`` is centred at ``j``)."""
@@ -84,8 +98,15 @@ class CausalWav2Vec:
         return max(0, math.ceil(float(self.position(frame))))
 
     def samples_needed(self, num_frames: int) -> int:
-        """Samples that must have arrived before video frames ``[0, num_frames)`` can be emitted."""
-        return self.model.stride * self.last_wav2vec_frame(num_frames - 1) + self.model.receptive_field
+        """The cut of video frames ``[0, num_frames)``: the samples that must have arrived before they are
+        emitted, and the only ones they may read.
+
+        With look-ahead, the end of the last wav2vec frame their interpolation reads; without, the end of
+        the last video frame itself.
+        """
+        if self.look_ahead:
+            return self.model.stride * self.last_wav2vec_frame(num_frames - 1) + self.model.receptive_field
+        return -(-num_frames * SAMPLE_RATE // self.fps)  # the fewest samples holding num_frames whole frames
 
     def frames_in(self, num_samples: int) -> int:
         """Whole video frames in ``num_samples`` samples (what a stream emits by default)."""
@@ -128,8 +149,8 @@ class Wav2VecStream:
         self.buffer = np.concatenate([self.buffer, samples])
         self.received += len(samples)
         chunk, out = self.wav2vec.chunk_frames, [np.zeros((0, AUDIO_DIM), np.float32)]
-        while self.wav2vec.samples_needed(self.emitted + chunk) <= self.received:
-            out.append(self._emit(self.emitted + chunk))
+        while (cut := self.wav2vec.samples_needed(self.emitted + chunk)) <= self.received:
+            out.append(self._emit(self.emitted + chunk, cut))
         return np.concatenate(out)
 
     def flush(self, num_frames: int | None = None) -> np.ndarray:
@@ -143,18 +164,22 @@ class Wav2VecStream:
         if self.wav2vec.model.num_frames_50hz(self.received) == 0:
             raise Wav2VecError(f"audio of {self.received} samples is shorter than one wav2vec frame "
                                f"({self.wav2vec.model.receptive_field} samples)")
-        return self._emit(total)
+        return self._emit(total, cut=self.received)  # the audio's end is the last chunk's cut
 
-    def _emit(self, stop: int) -> np.ndarray:
-        """Features of video frames ``[emitted, stop)`` from one window ending at the audio they need."""
+    def _emit(self, stop: int, cut: int) -> np.ndarray:
+        """Features of video frames ``[emitted, stop)`` from one window that reads only samples ``[0, cut)``."""
         wav2vec, model = self.wav2vec, self.wav2vec.model
         frames = np.arange(self.emitted, stop)
         position = wav2vec.position(frames)
-        available = model.num_frames_50hz(self.received)  # wav2vec frames whose window has fully arrived
+        # wav2vec frames complete inside the cut (not inside everything received: the block sizes of the
+        # pushes must not matter); a frame past the last of them takes that one, uninterpolated.
+        available = model.num_frames_50hz(cut)
         position = np.clip(position, 0, available - 1)
         last = min(wav2vec.last_wav2vec_frame(stop - 1), available - 1)
         first = max(0, int(np.floor(position[0])) - wav2vec.context_frames)
         window_start, window_end = model.stride * first, model.stride * last + model.receptive_field
+        if window_start < self.buffer_start:
+            raise RuntimeError(f"window starts at sample {window_start}, pruned (kept from {self.buffer_start})")
         audio = self.buffer[window_start - self.buffer_start:window_end - self.buffer_start]
         hidden = model.run_model(self._normalized(audio, window_end))  # [last-first+1, 768] at 50 Hz
         if len(hidden) != last - first + 1:
@@ -164,8 +189,10 @@ class Wav2VecStream:
         weight = (position - lower)[:, None].astype(np.float32)
         features = (1 - weight) * hidden[lower - first] + weight * hidden[upper - first]  # [stop-emitted,768]
         self.emitted = stop
-        # Keep only what the next window (which starts no earlier than this one's next frame) can read.
-        next_first = max(0, int(np.floor(wav2vec.position(stop))) - wav2vec.context_frames)
+        # Keep only what the next window can read: it starts at this one's next frame, whose position its
+        # cut (no earlier than this one) clips to no lower than this cut's last complete wav2vec frame.
+        next_position = min(float(wav2vec.position(stop)), available - 1)
+        next_first = max(0, int(np.floor(next_position)) - wav2vec.context_frames)
         keep_from = min(model.stride * next_first, self.stats_end)  # statistics read from stats_end on
         if keep_from > self.buffer_start:
             self.buffer = self.buffer[keep_from - self.buffer_start:]

@@ -1,4 +1,6 @@
 """wav2vec2 features at 25 fps from a tiny random model saved with ``save_pretrained`` (the real format)."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -148,6 +150,106 @@ def test_a_chunks_features_never_change_with_later_audio(extractor):
     assert np.abs(before[48:] - after[48:]).max(axis=1).min() > 0  # every later frame did change
     # the control: whole-file extraction lets the change reach back into the first 48 frames
     assert np.abs(extractor(audio)[:48] - extractor(changed)[:48]).max() > 1e-4
+
+
+CHUNK_SAMPLES = 5120  # one 8-frame chunk: 8 x 640 samples
+
+
+@pytest.mark.parametrize("look_ahead, look_ahead_samples", [(True, 80), (False, 0)])
+def test_a_chunk_is_emitted_the_sample_its_cut_arrives(extractor, look_ahead, look_ahead_samples):
+    audio = speech_like_audio(1.0, SAMPLE_RATE, seed=4)
+    live = CausalWav2Vec(extractor, context_seconds=1.0, look_ahead=look_ahead)
+    for chunk in range(2):
+        cut = CHUNK_SAMPLES * (chunk + 1) + look_ahead_samples
+        assert live.samples_needed(8 * (chunk + 1)) == cut
+        stream = live.stream()
+        assert len(stream.push(audio[:cut - 1])) == 8 * chunk  # one sample short: not yet
+        assert len(stream.push(audio[cut - 1:cut])) == 8
+
+
+@pytest.mark.parametrize("look_ahead", [True, False])
+def test_no_audio_after_a_chunks_cut_reaches_it_however_it_is_pushed(extractor, look_ahead):
+    audio = speech_like_audio(3.0, SAMPLE_RATE, seed=5)
+    other = speech_like_audio(3.0, SAMPLE_RATE, seed=6)
+    live = CausalWav2Vec(extractor, context_seconds=1.0, look_ahead=look_ahead)
+    before = live.extract(audio)  # one push: every chunk's window could reach the whole file
+    for chunk in range(len(audio) // CHUNK_SAMPLES):
+        stop = 8 * (chunk + 1)
+        changed = audio.copy()
+        changed[live.samples_needed(stop):] = other[live.samples_needed(stop):]
+        after = live.extract(changed)
+        np.testing.assert_array_equal(before[:stop], after[:stop])
+        assert np.abs(before[stop] - after[stop]).max() > 0  # the change does reach the next frame
+
+
+@pytest.mark.parametrize("look_ahead", [True, False])
+def test_block_sizes_do_not_change_the_features(extractor, look_ahead):
+    audio = speech_like_audio(3.0, SAMPLE_RATE, seed=7)
+    live = CausalWav2Vec(extractor, context_seconds=1.0, look_ahead=look_ahead)
+    one_push = live.extract(audio, num_frames=80)
+    rng = np.random.default_rng(0)
+    # 10 ms blocks end exactly on every cut without look-ahead; random ones overshoot it by up to 3000 samples
+    for sizes in ([160] * 300, rng.integers(1, 3000, 100)):
+        stream, edges = live.stream(), np.minimum(np.cumsum([0, *sizes]), len(audio))
+        blocks = [stream.push(audio[start:end]) for start, end in zip(edges[:-1], edges[1:])]
+        np.testing.assert_array_equal(np.concatenate([*blocks, stream.flush(80)]), one_push)
+
+
+class FrameLocalWav2Vec:
+    """A stand-in wav2vec2 with the base conv geometry whose frame ``j`` is a copy of its own samples
+    ``[320 j, 320 j + 400)`` (tiled to 768; no attention, no normalisation): a frame does not depend on the
+    window it is computed in, so the two cuts' features can be compared bit for bit."""
+
+    stride, receptive_field = 320, 400
+    feature_extractor = SimpleNamespace(do_normalize=False)
+    num_frames_50hz = Wav2VecExtractor.num_frames_50hz
+
+    def run_model(self, audio):
+        frames = np.lib.stride_tricks.sliding_window_view(audio, self.receptive_field)[::self.stride]  # [F,400]
+        return np.tile(frames, (1, 2))[:, :AUDIO_DIM]
+
+
+def test_without_look_ahead_only_each_chunks_last_frame_changes_to_its_lower_neighbour():
+    model, audio = FrameLocalWav2Vec(), speech_like_audio(3.0, SAMPLE_RATE, seed=8)  # 75 frames, 9 chunks
+    exact = CausalWav2Vec(model, context_seconds=1.0, look_ahead=True).extract(audio)
+    sooner = CausalWav2Vec(model, context_seconds=1.0, look_ahead=False).extract(audio)
+    # frame 8c+7 sits at wav2vec position 16c+14.375; its upper neighbour 16c+15 ends 80 samples past the cut
+    # 5120 (c+1). Frames 72..74 come from flush, whose cut is the audio's end in both modes.
+    differs = np.flatnonzero(np.abs(exact - sooner).max(axis=1) > 0)
+    np.testing.assert_array_equal(differs, 8 * np.arange(9) + 7)
+    hidden = model.run_model(audio)  # [F,768], the same frames every window holds
+    np.testing.assert_array_equal(sooner[differs], hidden[16 * np.arange(9) + 14])
+
+
+def test_without_look_ahead_the_last_frame_is_the_windows_last_complete_wav2vec_frame(extractor, monkeypatch):
+    audio = speech_like_audio(1.0, SAMPLE_RATE, seed=9)  # 3 whole chunks, then 1 frame from flush
+    run_model, windows = extractor.run_model, []
+
+    def recording_run_model(window):
+        windows.append(run_model(window))  # [wav2vec frames of the window, 768]
+        return windows[-1]
+
+    monkeypatch.setattr(extractor, "run_model", recording_run_model)
+    CausalWav2Vec(extractor, context_seconds=0, look_ahead=True).extract(audio)
+    assert [len(hidden) for hidden in windows[:3]] == [16, 16, 16]  # no left context: frames 16c .. 16c+15
+    windows.clear()
+    features = CausalWav2Vec(extractor, context_seconds=0, look_ahead=False).extract(audio)
+    assert [len(hidden) for hidden in windows[:3]] == [15, 15, 15]  # 16c .. 16c+14, complete inside the cut
+    for chunk, hidden in enumerate(windows[:3]):
+        np.testing.assert_array_equal(features[8 * chunk + 7], hidden[-1])
+
+
+@pytest.mark.parametrize("look_ahead", [True, False])
+@pytest.mark.parametrize("context_seconds", [0.0, 2.0])
+def test_a_video_longer_than_audio_ending_just_past_a_chunk(extractor, look_ahead, context_seconds):
+    # The push emits all 72 whole frames (9 chunks); the audio ends 200 samples later, so flush's 8 padded
+    # frames all take wav2vec frame 143, the last complete one, and its window starts one wav2vec frame
+    # earlier than frame 72's own position (144.375) would put it: the stream must not have pruned that far.
+    audio = speech_like_audio(3.0, SAMPLE_RATE, seed=10)[:CHUNK_SAMPLES * 9 + 200]
+    live = CausalWav2Vec(extractor, context_seconds=context_seconds, look_ahead=look_ahead)
+    padded = live.extract(audio, num_frames=80)
+    np.testing.assert_array_equal(padded[:72], live.extract(audio))
+    np.testing.assert_array_equal(padded[72:], np.repeat(padded[72:73], 8, axis=0))
 
 
 def test_stream_emits_the_asked_frame_count_and_refuses_bad_samples(extractor):

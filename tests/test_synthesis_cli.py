@@ -128,6 +128,7 @@ def bad_array(tmp_path, name, shape, nan=False):
     ("not_mp4", r"must be an \.mp4"),
     ("stream_samples", "one live listener"),
     ("cuda_without_gpu", "CUDA is not available"),
+    ("look_ahead_without_wav2vec", "--no_look_ahead only applies"),
 ])
 def test_bad_input_fails_cleanly_naming_the_problem(tiny_models, tmp_path, capsys, case, message):
     frames = tiny_models["frames"]
@@ -160,6 +161,8 @@ def test_bad_input_fails_cleanly_naming_the_problem(tiny_models, tmp_path, capsy
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
         extra = ["--device", "cuda"]
+    elif case == "look_ahead_without_wav2vec":
+        extra = ["--no_look_ahead"]
     assert run_cli(tiny_models, output, *extra, **kwargs) == 2
     error = capsys.readouterr().err
     assert "error" in error and re.search(message, error), error
@@ -237,6 +240,12 @@ def test_offline_from_the_voice_is_the_live_path_and_never_looks_ahead(tiny_mode
         return sample_motion(policy, features, exp, num_samples=1, seed=0, steps=2, progress=False)[0]
 
     np.testing.assert_allclose(motion(causal.extract(samples, len(exp))), offline, atol=1e-5)  # the CLI's numbers
+    # --no_look_ahead: the extractor that emits each chunk at its own end, and only that one
+    assert synthesize_listener.main(wav_argv(tiny_models, tiny_wav2vec, tmp_path / "early.mp4", "--no_look_ahead")) == 0
+    early = np.load(tmp_path / "early.npy")
+    no_look_ahead = CausalWav2Vec(Wav2VecExtractor(tiny_wav2vec), look_ahead=False)
+    np.testing.assert_allclose(motion(no_look_ahead.extract(samples, len(exp))), early, atol=1e-5)
+    assert np.abs(early - offline).max() > 0
     unchanged_frames = 40  # chunks 0..4 need audio up to 5120 * 5 + 80 samples < 32000
     # bit for bit (the same inputs give the same numbers on one CPU); the tiny brain is nearly deaf, so
     # "changed" below means any difference at all
