@@ -1,7 +1,7 @@
 """Speaker audio -> wav2vec 2.0 features at the project's 25 fps (DESIGN.md §2: float32 ``[T,768]``).
 
     python -m data_utils.wav2vec --wav speaker.wav --model <wav2vec2 dir or hub id> --out feats.npy \
-        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5] [--causal 2]
+        [--num_frames T] [--layer -1] [--device auto] [--chunk_seconds 30] [--context_seconds 5] [--causal 2 [--no_look_ahead]]
 
     from data_utils.wav2vec import extract_wav2vec_features
     feats = extract_wav2vec_features("speaker.wav", "<wav2vec2 dir>", device="cpu")   # float32 [T,768]
@@ -23,7 +23,8 @@ How it works:
   time-exact form of averaging pairs of frames, and it yields exactly ``num_frames`` frames, so features
   line up with ``T`` video frames even when the audio is a little longer or shorter than the video.
 * ``--causal SECONDS`` writes instead what the live path computes (``data_utils.wav2vec_stream``): each
-  8-frame chunk from a window that ends 5 ms after it, with SECONDS of left context. Whole-file features
+  8-frame chunk from a window that ends 5 ms after it (at its end with ``--no_look_ahead``, as
+  ``synthesize_listener.py --no_look_ahead`` hears it), with SECONDS of left context. Whole-file features
   see the future; a brain trained on causal ones sees at training what it will hear live.
 """
 from __future__ import annotations
@@ -210,12 +211,14 @@ def read_speaker_audio(path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device: str = "cpu", *,
                              num_frames: int | None = None, layer: int = -1, chunk_seconds: float = 30.0,
-                             context_seconds: float = 5.0, causal_context_seconds: float | None = None) -> np.ndarray:
+                             context_seconds: float = 5.0, causal_context_seconds: float | None = None,
+                             look_ahead: bool = True) -> np.ndarray:
     """Audio file (any rate/format ffmpeg reads) -> float32 ``[T,768]`` at 25 fps.
 
     ``num_frames`` fixes ``T`` (the video's frame count); by default ``T = floor(duration * 25)``.
     ``causal_context_seconds`` gives instead exactly the features the live path computes
-    (``data_utils.wav2vec_stream.CausalWav2Vec`` with that left context), e.g. to train a brain on them.
+    (``data_utils.wav2vec_stream.CausalWav2Vec`` with that left context and ``look_ahead``), e.g. to train a
+    brain on them.
     """
     audio = read_audio(wav_path, SAMPLE_RATE)  # before the model: a bad file is refused at once
     extractor = Wav2VecExtractor(model_dir, device, layer=layer, chunk_seconds=chunk_seconds,
@@ -224,7 +227,8 @@ def extract_wav2vec_features(wav_path: str | Path, model_dir: str | Path, device
         return extractor(audio, num_frames)
     from data_utils.wav2vec_stream import CausalWav2Vec  # it builds on this module
 
-    return CausalWav2Vec(extractor, context_seconds=causal_context_seconds).extract(audio, num_frames)
+    return CausalWav2Vec(extractor, context_seconds=causal_context_seconds,
+                         look_ahead=look_ahead).extract(audio, num_frames)
 
 
 @cli_main("data_utils.wav2vec")
@@ -240,11 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context_seconds", type=float, default=5.0)
     parser.add_argument("--causal", type=float, metavar="SECONDS",
                         help="the live path's causal features with this left context (synthesize_listener --stream)")
+    parser.add_argument("--no_look_ahead", action="store_true",
+                        help="with --causal: each chunk from audio up to its own end (synthesize_listener --no_look_ahead)")
     args = parser.parse_args(argv)
+    if args.no_look_ahead and args.causal is None:
+        parser.error("--no_look_ahead only applies to --causal features")
     configure_threads()
     features = extract_wav2vec_features(args.wav, args.model, device=args.device, num_frames=args.num_frames,
                                         layer=args.layer, chunk_seconds=args.chunk_seconds,
-                                        context_seconds=args.context_seconds, causal_context_seconds=args.causal)
+                                        context_seconds=args.context_seconds, causal_context_seconds=args.causal,
+                                        look_ahead=not args.no_look_ahead)
     save_npy(args.out, features)
     print(f"wrote {args.out}: float32 {list(features.shape)} at {FPS} fps")
     return 0

@@ -298,3 +298,8 @@ def test_cli_writes_the_live_paths_causal_features_when_asked(model_dir, stereo_
     audio, _ = read_speaker_audio(stereo_wav)
     expected = CausalWav2Vec(Wav2VecExtractor(model_dir), context_seconds=1.5).extract(audio)
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), expected)
+    assert main(["--wav", str(stereo_wav), "--model", str(model_dir), "--out", str(tmp_path / "e.npy"),
+                 "--device", "cpu", "--causal", "1.5", "--no_look_ahead"]) == 0
+    early = CausalWav2Vec(Wav2VecExtractor(model_dir), context_seconds=1.5, look_ahead=False).extract(audio)
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), early)
+    assert not np.array_equal(early, expected)
