@@ -76,6 +76,12 @@ class BodyModelConfig:
     deform: DeformConfig = field(default_factory=DeformConfig)  # the face layer's deformation
     mouth_deform: DeformConfig = field(default_factory=_mouth_deform_config)  # centred at init.mouth_center
     appearance: bool = True  # the deformations also offset opacity and colour (e.g. lips thin out, teeth show)
+    # With appearance: the decoded colour is a target each Gaussian's colour moves towards by a decoded share
+    # (tanh: 0 at the start, the identity), not a logit offset, and the appearance outputs get a part linear
+    # in the code (scene.deform). A closing lid turns sclera, iris and pupil into skin alike: one spatially
+    # smooth target and share, where logit offsets would have to differ Gaussian by Gaussian (sclera down,
+    # pupil up) finer than the tri-plane's cells. Bodies saved before it load with False.
+    appearance_blend: bool = True
     jaw: JawConfig = field(default_factory=JawConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
 
@@ -88,8 +94,9 @@ class BodyModel(nn.Module):
         self.camera = camera
         self.fps = int(fps)
         self.gaussians = nn.ModuleDict({name: gaussians[name] for name in LAYERS})
-        self.deform = FlameDeformNet(cfg.deform, appearance=cfg.appearance)
-        self.mouth_deform = FlameDeformNet(cfg.mouth_deform, centre=cfg.init.mouth_center, appearance=cfg.appearance)
+        appearance = {"appearance": cfg.appearance, "appearance_blend": cfg.appearance_blend}
+        self.deform = FlameDeformNet(cfg.deform, **appearance)
+        self.mouth_deform = FlameDeformNet(cfg.mouth_deform, centre=cfg.init.mouth_center, **appearance)
         self.jaw_pivot = nn.Parameter(torch.tensor(cfg.jaw.pivot, dtype=torch.float32).reshape(3))
         self.register_buffer("background", background.float())  # [H,W,3] in [0,1]
         self.register_buffer("mean_translation", mean_translation.float().reshape(3))  # [3] metres
@@ -228,7 +235,12 @@ class BodyModel(nn.Module):
         scales = torch.exp(log_scales)
         if self.cfg.appearance:
             opacities = torch.sigmoid(canonical["opacities"] + weight[:, 0] * offsets["opacities"])  # [B,N]
-            colors = torch.sigmoid(canonical["colors"] + weight * offsets["colors"])  # [B,N,3]
+            if self.cfg.appearance_blend:
+                share = torch.tanh(weight * offsets["colour_share"])  # [B,N,1]; below 0 it moves away
+                target = torch.sigmoid(offsets["colors"])  # [B,N,3]
+                colors = (canonical["rgb"] + share * (target - canonical["rgb"])).clamp(0, 1)
+            else:
+                colors = torch.sigmoid(canonical["colors"] + weight * offsets["colors"])  # [B,N,3]
         else:
             opacities = canonical["opacity_values"].expand(batch, -1)  # [B,N]
             colors = canonical["rgb"].expand(batch, -1, -1)  # [B,N,3]
@@ -307,7 +319,8 @@ class BodyModel(nn.Module):
 
     @classmethod
     def from_payload(cls, payload: dict, device: str | torch.device = "cpu") -> "BodyModel":
-        cfg = config_from_dict(BodyModelConfig, payload["config"]["model"])
+        # A body saved before model.appearance_blend decodes logit offsets: its config lacks the key.
+        cfg = config_from_dict(BodyModelConfig, {"appearance_blend": False, **payload["config"]["model"]})
         model = cls(cfg, camera=Camera.from_meta(payload["subject"]), fps=payload["subject"]["fps"],
                     background=payload["background"].float() / 255.0,
                     mean_translation=payload["mean_translation"],

@@ -74,6 +74,10 @@ class LearningRates:
     jaw: float = 1e-2  # the logits of each Gaussian's share of the jaw rotation
     deform_mlp: float = 1e-3
     deform_planes: float = 5e-3
+    # The code-linear appearance basis (model.appearance_blend): its outputs are colour logits and shares of
+    # order 1, not centimetres, so it learns 10x faster than the MLP (docs/BODY.md: 1x barely closes a lid,
+    # 30x is unstable across seeds)
+    appearance_basis: float = 1e-2
     jaw_pivot: float = 1e-4  # metres per step
     final_factor: float = 0.1  # means and deformation decay exponentially to this factor by the end
 
@@ -188,10 +192,14 @@ def build_optimizers(cfg: BodyTrainingConfig, model: BodyModel, scale: float) ->
         params = model.gaussians[name]
         optimizers[name] = {key: torch.optim.Adam([params[key]], lr=rates[key], eps=1e-15) for key in GAUSSIAN_KEYS}
     planes = [model.deform.triplane.planes, model.mouth_deform.triplane.planes]
-    mlp = [p for p in model.deformation_parameters() if all(p is not other for other in [*planes, model.jaw_pivot])]
-    optimizers["deform"] = {"all": torch.optim.Adam([{"params": planes, "lr": lr.deform_planes},
-                                                     {"params": mlp, "lr": lr.deform_mlp},
-                                                     {"params": [model.jaw_pivot], "lr": lr.jaw_pivot}])}
+    bases = [net.appearance_basis for net in (model.deform, model.mouth_deform) if net.appearance_basis is not None]
+    mlp = [p for p in model.deformation_parameters()
+           if all(p is not other for other in [*planes, *bases, model.jaw_pivot])]
+    groups = [{"params": planes, "lr": lr.deform_planes}, {"params": mlp, "lr": lr.deform_mlp},
+              {"params": [model.jaw_pivot], "lr": lr.jaw_pivot}]
+    if bases:  # a body without them (saved before, or appearance off) keeps the three groups it resumes with
+        groups.append({"params": bases, "lr": lr.appearance_basis})
+    optimizers["deform"] = {"all": torch.optim.Adam(groups)}
     for group_optimizers in optimizers.values():
         for optimizer in group_optimizers.values():
             for group in optimizer.param_groups:
@@ -260,7 +268,9 @@ def compute_loss(cfg: BodyTrainingConfig, out: dict, batch: dict, scale: float) 
              "dssim": 1 - ssim(color, batch["image"]).mean(),
              "alpha": (out["alpha"] - batch["mask"]).abs().mean(),
              "offset": offsets["means"].pow(2).mean() / scale ** 2 + offsets["scales"].pow(2).mean()}
-    if "opacities" in offsets:
+    if "colour_share" in offsets:  # the target colour is free where the share is 0
+        parts["appearance_offset"] = offsets["opacities"].pow(2).mean() + offsets["colour_share"].pow(2).mean()
+    elif "opacities" in offsets:
         parts["appearance_offset"] = offsets["opacities"].pow(2).mean() + offsets["colors"].pow(2).mean()
     if batch["mouth"] is not None:
         parts.update(mouth_losses(out, batch))

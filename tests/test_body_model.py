@@ -251,6 +251,39 @@ def test_a_body_saved_before_the_two_part_mouth_set_loads_with_its_own_mouth_box
     torch.testing.assert_close(loaded(flame)["color"], body(flame)["color"], atol=2.5e-3, rtol=0)
 
 
+def test_a_body_saved_before_the_blended_appearance_loads_with_logit_offsets(tmp_path):
+    body = tiny_body()
+    earlier = BodyModel(BodyModelConfig(deform=body.cfg.deform, appearance_blend=False), camera=body.camera, fps=25,
+                        background=body.background, mean_translation=PIVOT,
+                        gaussians={name: body.gaussians[name] for name in ("face", "mouth")})
+    with torch.no_grad():
+        for parameter in [*earlier.deform.head.parameters(), *earlier.mouth_deform.head.parameters()]:
+            parameter.normal_(0, 0.05)
+    payload = earlier.to_payload()
+    del payload["config"]["model"]["appearance_blend"]  # the key that layout lacked
+    save_checkpoint({**payload, "step": 0}, tmp_path / "model" / "body.pth", kind="body")
+    loaded = load_body(tmp_path / "model")
+    assert not loaded.cfg.appearance_blend and loaded.deform.appearance_basis is None
+    flame = random_flame(2)
+    torch.testing.assert_close(loaded(flame)["color"], earlier(flame)["color"], atol=2.5e-3, rtol=0)
+
+
+def test_blended_colour_starts_at_the_canonical_colour_and_moves_towards_the_target():
+    body = tiny_body(perturb_deformation=False)
+    flame = random_flame(2)
+    canonical = torch.cat([torch.sigmoid(body.gaussians[n]["colors"]) for n in ("face", "mouth")])
+    colours = torch.cat([layer.colors for layer in body.pose(flame)[0]], dim=1)  # [B,N,3]
+    torch.testing.assert_close(colours, canonical.expand_as(colours))  # identity at the start
+    with torch.no_grad():  # the code-linear basis alone: a share and a target that follow the code
+        body.deform.appearance_basis.normal_(0, 0.5)
+    layers, offsets = body.pose(flame)
+    colours = torch.cat([layer.colors for layer in layers], dim=1)
+    share = torch.tanh(body.canonical()["weight"] * offsets["colour_share"])
+    expected = (canonical + share * (torch.sigmoid(offsets["colors"]) - canonical)).clamp(0, 1)
+    torch.testing.assert_close(colours, expected)
+    assert (colours[0] - colours[1]).abs().max() > 1e-2  # two expressions, two colours
+
+
 def test_mouth_set_has_a_skull_part_and_a_jaw_part_above_the_lips_seam():
     cfg = GaussianInitConfig(mouth_count=400)
     mouth = init_mouth_set(cfg, np.random.default_rng(0))
