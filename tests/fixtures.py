@@ -206,3 +206,16 @@ def remove_attitude_labels(corpus_root: str | Path) -> Path:
         labels.unlink()
     write_corpus_meta(corpus_root)
     return corpus_root
+
+
+def train_tiny_body(subject_dir: str | Path, model_dir: str | Path, overrides: list[str]):
+    """``configs/body_tiny.yaml`` with ``overrides`` trained on a test subject; returns (subject, loaded body)."""
+    from scene.body import load_body
+    from scene.subject import Subject
+    from scene.training import BodyTrainingConfig, train
+    from utils.config import load_config
+
+    cfg = load_config(BodyTrainingConfig, "configs/body_tiny.yaml",
+                      [f"subject={subject_dir}", f"model_dir={model_dir}", *overrides])
+    train(cfg, progress=False)
+    return Subject(subject_dir), load_body(model_dir)

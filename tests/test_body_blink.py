@@ -20,12 +20,9 @@ from data_utils import synthetic_semantics as sem
 from data_utils.signals import blinks
 from data_utils.synthetic_subject import (EYE_RADIUS, EYES, render_subject, synthetic_listener_motion,
                                           write_synthetic_subject)
+from fixtures import train_tiny_body
 from gaussian_renderer import Camera
-from scene.body import load_body
 from scene.rotation import axis_angle_to_matrix
-from scene.subject import Subject
-from scene.training import BodyTrainingConfig, train
-from utils.config import load_config
 from utils.flame import FPS, GLOBAL_ROT
 
 SIZE, FRAMES = 48, 200
@@ -73,10 +70,7 @@ def eye_boxes(flame: np.ndarray, translation: np.ndarray) -> list[tuple[slice, s
 
 
 def test_mid_blink_validation_frames_close_the_lids(subject_dir, tmp_path):
-    cfg = load_config(BodyTrainingConfig, "configs/body_tiny.yaml",
-                      [f"subject={subject_dir}", f"model_dir={tmp_path / 'body'}", *TINY_EYE_BODY])
-    train(cfg, progress=False)
-    subject, body = Subject(subject_dir), load_body(tmp_path / "body")
+    subject, body = train_tiny_body(subject_dir, tmp_path / "body", TINY_EYE_BODY)
     closed = [i for i in subject.val_ids if subject.flame[i, sem.EYE_CLOSE] > 0.5]
     assert len(closed) >= 4
     flame, translation = subject.flame[closed], subject.translation[closed]

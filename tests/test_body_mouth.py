@@ -19,13 +19,11 @@ import torch
 
 from data_utils import synthetic_semantics as sem
 from data_utils.synthetic_subject import synthetic_listener_motion, write_synthetic_subject
+from fixtures import train_tiny_body
 from gaussian_renderer import Camera
-from scene.body import load_body
 from scene.evaluate import evaluate_body
 from scene.frames import SubjectFrames
 from scene.subject import Subject
-from scene.training import BodyTrainingConfig, train
-from utils.config import load_config
 from utils.flame import FPS
 
 SIZE, FRAMES = 40, 150
@@ -55,10 +53,7 @@ def subject_dir(tmp_path_factory):
 
 
 def test_open_jaw_validation_frames_show_the_dark_inside_of_the_mouth(subject_dir, tmp_path):
-    cfg = load_config(BodyTrainingConfig, "configs/body_tiny.yaml",
-                      [f"subject={subject_dir}", f"model_dir={tmp_path / 'body'}", *TINY_MOUTH_BODY])
-    train(cfg, progress=False)
-    subject, body = Subject(subject_dir), load_body(tmp_path / "body")
+    subject, body = train_tiny_body(subject_dir, tmp_path / "body", TINY_MOUTH_BODY)
     ids = subject.val_ids
     with torch.no_grad():
         frames = body.render_frames(torch.from_numpy(subject.flame[ids]), torch.from_numpy(subject.translation[ids]))
