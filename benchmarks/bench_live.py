@@ -20,6 +20,9 @@ What runs:
    streamed chunk by chunk as fast as possible (live clock simulated from the compute times). Its drift
    table is the one that says whether the brain's motion stays within the ground truth's spread.
 
+``--attitude NAME`` (or ``speaker_clip``: the attitude of clip 0's listener) asks both runs for a listener
+attitude; without it they sample the unconditional listener, whose per-minute spread mixes dispositions.
+
 Prints the live latency table (features, brain, render, encode, first audio sample of a chunk -> its frames
 ready; p50 / p95 / max), then for both runs a drift table per ``--bin_seconds`` (a minute by default):
 latency p95 of the chunks that started in it, and per FLAME dimension whether the motion's mean and its
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the extractor emits each chunk at its own end (data_utils.wav2vec_stream)")
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
     parser.add_argument("--audio_only", action="store_true", help="no speaker expression (audio-only branch)")
+    parser.add_argument("--attitude", help="the listener attitude both runs ask for (default: none, the "
+                                           "unconditional listener); 'speaker_clip': that of clip 0's listener")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, help="keep the corpus, model and videos here (default: temporary)")
     args = parser.parse_args(argv)
@@ -157,18 +162,21 @@ def main(argv: list[str] | None = None) -> int:
                                                  **fast_sampling_options(device, live=True))
         body = load_body(args.body_checkpoint, device=device)
         speaker_exp = None if args.audio_only else clips[0].speaker_exp
+        attitude = clips[0].attitude if args.attitude == "speaker_clip" else args.attitude
         print(f"setup {time.perf_counter() - setup_start:.0f} s; body {body.height}x{body.width}; speaker "
               f"{len(samples) / wav2vec.sample_rate:.0f} s; wav2vec2 {model_dir} ({'random weights' if args.wav2vec is None else 'given'}, "
               f"{wav2vec.model.model.config.num_hidden_layers} layers), {args.context_seconds:g} s left context, "
               f"{'no look-ahead' if args.no_look_ahead else '5 ms look-ahead'}; "
-              f"{args.steps} DDIM steps; {'audio only' if args.audio_only else 'with the speaker expression'}")
+              f"{args.steps} DDIM steps; {'audio only' if args.audio_only else 'with the speaker expression'}; "
+              f"attitude asked: {attitude or 'none'}; ground-truth listeners' attitudes: "
+              f"{', '.join(str(clip.attitude) for clip in clips)}")
         # The real-clock run warms up first (ListenerSession.warm_up: graphs, compilation, autotuning).
         _, live = synthesize(policy, body, samples, speaker_exp, work / "live.mp4", audio_features=wav2vec,
-                             wav=speaker_dir / "speaker.wav", steps=args.steps, stream=True, realtime=True,
-                             progress=False)
+                             wav=speaker_dir / "speaker.wav", steps=args.steps, attitude=attitude, stream=True,
+                             realtime=True, progress=False)
         live_motion = np.load(work / "live.npy")
         _, control = synthesize(policy, body, clips[0].speaker_audio, speaker_exp, work / "features.mp4",
-                                steps=args.steps, stream=True, progress=False)
+                                steps=args.steps, attitude=attitude, stream=True, progress=False)
         control_motion = np.load(work / "features.npy")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"\ndevice: {device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")

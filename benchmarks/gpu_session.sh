@@ -19,15 +19,16 @@
 #       control at ATTITUDE_SAMPLES per clip); the body's evaluation beside them; then the body's render speed
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh live     # alone on the GPU: the 5-minute live session on the
 #       real clock with the chosen brain, compiled, its extractor without the 5-ms look-ahead (NO_LOOK_AHEAD [1];
-#       empty: with it) (BENCHES [live]: add `wav2vec synthesis` for the streaming feature cost and the offline
-#       synthesis timing); then the brain's chunk latency if the call has time
+#       empty: with it), asking the speaker clip's listener attitude (LIVE_ATTITUDE [speaker_clip]; empty: none)
+#       (BENCHES [live]: add `wav2vec synthesis` for the streaming feature cost and the offline synthesis
+#       timing); then the brain's chunk latency if the call has time
 #
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
 # control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
 # present; only for VARIANTS=... old), BRAIN_MINUTES [8] (each brain training's wall-clock cap), BRAIN_STEPS
 # [12000], SAMPLES [5] (per clip and evaluated method), ATTITUDE_SAMPLES [3], ATTITUDE_WORKERS [8],
-# VARIANTS [shipped], NO_GRID, GRID_CLIPS [15], BENCHES [live], NO_LOOK_AHEAD [1]
+# VARIANTS [shipped], NO_GRID, GRID_CLIPS [15], BENCHES [live], NO_LOOK_AHEAD [1], LIVE_ATTITUDE [speaker_clip]
 # (benchmarks/gpu_stage_brain.sh).
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
@@ -49,7 +50,7 @@ mkdir -p "$logs"
 [ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
 export STEPS="${BRAIN_STEPS:-12000}" MINUTES="${BRAIN_MINUTES:-8}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-1}" NO_GRID="${NO_GRID-1}"
 export VARIANTS="${VARIANTS:-shipped}" ATTITUDE_SAMPLES="${ATTITUDE_SAMPLES:-3}" ATTITUDE_WORKERS="${ATTITUDE_WORKERS:-8}"
-export BENCHES="${BENCHES:-live}" NO_LOOK_AHEAD="${NO_LOOK_AHEAD-1}"
+export BENCHES="${BENCHES:-live}" NO_LOOK_AHEAD="${NO_LOOK_AHEAD-1}" LIVE_ATTITUDE="${LIVE_ATTITUDE-speaker_clip}"
 brain_work="$WORK/brain"
 body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)
 brain=(env OUT_DIR="$logs/brain" bash benchmarks/gpu_stage_brain.sh)
