@@ -21,7 +21,8 @@ What runs:
    table is the one that says whether the brain's motion stays within the ground truth's spread.
 
 ``--attitude NAME`` (or ``speaker_clip``: the attitude of clip 0's listener) asks both runs for a listener
-attitude; without it they sample the unconditional listener, whose per-minute spread mixes dispositions.
+attitude; without it they sample the unconditional listener, which can move between dispositions within a
+minute (the suspected reason its per-minute stds exceed the truth's; not yet measured).
 
 Prints the live latency table (features, brain, render, encode, first audio sample of a chunk -> its frames
 ready; p50 / p95 / max), then for both runs a drift table per ``--bin_seconds`` (a minute by default):
