@@ -256,20 +256,34 @@ def load_external_samples(entry: str, test_clips) -> Method:
     return Method(name, None, samples=samples)
 
 
-def generate_samples(method: Method, test_clips, cfg: EvalConfig) -> list[np.ndarray]:
-    """One ``[K,T,56]`` per clip; clip i is sampled with seed ``cfg.seed + i``."""
+def generate_samples(method: Method, test_clips, cfg: EvalConfig, own_attitude_samples: dict | None = None
+                     ) -> list[np.ndarray]:
+    """One ``[K,T,56]`` per clip; clip i is sampled with seed ``cfg.seed + i``.
+
+    ``own_attitude_samples`` (kept by the caller across methods when ``--attitudes`` adds a row per attitude):
+    a clip sampled from its own speaker with its own attitude is kept there until a later row asks exactly
+    the same of it, which then takes it instead of sampling it again — ``diffusion`` asks every clip's own
+    attitude, ``diffusion[attitude=<name>]`` asks it of that attitude's clips."""
     if method.samples is not None:
         return method.samples
     out = []
     for index, clip in enumerate(tqdm(test_clips, desc=method.name, unit="clip", leave=False)):
         audio, exp = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
         options = {**method.options, "attitude": clip.attitude} if method.own_attitude else method.options
+        shareable = (own_attitude_samples is not None and method.speakers is None
+                     and clip.attitude is not None and options.get("attitude") == clip.attitude)
+        key = (id(method.generator), index, tuple(sorted(options.items())))
+        if shareable and key in own_attitude_samples:
+            out.append(own_attitude_samples.pop(key))
+            continue
         motion = method.generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index, **options)
         expected = (cfg.samples, clip.num_frames, FLAME_DIM)
         if motion.shape != expected:
             raise RuntimeError(f"{method.name} returned {list(motion.shape)} for clip {clip.clip_id}, "
                                f"expected {list(expected)}")
         out.append(np.asarray(motion, dtype=np.float32))
+        if shareable:
+            own_attitude_samples[key] = out[-1]
     return out
 
 
@@ -333,10 +347,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
     scoring.submit("ground_truth", [c.listener[None] for c in test_clips])
     if attitude_report:
         attitude_report.score("ground_truth", [c.listener[None] for c in test_clips])
+    own_attitude_samples = {} if attitude_report else None  # see generate_samples: sampled once, used twice
     with atomic_output(out, directory=True) as staging:
         for method in tqdm(methods, desc="methods", unit="method"):
             start = time.perf_counter()
-            samples = generate_samples(method, test_clips, cfg)
+            samples = generate_samples(method, test_clips, cfg, own_attitude_samples)
             seconds[method.name] = time.perf_counter() - start
             scoring.submit(method.name, samples)
             if attitude_report:

@@ -142,3 +142,37 @@ def test_evaluate_on_cuda_with_and_without_graphs(trained, tmp_path):
     graphed = json.loads((tmp_path / "graphs" / "metrics.json").read_text())
     for name in ("fd_exp", "mse_exp", "frdiv"):  # CUDA graphs change speed, not samples
         assert graphed["diffusion"][name] == pytest.approx(on_cuda["diffusion"][name], rel=1e-3)
+
+
+def test_a_clip_asked_its_own_attitude_twice_is_sampled_once():
+    """With --attitudes, ``diffusion`` (each clip's own attitude) and ``diffusion[attitude=<name>]`` ask the
+    same of that attitude's clips: it is sampled once and the second row takes those samples; anything else
+    (another attitude, another speaker) is sampled anew."""
+    from types import SimpleNamespace
+
+    class CountingGenerator:
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, audio, exp, *, num_samples, seed, attitude=None, **options):
+            self.calls.append((seed, attitude))
+            return np.full((num_samples, len(audio), 56), seed + len(self.calls), np.float32)
+
+    clips = [SimpleNamespace(clip_id=f"c{i}", attitude=a, num_frames=4, speaker_audio=np.zeros((4, 768)),
+                             speaker_exp=np.zeros((4, 50))) for i, a in enumerate(["warm", "cold", "warm"])]
+    cfg = SimpleNamespace(samples=2, seed=10)
+    generator = CountingGenerator()
+    own = evaluate.Method("diffusion", generator, {"steps": 3}, own_attitude=True)
+    warm = evaluate.Method("diffusion[attitude=warm]", generator, {"steps": 3, "attitude": "warm"})
+    shuffled = evaluate.Method("diffusion[shuffled]", generator, {"steps": 3}, [(c.speaker_audio, c.speaker_exp)
+                                                                               for c in clips], own_attitude=True)
+    kept = {}
+    own_samples = evaluate.generate_samples(own, clips, cfg, kept)
+    warm_samples = evaluate.generate_samples(warm, clips, cfg, kept)
+    evaluate.generate_samples(shuffled, clips, cfg, kept)
+    assert generator.calls == [(10, "warm"), (11, "cold"), (12, "warm"),  # the own-attitude row
+                               (11, "warm"),  # only the cold clip is asked something new
+                               (10, "warm"), (11, "cold"), (12, "warm")]  # another speaker: sampled anew
+    assert warm_samples[0] is own_samples[0] and warm_samples[2] is own_samples[2]
+    assert not np.array_equal(warm_samples[1], own_samples[1])
+    assert list(kept) == [(id(generator), 1, (("attitude", "cold"), ("steps", 3)))]  # waits for a cold row
