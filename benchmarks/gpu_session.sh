@@ -5,10 +5,11 @@
 # once, and runs the stage scripts in an order that keeps each timed figure on an otherwise idle GPU:
 #
 # Measured on an H200 (2026-12-02, three sessions): `start` 7.7–9.4 min; `middle` was cut at the 10-minute limit
-# twice — by four variant evaluations side by side (122 s per row each), then by the attitude evaluation's
-# scoring after three variants — so the default now trains the preset alone (VARIANTS [shipped]: nothing to
-# choose, no validation scoring) to its full 12,000 steps where the cap allows, and the test report gets the
-# machine's cores for its scoring:
+# twice, by evaluations that sampled one clip at a time (~40 s per diffusion row alone, 122 s with four side
+# by side). Since the fourth session the evaluations denoise every clip's windows as one batch
+# (ListenerPolicy.generate_many), so the test report runs at K = ATTITUDE_SAMPLES [10] with the
+# diversity-fidelity grid beside it (NO_GRID empty), and the one preset (VARIANTS [shipped]: nothing to choose)
+# trains for BRAIN_MINUTES [10], on into the `middle` call, to reach its 12,000 steps beside the body:
 #
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # gsplat build, the gpu-marked tests, the body's subject,
 #       the benchmark world + 3 resamples; the brain variants (gpu_stage_brain.sh: VARIANTS) trained side by side
@@ -26,9 +27,10 @@
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
 # control: `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils` unpacked; .exp/old_brain when
-# present; only for VARIANTS=... old), BRAIN_MINUTES [8] (each brain training's wall-clock cap), BRAIN_STEPS
-# [12000], SAMPLES [5] (per clip and evaluated method), ATTITUDE_SAMPLES [3], ATTITUDE_WORKERS [8],
-# VARIANTS [shipped], NO_GRID, GRID_CLIPS [15], BENCHES [live], NO_LOOK_AHEAD [1], LIVE_ATTITUDE [speaker_clip]
+# present; only for VARIANTS=... old), BRAIN_MINUTES [10] (each brain training's wall-clock cap), BRAIN_STEPS
+# [12000], SAMPLES [5] (per clip and evaluated method; the grid's), ATTITUDE_SAMPLES [10], SWEEP_SAMPLES [3],
+# ATTITUDE_WORKERS [8], VARIANTS [shipped], NO_GRID [empty: the grid runs], GRID_CLIPS [0: all], BATCH_WINDOWS
+# [512], BENCHES [live], NO_LOOK_AHEAD [1], LIVE_ATTITUDE [speaker_clip]
 # (benchmarks/gpu_stage_brain.sh).
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
 set -uo pipefail
@@ -48,8 +50,8 @@ fi
 logs="$WORK/logs"
 mkdir -p "$logs"
 [ -z "${OLD_CODE:-}" ] && [ -d .exp/old_brain ] && export OLD_CODE="$PWD/.exp/old_brain"
-export STEPS="${BRAIN_STEPS:-12000}" MINUTES="${BRAIN_MINUTES:-8}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-1}" NO_GRID="${NO_GRID-1}"
-export VARIANTS="${VARIANTS:-shipped}" ATTITUDE_SAMPLES="${ATTITUDE_SAMPLES:-3}" ATTITUDE_WORKERS="${ATTITUDE_WORKERS:-8}"
+export STEPS="${BRAIN_STEPS:-12000}" MINUTES="${BRAIN_MINUTES:-10}" SAMPLES="${SAMPLES:-5}" SWEEP_SAMPLES="${SWEEP_SAMPLES:-3}" NO_GRID="${NO_GRID-}"
+export VARIANTS="${VARIANTS:-shipped}" ATTITUDE_SAMPLES="${ATTITUDE_SAMPLES:-10}" ATTITUDE_WORKERS="${ATTITUDE_WORKERS:-8}"
 export BENCHES="${BENCHES:-live}" NO_LOOK_AHEAD="${NO_LOOK_AHEAD-1}" LIVE_ATTITUDE="${LIVE_ATTITUDE-speaker_clip}"
 brain_work="$WORK/brain"
 body=(env OUT_DIR="$logs/body" bash benchmarks/gpu_stage_body.sh)

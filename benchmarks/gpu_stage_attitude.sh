@@ -6,7 +6,8 @@
 #   RESAMPLES="<resample_1> <resample_2> <resample_3>" OUT_DIR=<dir> bash benchmarks/gpu_stage_attitude.sh
 #
 # Knobs (environment, defaults in brackets): SAMPLES [10] per clip; SWEEP_SAMPLES [2] per clip and swept value;
-# EVAL_CLIPS [0: all test clips]; EVAL_SECONDS [0: whole clips]; DEVICE [cuda]; WORKERS [8] scoring processes.
+# EVAL_CLIPS [0: all test clips]; EVAL_SECONDS [0: whole clips]; DEVICE [cuda]; WORKERS [8] scoring processes;
+# BATCH_WINDOWS [512] windows denoised together (clips x samples; brain.evaluate --batch_windows).
 # Expected on one H100/H200 with the benchmark world (30 test clips x 20 s): ~10-15 GPU minutes — 4 diffusion rows
 # (unconditional + one per attitude) x K=10, an intensity sweep of 5 values and an attitude-guidance sweep of 4 at
 # K=2, and the CPU scoring (per attitude too).
@@ -26,7 +27,7 @@ source benchmarks/stage_lib.sh
 : "${RESAMPLES:?set RESAMPLES to the resamples of the world (space-separated), the oracle}"
 DEVICE="${DEVICE:-cuda}"
 speed=()
-[ "$DEVICE" = cuda ] && speed=(--precision bf16 --cuda_graphs)
+[ "$DEVICE" = cuda ] && speed=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512}")
 mkdir -p "$OUT_DIR"
 # shellcheck disable=SC2086  # RESAMPLES is a list of folders
 "${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \

@@ -14,9 +14,10 @@
 # checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
 # SAMPLES [5], ATTITUDE_SAMPLES [SAMPLES] (the test report's), SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip),
 # ATTITUDE_WORKERS [WORKERS] (its scoring processes), WORKERS [4] (scoring processes per
-# evaluation), GRID_CLIPS [15] (test clips of the diversity-fidelity grid: on an H200 one diffusion row of all
-# 30 clips x 20 s at K=5 took ~40 s with bf16 + CUDA graphs alone, 122 s each with four evaluations side by side;
-# so the 19-row grid needs ~12 min at 30 clips), OLD_CODE (a checkout of the brain before the
+# evaluation), GRID_CLIPS [0: all] (test clips of the diversity-fidelity grid), BATCH_WINDOWS [512] (windows
+# denoised together by the evaluations: clips x samples; 1 samples one clip at a time, the way every evaluation
+# ran until 2026-12-02's fourth session, when one diffusion row of 30 clips x 20 s at K=5 took ~40 s on an H200
+# alone and 122 s with four evaluations side by side), OLD_CODE (a checkout of the brain before the
 # sampler change, e.g. `git archive dbc6ea1 brain utils configs train_diffusion.py data_utils`; its variant
 # is skipped when unset), TINY=1 (a CPU smoke run of every step at toy sizes).
 #
@@ -46,8 +47,9 @@ out="${OUT_DIR:-$work/out}"
 mkdir -p "$work" "$out"
 python="${PYTHON:-python3}"
 steps="${STEPS:-12000}"; minutes="${MINUTES:-9}"; clips="${CLIPS:-300}"; seconds="${SECONDS_PER_CLIP:-20}"
-samples="${SAMPLES:-5}"; workers="${WORKERS:-4}"; device=cuda; eval_extra=(--precision bf16 --cuda_graphs)
-sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0; grid_clips="${GRID_CLIPS:-15}"
+samples="${SAMPLES:-5}"; workers="${WORKERS:-4}"; device=cuda
+eval_extra=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512}")
+sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0; grid_clips="${GRID_CLIPS:-0}"
 train_extra=()
 if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
     steps=6; minutes=2; clips=20; seconds=6; samples=2; workers=2; device=cpu; eval_extra=(--max_clips 2)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from brain.conditions import ENERGY_LAG_FRAMES, motion_energy
 from brain.metrics import MetricContext, evaluate_method
 from brain.oracle import ORACLE
+from brain.policy import MAX_BATCH_WINDOWS
 from utils.errors import UsageError
 from utils.flame import EXP
 
@@ -137,8 +138,9 @@ class AttitudeEvaluation:
     """See the module docstring. ``policy`` is the diffusion brain (a labelled checkpoint)."""
 
     def __init__(self, policy, test_clips, train_clips, *, samples_per_sweep: int, seed: int, sampling: dict,
-                 intensity_sweep=(), guidance_sweep=(), chunk_frames: int = 8):
+                 intensity_sweep=(), guidance_sweep=(), chunk_frames: int = 8, max_batch: int = MAX_BATCH_WINDOWS):
         self.policy = policy
+        self.max_batch = max_batch
         self.attitudes = policy.attitudes
         if not self.attitudes:
             raise UsageError("--attitudes needs a checkpoint trained on a labelled corpus (this one has no attitudes)")
@@ -234,11 +236,13 @@ class AttitudeEvaluation:
             rows = {"energy_ratio": [], "fd_exp": [], "accuracy": []}
             for value in values:
                 energies, distances, hits = [], [], []
-                for position, i in enumerate(indices):
-                    clip = self.test_clips[i]
-                    motion = self.policy.generate(clip.speaker_audio, clip.speaker_exp, num_samples=self.samples_per_sweep,
-                                                  seed=self.seed + i, attitude=attitude, **self.sampling,
-                                                  **{option: value})
+                clips = [self.test_clips[i] for i in indices]
+                motions = self.policy.generate_many([(clip.speaker_audio, clip.speaker_exp) for clip in clips],
+                                                    num_samples=self.samples_per_sweep,
+                                                    seeds=[self.seed + i for i in indices],
+                                                    attitudes=[attitude] * len(indices), max_batch=self.max_batch,
+                                                    **{**self.sampling, option: value})
+                for position, motion in enumerate(motions):
                     energies += [self._energy(sample) for sample in motion]
                     distances += [context.listener_stats[position]["exp"].frechet_to(sample[:, EXP]) for sample in motion]
                     hits += [np.mean(self.classifier.predict(sample) == self.attitudes.index(attitude))

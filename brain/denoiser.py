@@ -60,6 +60,15 @@ class Conditioning:
         """Stack ``copies`` of the batch: ``[B,...] -> [copies*B,...]`` (guidance branches)."""
         return self.map(lambda value: value.repeat(copies, *([1] * (value.dim() - 1))))
 
+    @staticmethod
+    def cat(parts: list["Conditioning"]) -> "Conditioning":
+        """The batches of ``parts`` one after another: ``[B1,...] + [B2,...] -> [B1+B2,...]``; the optional
+        tensors must be present in all parts or in none."""
+        fields = list(zip(*(part.fields() for part in parts)))
+        if any((value is None) != (values[0] is None) for values in fields for value in values):
+            raise ValueError("Conditioning.cat: an optional condition is present in some parts and not in others")
+        return Conditioning(*(None if values[0] is None else torch.cat(values) for values in fields))
+
     def map(self, function) -> "Conditioning":
         """A Conditioning with ``function`` applied to every tensor (the optional ones only where present)."""
         return Conditioning(*(None if value is None else function(value) for value in self.fields()))

@@ -4,7 +4,7 @@
         --baselines all --regression_checkpoint <regression.pth> --out <dir> [--save_samples] [--steps 15] \
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
-        [--cuda_graphs] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
+        [--cuda_graphs] [--batch_windows 512] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
         [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
@@ -70,6 +70,7 @@ from brain.attitude_eval import (ATTITUDE_METHOD, DEFAULT_GUIDANCE_SWEEP as DEFA
 from brain.baselines import build_baselines, fit_to_length
 from brain.data import DyadicCorpus
 from brain.metrics import MetricContext, evaluate_method
+from brain.policy import MAX_BATCH_WINDOWS
 from utils.arrays import check_array, load_npy
 from utils.atomic import atomic_output, save_json
 from utils.cli import check_output_path, cli_main, cli_parser
@@ -100,6 +101,7 @@ class EvalConfig:
     device: str = "auto"
     precision: str = "fp32"  # "bf16": diffusion sampling under bf16 autocast (ListenerPolicy)
     cuda_graphs: bool = False  # replay each window's DDIM loop as a captured CUDA graph (speed only)
+    batch_windows: int = MAX_BATCH_WINDOWS  # windows (clips x samples) denoised together (speed and memory only)
     save_samples: bool = False
     max_clips: int = 0  # 0: every clip of the split
     max_seconds: float = 0.0  # 0: whole clips; else each test clip is cut to its first max_seconds
@@ -266,25 +268,45 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig, own_attitude_s
     attitude, ``diffusion[attitude=<name>]`` asks it of that attitude's clips."""
     if method.samples is not None:
         return method.samples
-    out = []
-    for index, clip in enumerate(tqdm(test_clips, desc=method.name, unit="clip", leave=False)):
+    out: list[np.ndarray | None] = [None] * len(test_clips)
+    requests = []  # (clip index, speaker audio, speaker exp, options) still to sample
+    for index, clip in enumerate(test_clips):
         audio, exp = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
         options = {**method.options, "attitude": clip.attitude} if method.own_attitude else method.options
         shareable = (own_attitude_samples is not None and method.speakers is None
                      and clip.attitude is not None and options.get("attitude") == clip.attitude)
         key = (id(method.generator), index, tuple(sorted(options.items())))
         if shareable and key in own_attitude_samples:
-            out.append(own_attitude_samples.pop(key))
-            continue
-        motion = method.generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index, **options)
-        expected = (cfg.samples, clip.num_frames, FLAME_DIM)
+            out[index] = own_attitude_samples.pop(key)
+        else:
+            requests.append((index, audio, exp, options, key if shareable else None))
+    for (index, _, _, _, key), motion in zip(requests, _sample_requests(method, requests, cfg)):
+        expected = (cfg.samples, test_clips[index].num_frames, FLAME_DIM)
         if motion.shape != expected:
-            raise RuntimeError(f"{method.name} returned {list(motion.shape)} for clip {clip.clip_id}, "
+            raise RuntimeError(f"{method.name} returned {list(motion.shape)} for clip {test_clips[index].clip_id}, "
                                f"expected {list(expected)}")
-        out.append(np.asarray(motion, dtype=np.float32))
-        if shareable:
-            own_attitude_samples[key] = out[-1]
+        out[index] = np.asarray(motion, dtype=np.float32)
+        if key is not None:
+            own_attitude_samples[key] = out[index]
     return out
+
+
+def _sample_requests(method: Method, requests: list, cfg: EvalConfig):
+    """``[K,T,56]`` for each ``(clip index, audio, exp, options, _)`` request, clip i with seed ``cfg.seed + i``:
+    the diffusion brain takes all of them as batches (``ListenerPolicy.generate_many``), a baseline one by one."""
+    generator = method.generator
+    if not hasattr(generator, "generate_many"):
+        for index, audio, exp, options, _ in tqdm(requests, desc=method.name, unit="clip", leave=False):
+            yield generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index, **options)
+        return
+    shared = {name: value for name, value in requests[0][3].items() if name != "attitude"} if requests else {}
+    if any({name: value for name, value in options.items() if name != "attitude"} != shared
+           for _, _, _, options, _ in requests):
+        raise RuntimeError(f"{method.name}: its clips ask different sampling options; only the attitude may differ")
+    yield from generator.generate_many([(audio, exp) for _, audio, exp, _, _ in requests], num_samples=cfg.samples,
+                                       seeds=[cfg.seed + index for index, *_ in requests],
+                                       max_batch=cfg.batch_windows,
+                                       attitudes=[options.get("attitude") for *_, options, _ in requests], **shared)
 
 
 class MetricPool:
@@ -392,6 +414,7 @@ def _attitude_evaluation(cfg: EvalConfig, methods: list[Method], test_clips, tra
     if diffusion is None:
         raise UsageError("--attitudes needs --checkpoint (a brain trained on a labelled corpus)")
     return AttitudeEvaluation(diffusion.generator, test_clips, train_clips, samples_per_sweep=cfg.sweep_samples,
+                              max_batch=cfg.batch_windows,
                               seed=cfg.seed, sampling=diffusion.options, intensity_sweep=cfg.intensity_sweep,
                               guidance_sweep=cfg.attitude_guidance_sweep, chunk_frames=chunk_frames)
 
@@ -462,6 +485,9 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "bf16"),
                         help="diffusion sampling precision")
     parser.add_argument("--cuda_graphs", action="store_true", help="CUDA-graph the DDIM loop (same numbers, faster)")
+    parser.add_argument("--batch_windows", type=int, default=defaults.batch_windows,
+                        help="windows (clips x samples) the brain denoises as one batch; lower it if memory runs "
+                        "out (1: one clip at a time; the numbers do not change)")
     parser.add_argument("--save_samples", action="store_true", help="write samples/<method>/<clip_id>.npy")
     parser.add_argument("--max_clips", type=int, default=0, help="evaluate only the first N clips (0: all)")
     parser.add_argument("--max_seconds", type=float, default=0.0, help="cut clips to their first S seconds (0: all)")

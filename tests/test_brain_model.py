@@ -142,6 +142,36 @@ def test_a_longer_speaker_context_is_gathered_seen_and_streamed(dataset):
         np.testing.assert_allclose(streamed[:, start:start + c], expected, rtol=0, atol=1e-5)
 
 
+def test_generate_many_equals_one_clip_at_a_time(dataset):
+    """Batched offline sampling (the evaluation's path) gives every clip what ``generate`` gives it alone:
+    its own seed's noise, its own attitude, its own length (clips end at different chunks), eta 1's per-step
+    noise and the guidance branches included; and batches cut by ``max_batch`` change nothing."""
+    from brain.policy import ListenerPolicy
+
+    _, clips, normalizer = dataset
+    cfg = ModelConfig(**{**SMALL.__dict__, "attitudes": ["warm", "cold"], "intensity_frames": 20})
+    torch.manual_seed(0)
+    denoiser, diffusion = build_denoiser_and_diffusion(BrainConfig(model=cfg))
+    for layer in (denoiser.out, denoiser.out_modulation, *[b.modulation for b in denoiser.blocks]):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    torch.nn.init.normal_(denoiser.attitude_embedding.weight, std=1.0)  # attitudes must change the output
+    policy = ListenerPolicy(denoiser.eval(), diffusion, normalizer, BrainConfig(model=cfg))
+    lengths, seeds, attitudes = [30, 21, 30, 9], [5, 6, 7, 8], ["warm", "cold", None, "warm"]
+    starts = [0, 0, 40, 60]  # four speakers cut from the corpus's training clips
+    speakers = [(clips[i % len(clips)].speaker_audio[a:a + n], clips[i % len(clips)].speaker_exp[a:a + n])
+                for i, (a, n) in enumerate(zip(starts, lengths))]
+    options = dict(steps=3, eta=1.0, guidance_audio=2.0, intensity=1.5)
+    alone = [policy.generate(audio, exp, num_samples=2, seed=seed, attitude=attitude, **options)
+             for (audio, exp), seed, attitude in zip(speakers, seeds, attitudes)]
+    for max_batch in (256, 4):  # every clip in one batch per option group; two clips per batch
+        together = policy.generate_many(speakers, num_samples=2, seeds=seeds, attitudes=attitudes,
+                                        max_batch=max_batch, **options)
+        assert [motion.shape for motion in together] == [(2, n, 56) for n in lengths]
+        for one, batched in zip(alone, together):
+            np.testing.assert_allclose(batched, one, rtol=0, atol=1e-5)
+    assert not np.allclose(alone[0], policy.generate(*speakers[0], num_samples=2, seed=5, attitude="cold", **options))
+
+
 def test_own_history_puts_the_models_sample_of_the_previous_window_in_the_last_chunk(dataset):
     """diffusion.own_history (scheduled sampling): a chosen window's history ends with the model's sample of
     the window one chunk earlier (sampled from that window's true history); older history frames, and a window
@@ -361,6 +391,24 @@ def test_cuda_graph_sampler_matches_eager_and_bf16_is_finite(dataset, eta):
     np.testing.assert_allclose(graphed, eager, atol=1e-4, rtol=1e-4)
     bf16 = ListenerPolicy(denoiser, diffusion, normalizer, cfg, "cuda", precision="bf16").generate(audio, exp, **options)
     assert bf16.shape == eager.shape and np.isfinite(bf16).all()
+
+
+@pytest.mark.gpu
+def test_generate_many_on_cuda_graphs_equals_one_clip_at_a_time(dataset):
+    """The evaluation's GPU path: clips batched into one captured graph (and a second, smaller one for the
+    clip that runs on alone) give what each clip's own graphed run gives."""
+    from brain.policy import ListenerPolicy
+
+    denoiser, diffusion = _modules()
+    _, _, normalizer = dataset
+    policy = ListenerPolicy(denoiser, diffusion, normalizer, BrainConfig(model=SMALL), "cuda", cuda_graphs=True)
+    rng = np.random.default_rng(0)
+    speakers = [(rng.standard_normal((n, 768)).astype(np.float32), rng.standard_normal((n, 50)).astype(np.float32))
+                for n in (50, 50, 70)]
+    options = dict(num_samples=3, steps=10, guidance_audio=2.0, eta=1.0)
+    together = policy.generate_many(speakers, seeds=[1, 2, 3], **options)
+    for (audio, exp), seed, batched in zip(speakers, [1, 2, 3], together):
+        np.testing.assert_allclose(batched, policy.generate(audio, exp, seed=seed, **options), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.gpu

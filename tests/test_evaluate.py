@@ -144,24 +144,39 @@ def test_evaluate_on_cuda_with_and_without_graphs(trained, tmp_path):
         assert graphed["diffusion"][name] == pytest.approx(on_cuda["diffusion"][name], rel=1e-3)
 
 
-def test_a_clip_asked_its_own_attitude_twice_is_sampled_once():
+class CountingGenerator:
+    """A stand-in brain that records what each clip was asked: ``(seed, attitude)`` per sampled clip."""
+
+    def __init__(self):
+        self.calls = []
+        self.batches = []  # generate_many only: the seeds of each call
+
+    def generate(self, audio, exp, *, num_samples, seed, attitude=None, **options):
+        self.calls.append((seed, attitude))
+        return np.full((num_samples, len(audio), 56), seed + len(self.calls), np.float32)
+
+
+class BatchingGenerator(CountingGenerator):
+    """The same, with the batched entry point the diffusion brain has (``ListenerPolicy.generate_many``)."""
+
+    def generate_many(self, speakers, num_samples, seeds, attitudes, **options):
+        self.batches.append(list(seeds))
+        return [self.generate(audio, exp, num_samples=num_samples, seed=seed, attitude=attitude, **options)
+                for (audio, exp), seed, attitude in zip(speakers, seeds, attitudes)]
+
+
+@pytest.mark.parametrize("generator_type", [CountingGenerator, BatchingGenerator])
+def test_a_clip_asked_its_own_attitude_twice_is_sampled_once(generator_type):
     """With --attitudes, ``diffusion`` (each clip's own attitude) and ``diffusion[attitude=<name>]`` ask the
     same of that attitude's clips: it is sampled once and the second row takes those samples; anything else
-    (another attitude, another speaker) is sampled anew."""
+    (another attitude, another speaker) is sampled anew — one clip at a time or, for a brain with
+    ``generate_many``, one batch per row."""
     from types import SimpleNamespace
-
-    class CountingGenerator:
-        def __init__(self):
-            self.calls = []
-
-        def generate(self, audio, exp, *, num_samples, seed, attitude=None, **options):
-            self.calls.append((seed, attitude))
-            return np.full((num_samples, len(audio), 56), seed + len(self.calls), np.float32)
 
     clips = [SimpleNamespace(clip_id=f"c{i}", attitude=a, num_frames=4, speaker_audio=np.zeros((4, 768)),
                              speaker_exp=np.zeros((4, 50))) for i, a in enumerate(["warm", "cold", "warm"])]
-    cfg = SimpleNamespace(samples=2, seed=10)
-    generator = CountingGenerator()
+    cfg = SimpleNamespace(samples=2, seed=10, batch_windows=512)
+    generator = generator_type()
     own = evaluate.Method("diffusion", generator, {"steps": 3}, own_attitude=True)
     warm = evaluate.Method("diffusion[attitude=warm]", generator, {"steps": 3, "attitude": "warm"})
     shuffled = evaluate.Method("diffusion[shuffled]", generator, {"steps": 3}, [(c.speaker_audio, c.speaker_exp)
@@ -176,3 +191,4 @@ def test_a_clip_asked_its_own_attitude_twice_is_sampled_once():
     assert warm_samples[0] is own_samples[0] and warm_samples[2] is own_samples[2]
     assert not np.array_equal(warm_samples[1], own_samples[1])
     assert list(kept) == [(id(generator), 1, (("attitude", "cold"), ("steps", 3)))]  # waits for a cold row
+    assert generator.batches == ([] if generator_type is CountingGenerator else [[10, 11, 12], [11], [10, 11, 12]])
