@@ -58,6 +58,10 @@ phase_train() {
 }
 
 phase_evaluate() {
+    if [ ! -f "$out/body_train.log" ]; then  # a bare machine: `train` never ran here
+        echo "=== body evaluate: no training on this machine ($out/body_train.log missing): run subject and train first"
+        exit 1
+    fi
     while [ ! -f "$work/body_train.done" ]; do sleep 5; done
     echo "=== body train: exit $(cat "$work/body_train.done")"; tail -n 15 "$out/body_train.log"
     step evaluate $python -m scene.evaluate -m "$model" -s "$subject" --out "$out/body_eval"

@@ -124,6 +124,10 @@ phase_start() {
 phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have passed
     local deadline=$((SECONDS + ${WAIT_SECONDS:-1000000000}))
     for name in "${variants[@]}"; do
+        if [ ! -f "$work/train_$name.sh" ]; then  # a bare machine (the one `start` ran on was given back)
+            stamp "$name: no training was started on this machine ($work/train_$name.sh missing): run start first"
+            return 1
+        fi
         while [ ! -f "$work/$name.done" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 5; done
         stamp "$name: exit $(cat "$work/$name.done" 2>/dev/null || echo 'still running');" \
             "$(grep -a '^\[train\] step' "$work/$name.log" | tail -n 1)"
@@ -131,7 +135,7 @@ phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have
 }
 
 phase_finish() {
-    phase_wait
+    phase_wait || return 1
     if [ "${#variants[@]}" -eq 1 ] && [ "${variants[0]}" != old ]; then  # nothing to choose between
         echo "${variants[0]}" > "$work/chosen_variant"
         stamp "one variant (${variants[0]}): no validation scoring, straight to the test report"
