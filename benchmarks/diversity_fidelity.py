@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brain.evaluate import EvalConfig, evaluate  # noqa: E402
-from brain.policy import MAX_BATCH_WINDOWS  # noqa: E402
 from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 from utils.errors import InputError, UsageError  # noqa: E402
@@ -111,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--cuda_graphs", action="store_true")
-    parser.add_argument("--batch_windows", type=int, default=MAX_BATCH_WINDOWS, help="brain.evaluate --batch_windows")
+    parser.add_argument("--batch_windows", type=int, default=EvalConfig.batch_windows,
+                        help="brain.evaluate --batch_windows")
     parser.add_argument("--max_seconds", type=float, default=0.0)
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the rows")
     parser.add_argument("--baselines", default="mean,random,nearest,mirror")

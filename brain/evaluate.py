@@ -269,18 +269,19 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig, own_attitude_s
     if method.samples is not None:
         return method.samples
     out: list[np.ndarray | None] = [None] * len(test_clips)
-    requests = []  # (clip index, speaker audio, speaker exp, options) still to sample
+    pending = []  # (clip index, (speaker audio, speaker exp), attitude, key under which to keep its samples)
     for index, clip in enumerate(test_clips):
-        audio, exp = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
-        options = {**method.options, "attitude": clip.attitude} if method.own_attitude else method.options
+        speaker = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
+        attitude = clip.attitude if method.own_attitude else method.options.get("attitude")
+        options = {**method.options, "attitude": attitude} if method.own_attitude else method.options
         shareable = (own_attitude_samples is not None and method.speakers is None
-                     and clip.attitude is not None and options.get("attitude") == clip.attitude)
+                     and clip.attitude is not None and attitude == clip.attitude)
         key = (id(method.generator), index, tuple(sorted(options.items())))
         if shareable and key in own_attitude_samples:
             out[index] = own_attitude_samples.pop(key)
         else:
-            requests.append((index, audio, exp, options, key if shareable else None))
-    for (index, _, _, _, key), motion in zip(requests, _sample_requests(method, requests, cfg)):
+            pending.append((index, speaker, attitude, key if shareable else None))
+    for (index, _, _, key), motion in zip(pending, _sample(method, pending, cfg)):
         expected = (cfg.samples, test_clips[index].num_frames, FLAME_DIM)
         if motion.shape != expected:
             raise RuntimeError(f"{method.name} returned {list(motion.shape)} for clip {test_clips[index].clip_id}, "
@@ -291,22 +292,21 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig, own_attitude_s
     return out
 
 
-def _sample_requests(method: Method, requests: list, cfg: EvalConfig):
-    """``[K,T,56]`` for each ``(clip index, audio, exp, options, _)`` request, clip i with seed ``cfg.seed + i``:
-    the diffusion brain takes all of them as batches (``ListenerPolicy.generate_many``), a baseline one by one."""
-    generator = method.generator
+def _sample(method: Method, pending: list, cfg: EvalConfig):
+    """``[K,T,56]`` for each pending ``(clip index i, speaker, attitude, _)``, clip i with seed ``cfg.seed + i``
+    and the method's options: the diffusion brain takes them in batches (``ListenerPolicy.generate_many``),
+    anything else one by one."""
+    generator, seeds = method.generator, [cfg.seed + index for index, *_ in pending]
     if not hasattr(generator, "generate_many"):
-        for index, audio, exp, options, _ in tqdm(requests, desc=method.name, unit="clip", leave=False):
-            yield generator.generate(audio, exp, num_samples=cfg.samples, seed=cfg.seed + index, **options)
+        for (_, (audio, exp), attitude, _), seed in tqdm(list(zip(pending, seeds)), desc=method.name, unit="clip",
+                                                          leave=False):
+            options = method.options if attitude is None else {**method.options, "attitude": attitude}
+            yield generator.generate(audio, exp, num_samples=cfg.samples, seed=seed, **options)
         return
-    shared = {name: value for name, value in requests[0][3].items() if name != "attitude"} if requests else {}
-    if any({name: value for name, value in options.items() if name != "attitude"} != shared
-           for _, _, _, options, _ in requests):
-        raise RuntimeError(f"{method.name}: its clips ask different sampling options; only the attitude may differ")
-    yield from generator.generate_many([(audio, exp) for _, audio, exp, _, _ in requests], num_samples=cfg.samples,
-                                       seeds=[cfg.seed + index for index, *_ in requests],
-                                       max_batch=cfg.batch_windows,
-                                       attitudes=[options.get("attitude") for *_, options, _ in requests], **shared)
+    options = {name: value for name, value in method.options.items() if name != "attitude"}
+    yield from generator.generate_many([speaker for _, speaker, _, _ in pending], num_samples=cfg.samples, seeds=seeds,
+                                       attitudes=[attitude for _, _, attitude, _ in pending],
+                                       max_batch=cfg.batch_windows, **options)
 
 
 class MetricPool:

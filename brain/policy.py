@@ -173,19 +173,19 @@ class ListenerPolicy:
             stream.receive(*check_speaker_inputs(speaker_audio, speaker_exp))
             streams.append(stream)
         outputs = [[stream._empty()] for stream in streams]
-        # Streams that can share a batch: the same sampling options (one graph) and the same optional inputs.
+        # Streams share a batch when their sampling options (one captured graph) are the same: a stream without
+        # attitude spares the attitude branch (``stream``), so it runs apart from the others.
         groups: dict[tuple, list[int]] = {}
         for index, stream in enumerate(streams):
-            groups.setdefault((tuple(sorted(stream.options.items())), stream.intensity is None), []).append(index)
+            groups.setdefault(tuple(sorted(stream.options.items())), []).append(index)
         per_batch = max(1, max_batch // num_samples)
-        for members in groups.values():
-            for first in range(0, len(members), per_batch):
-                batch = members[first:first + per_batch]
-                while pending := [i for i in batch if streams[i].received > streams[i].emitted]:
-                    emits = [min(self.chunk_frames, streams[i].received - streams[i].emitted) for i in pending]
-                    frames = step_together([streams[i] for i in pending], emits)
-                    for i, motion in zip(pending, frames):
-                        outputs[i].append(motion)
+        batches = [members[first:first + per_batch] for members in groups.values()
+                   for first in range(0, len(members), per_batch)]
+        for batch in batches:
+            while pending := [i for i in batch if streams[i].received > streams[i].emitted]:
+                emits = [min(self.chunk_frames, streams[i].received - streams[i].emitted) for i in pending]
+                for i, motion in zip(pending, step_together([streams[i] for i in pending], emits)):
+                    outputs[i].append(motion)
         for stream in streams:
             stream.closed = True
         return [np.concatenate(parts, axis=1) for parts in outputs]
@@ -351,7 +351,6 @@ def step_together(streams: list[ListenerStream], emits: list[int]) -> list[np.nd
     inputs = [stream.window_inputs() for stream in streams]
     conds, noises, step_noises = zip(*inputs)
     step_noise = None if step_noises[0] is None else torch.cat(step_noises, dim=1)
-    cond = conds[0] if len(streams) == 1 else Conditioning.cat(list(conds))
-    windows = policy.sample_window(cond, torch.cat(noises), step_noise, options)  # [sum K,W,56]
+    windows = policy.sample_window(Conditioning.cat(list(conds)), torch.cat(noises), step_noise, options)  # [sum K,W,56]
     sizes = [stream.num_samples for stream in streams]
     return [stream.advance(window, emit) for stream, window, emit in zip(streams, windows.split(sizes), emits)]
