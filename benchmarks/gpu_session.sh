@@ -9,7 +9,9 @@
 # by side). Since the fourth session the evaluations denoise every clip's windows as one batch
 # (ListenerPolicy.generate_many), so the test report runs at K = ATTITUDE_SAMPLES [10] with the
 # diversity-fidelity grid beside it (NO_GRID empty), and the one preset (VARIANTS [shipped]: nothing to choose)
-# trains for BRAIN_MINUTES [10], on into the `middle` call, to reach its 12,000 steps beside the body:
+# trains for BRAIN_MINUTES [10], on into the `middle` call, toward its 12,000 steps beside the body (the fifth
+# session: 8,789 steps in the 10 minutes on the shared GPU; `start` 9.4 min, `middle` 5.3 min, `live` with its
+# stand-ins and LIVE_SECONDS=240 8.1 min):
 #
 #   OUT_DIR=$OUT bash benchmarks/gpu_session.sh start    # gsplat build, the gpu-marked tests, the body's subject,
 #       the benchmark world + 3 resamples; the brain variants (gpu_stage_brain.sh: VARIANTS) trained side by side
@@ -22,7 +24,10 @@
 #       real clock with the chosen brain, compiled, its extractor without the 5-ms look-ahead (NO_LOOK_AHEAD [1];
 #       empty: with it), asking the speaker clip's listener attitude (LIVE_ATTITUDE [speaker_clip]; empty: none)
 #       (BENCHES [live]: add `wav2vec synthesis` for the streaming feature cost and the offline synthesis
-#       timing); then the brain's chunk latency if the call has time
+#       timing); then the brain's chunk latency if the call has time. On a machine where start never ran (the
+#       one it ran on went back) it first trains stand-ins of the shipped sizes (a 300-step brain on a 24-clip
+#       world; the body on a 900-frame subject for STAND_IN_BODY_MINUTES [1.5]), ~3.5 min more; LIVE_SECONDS
+#       [300] shortens the session to fit the call
 #
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
 # machine, default /tmp/diff_listener_gpu), OLD_CODE (the brain before the sampler change, for the `old`
@@ -100,9 +105,27 @@ stage_middle() {
     pack middle
 }
 
+stand_ins() {  # a brain and a body of the shipped sizes, trained briefly: the live figures depend on size only
+    stamp "no trained brain or body on this machine (start ran on another): stand-ins of the shipped sizes"
+    run_logged gsplat_build python3 -c "from gsplat.cuda._backend import _C" &
+    local build=$!
+    (VARIANTS=shipped CLIPS=24 STEPS=300 MINUTES=3 run_logged brain_start "${brain[@]}" start \
+        && run_logged brain_wait "${brain[@]}" wait) &
+    local brain_pid=$!
+    SUBJECT_FRAMES=900 run_logged body_subject "${body[@]}" subject
+    wait "$build"
+    TRAIN_MINUTES="${STAND_IN_BODY_MINUTES:-1.5}" run_logged body_train "${body[@]}" train
+    run_logged body_wait "${body[@]}" wait
+    wait "$brain_pid"
+}
+
 stage_live() {
     local chosen
     chosen="$(cat "$brain_work/chosen_variant" 2>/dev/null || echo shipped)"
+    if [ ! -f "$WORK/body_model/summary.json" ] || [ ! -f "$brain_work/$chosen/checkpoint.pth" ]; then
+        stand_ins
+        chosen=shipped
+    fi
     BRAIN_CKPT="$brain_work/$chosen/checkpoint.pth" BODY_DIR="$WORK/body_model" OUT_DIR="$logs/synth" \
         run_logged synth bash benchmarks/gpu_stage_synth.sh
     [ "$SECONDS" -lt 420 ] && run_logged bench_brain "${brain[@]}" speed  # only if it still fits the call

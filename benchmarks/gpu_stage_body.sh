@@ -6,12 +6,15 @@
 #   bash benchmarks/gpu_stage_body.sh train      # configs/body.yaml on it in the background: 4.5 min on the clock
 #                                                # (time schedule), validated and saved inside the budget; a
 #                                                # `timeout` backstop kills it at 6 min (the last checkpoint stays)
+#   bash benchmarks/gpu_stage_body.sh wait       # until the training is done
 #   bash benchmarks/gpu_stage_body.sh evaluate   # waits for the training; python -m scene.evaluate on every
 #                                                # validation frame (metrics.json, worst-frames contact sheet)
 #   bash benchmarks/gpu_stage_body.sh bench      # render speed at batch 1/4/16, two-pass and fast path, and one
 #                                                # table of every figure -> $OUT_DIR/body_table.md
 #
-# Environment: WORK (scratch: subject, model), OUT_DIR (logs, metrics, contact sheet, table), TINY=1 (every
+# Environment: WORK (scratch: subject, model), OUT_DIR (logs, metrics, contact sheet, table), SUBJECT_FRAMES
+# [4500], TRAIN_MINUTES [empty: the config's 4.5] (a shorter subject and clock make a stand-in body of the shipped
+# size for speed measurements on a machine where the real one was not trained), TINY=1 (every
 # phase at CPU size: a 48x48 subject, the tiny preset, a few steps; ~4 min). The training runs alone on the GPU
 # when its 5-minute target is what is measured: start it when nothing else trains.
 set -uo pipefail
@@ -30,8 +33,8 @@ if [ -n "${TINY:-}" ]; then
     bench_args=(--batch 1 4 16)
     cap=600
 else
-    subject_args=(--frames 4500 --size 512 --device cuda --workers 16)
-    train_args=(--config configs/body.yaml)
+    subject_args=(--frames "${SUBJECT_FRAMES:-4500}" --size 512 --device cuda --workers 16)
+    train_args=(--config configs/body.yaml ${TRAIN_MINUTES:+train.max_minutes=$TRAIN_MINUTES})
     bench_args=(--batch 1 4 16 --iters 300)
     cap=360
 fi
@@ -51,19 +54,24 @@ phase_subject() {
 
 phase_train() {
     rm -rf "$model" "$work/body_train.done"
+    : > "$out/body_train.log"  # before the background start: `wait` reads its presence as "train ran here"
     # A session of its own: the training outlives the call that starts it (nothing is started after it returns).
     setsid bash -c "timeout --signal=KILL $cap $python train_body.py -s '$subject' -m '$model' ${train_args[*]} \
         > '$out/body_train.log' 2>&1; echo \$? > '$work/body_train.done'" > /dev/null 2>&1 < /dev/null &
     echo "=== body train: started in the background (log $out/body_train.log)"
 }
 
-phase_evaluate() {
+phase_wait() {
     if [ ! -f "$out/body_train.log" ]; then  # a bare machine: `train` never ran here
-        echo "=== body evaluate: no training on this machine ($out/body_train.log missing): run subject and train first"
+        echo "=== body: no training on this machine ($out/body_train.log missing): run subject and train first"
         exit 1
     fi
     while [ ! -f "$work/body_train.done" ]; do sleep 5; done
     echo "=== body train: exit $(cat "$work/body_train.done")"; tail -n 15 "$out/body_train.log"
+}
+
+phase_evaluate() {
+    phase_wait
     step evaluate $python -m scene.evaluate -m "$model" -s "$subject" --out "$out/body_eval"
     cp "$model/summary.json" "$out/body_summary.json" 2>/dev/null
     cp "$model/val_preview.png" "$out/body_val_preview.png" 2>/dev/null

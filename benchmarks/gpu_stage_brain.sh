@@ -33,6 +33,10 @@
 #   hist100     model.history_frames=100: 4 s of the listener's own past (and of the speaker)
 #   noint       model.intensity_frames=0: no intensity condition
 #   x0weight    diffusion.loss_weighting=x0 (plain x0 L2 instead of EDM's 1/c_out² weighting)
+#   pmean0      diffusion.p_mean=0: training noise levels centred on σ = 1 instead of 0.3 (brain_tiny's choice),
+#               more of the training where a reaction is chosen; the sampler grid put the diversity shortfall in
+#               the network, not in the sampler (docs/RESULTS.md, fifth session)
+#   hnoise0     diffusion.history_noise=0: the history condition seen clean, as it is when sampling
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 # `finish` scores every variant against the oracle on the *validation* clips, picks the one closest to the
 # oracle there (FD exp ratio) among those whose chunk seams are within 5% of the oracle's (any, if none is),
@@ -91,6 +95,8 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
         hist100) overrides=(model.history_frames=100) ;;
         noint) overrides=(model.intensity_frames=0) ;;
         x0weight) overrides=(diffusion.loss_weighting=x0) ;;
+        pmean0) overrides=(diffusion.p_mean=0) ;;
+        hnoise0) overrides=(diffusion.history_noise=0) ;;
         old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac
     cat > "$work/train_$name.sh" <<SCRIPT
