@@ -8,7 +8,8 @@ its number of network evaluations, guidance and eta, on a corpus with resamples 
 
 runs ``brain.evaluate`` once with one ``diffusion[...]`` row per grid point (``GRID``) plus the baselines, and
 writes ``<dir>/evaluation/`` (the evaluation's own folder: metrics.json with ratio_to_oracle, metrics.md),
-``<dir>/diversity_fidelity.png`` and ``<dir>/diversity_fidelity.md`` (the grid as a table). The ideal point is
+``<dir>/diversity_fidelity.png`` (every method with FD on a log scale; beside it the points within 3 x the
+oracle's FD, numbered) and ``<dir>/diversity_fidelity.md`` (the grid as a table). The ideal point is
 (1, 1): as diverse as real listeners and as close to the truth as a resampled one. ``--from_metrics`` draws
 the same picture and table from evaluations already run (``brain.evaluate --oracle``): every method with
 ratios to the oracle except the oracle rows, labelled ``method @ <evaluation folder>`` when several are given.
@@ -37,24 +38,46 @@ GRID = [*((f"dpmpp_2m η=1, {n} NFE", f"sampler=dpmpp_2m,steps={n},eta=1") for n
 RATIOS = ("fd_exp", "pfd_exp", "frdiv", "sid_exp", "amp_ratio")
 
 
+ZOOM_FD = 3.0  # the right panel: every point within 3 x the oracle's FD, where the sampling choices lie
+
+
 def plot(path: Path, points: dict[str, dict]) -> None:
+    """Left: every method, FD on a log scale (a baseline can sit 80 x above the oracle). Right: the points
+    within ZOOM_FD of the oracle's FD, numbered, with the numbers' labels in a legend (they crowd otherwise)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 5))
+    figure, (whole, zoom) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.25]})
+    close = [label for label, ratios in points.items() if ratios["fd_exp"] <= ZOOM_FD]
+    colours = {label: plt.get_cmap("tab20")(index % 20) for index, label in enumerate(close)}
+    for axis in (whole, zoom):
+        axis.axvspan(0.85, 1.15, color="green", alpha=0.08)
+        axis.axhline(1.3, color="grey", linestyle=":", linewidth=1)
+        axis.scatter([1], [1], marker="*", s=150, color="black", zorder=3)
+        axis.set_xlabel("FRDiv / oracle (diversity; 1 = real listeners)")
+    whole.set_ylabel("FD exp / oracle (fidelity; 1 = a resampled listener)")
     for label, ratios in points.items():
-        marker = "o" if "dpmpp" in label else ("s" if "ddim" in label else "^")
-        axis.scatter(ratios["frdiv"], ratios["fd_exp"], marker=marker)
-        axis.annotate(label, (ratios["frdiv"], ratios["fd_exp"]), fontsize=7, xytext=(3, 3),
+        if label in colours:
+            whole.scatter(ratios["frdiv"], ratios["fd_exp"], color=colours[label])
+        else:
+            whole.scatter(ratios["frdiv"], max(ratios["fd_exp"], 1e-3), marker="^", color="grey")
+            whole.annotate(label, (ratios["frdiv"], ratios["fd_exp"]), fontsize=7, xytext=(3, 3),
+                           textcoords="offset points")
+    whole.set_yscale("log")
+    whole.set_title("every method (log scale)", fontsize=10)
+    for number, label in enumerate(close, start=1):
+        ratios = points[label]
+        zoom.scatter(ratios["frdiv"], ratios["fd_exp"], s=60, color=colours[label], label=f"{number}: {label}")
+        zoom.annotate(str(number), (ratios["frdiv"], ratios["fd_exp"]), fontsize=8, xytext=(4, 2),
                       textcoords="offset points")
-    axis.axvspan(0.85, 1.15, color="green", alpha=0.08)
-    axis.axhline(1.3, color="grey", linestyle=":", linewidth=1)
-    axis.scatter([1], [1], marker="*", s=150, color="black")
-    axis.set_xlabel("FRDiv / oracle (diversity; 1 = real listeners)")
-    axis.set_ylabel("FD exp / oracle (fidelity; 1 = a resampled listener)")
-    axis.set_title("diversity–fidelity (★ the oracle; shaded: FRDiv ±15%; dotted: FD 1.3×)")
+    zoom.set_xlim(0, 1.2)
+    zoom.set_ylim(0.8, ZOOM_FD)
+    if close:
+        zoom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    zoom.set_title(f"within {ZOOM_FD:g} x the oracle's FD", fontsize=10)
+    figure.suptitle("diversity–fidelity (★ the oracle; shaded: FRDiv ±15%; dotted: FD 1.3 x)")
     figure.tight_layout()
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format="png", dpi=130)
