@@ -35,7 +35,10 @@
 #   x0weight    diffusion.loss_weighting=x0 (plain x0 L2 instead of EDM's 1/c_out² weighting)
 #   pmean0      diffusion.p_mean=0: training noise levels centred on σ = 1 instead of 0.3 (brain_tiny's choice),
 #               more of the training where a reaction is chosen; the sampler grid put the diversity shortfall in
-#               the network, not in the sampler (docs/RESULTS.md, fifth session)
+#               the network, not in the sampler (docs/RESULTS.md, fifth session); on CPU at tiny scale it
+#               halved FRDiv (benchmarks/brain_variants_cpu.sh), so this is the check at full scale
+#   pmeanlow    diffusion.p_mean=-2: the other way, more of the training on small σ (the tiny probe's direction
+#               for FRDiv: 0.20 at p_mean 0, 0.44 at -1.2)
 #   hnoise0     diffusion.history_noise=0: the history condition seen clean, as it is when sampling
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 # `finish` scores every variant against the oracle on the *validation* clips, picks the one closest to the
@@ -96,6 +99,7 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
         noint) overrides=(model.intensity_frames=0) ;;
         x0weight) overrides=(diffusion.loss_weighting=x0) ;;
         pmean0) overrides=(diffusion.p_mean=0) ;;
+        pmeanlow) overrides=(diffusion.p_mean=-2) ;;
         hnoise0) overrides=(diffusion.history_noise=0) ;;
         old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac

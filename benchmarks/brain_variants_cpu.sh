@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A CPU probe of brain config changes against the oracle: brain_tiny trained once per variant on a small
+# benchmark world with 3 resamples, each scored on the test clips with the shuffled-speaker control. Too small
+# to stand for the shipped preset (at 1,500 steps the tiny model barely listens); it says which way a change
+# pushes diversity before a GPU session spends its minutes on it.
+#
+#   WORK=/tmp/brain_variants bash benchmarks/brain_variants_cpu.sh "pm-1.2:diffusion.p_mean=-1.2" "pm0:diffusion.p_mean=0"
+#
+# Each argument is <name>:<key=value>[,<key=value>...] (configs/brain_tiny.yaml overrides; <name>: alone is the
+# config as it is). Knobs: CLIPS [60] CLIP_SECONDS [20] (seed 0: 48 train / 6 val / 6 test), STEPS [1500],
+# SAMPLES [5]. The variants train side by side, one core each (~4 min at 1,500 steps on the 2-core development
+# machine, ~2 min for the evaluation). Prints each variant's ratio-to-oracle row; everything stays in $WORK.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+python="${PYTHON:-python3}"
+WORK="${WORK:-/tmp/diff_listener_brain_variants}"
+[ "$#" -gt 0 ] || { echo "give at least one <name>:<key=value,...> variant" >&2; exit 2; }
+mkdir -p "$WORK"
+for j in 0 1 2 3; do  # the world and its 3 resamples (same speakers, listeners redrawn)
+    target="$WORK/world"; [ "$j" -gt 0 ] && target="$WORK/resample$j"
+    [ -f "$target/meta.json" ] || $python -m data_utils.synthetic_dyadic --out "$target" --clips "${CLIPS:-60}" \
+        --seconds "${CLIP_SECONDS:-20}" --seed 0 --resample_seed "$j" > "$WORK/world$j.log" 2>&1 &
+done
+wait
+pids=()
+for variant in "$@"; do
+    name="${variant%%:*}"; IFS=, read -r -a overrides <<< "${variant#*:}"
+    (
+        [ -f "$WORK/run_$name/checkpoint.pth" ] || $python train_diffusion.py --config configs/brain_tiny.yaml \
+            --data "$WORK/world" --out "$WORK/run_$name" "${overrides[@]}" "train.max_steps=${STEPS:-1500}" \
+            train.device=cpu train.val_every=500 > "$WORK/train_$name.log" 2>&1
+        $python -m brain.evaluate --data "$WORK/world" --split test --checkpoint "$WORK/run_$name/checkpoint.pth" \
+            --oracle "$WORK/resample1" "$WORK/resample2" "$WORK/resample3" --baselines mean --shuffled_speaker \
+            --samples "${SAMPLES:-5}" --device cpu --out "$WORK/eval_$name" > "$WORK/eval_$name.log" 2>&1
+    ) &
+    pids+=($!)
+done
+wait "${pids[@]}"
+for variant in "$@"; do
+    name="${variant%%:*}"
+    echo "=== $name (${variant#*:}): ratio to the oracle, test clips"
+    awk '/^## Ratio to the oracle/ {on = 1; next} /^## / {on = 0}
+         on && (/^\| method/ || /^\|---/ || /^\| diffusion/ || /^\| mean/)' "$WORK/eval_$name/metrics.md"
+done
