@@ -8,21 +8,17 @@
 #
 # Each argument is <name>:<key=value>[,<key=value>...] (configs/brain_tiny.yaml overrides; <name>: alone is the
 # config as it is). Knobs: CLIPS [60] CLIP_SECONDS [20] (seed 0: 48 train / 6 val / 6 test), STEPS [1500],
-# SAMPLES [5]. The variants train side by side, one core each (~4 min at 1,500 steps on the 2-core development
-# machine, ~2 min for the evaluation). Prints each variant's ratio-to-oracle row; everything stays in $WORK.
+# SAMPLES [5]. The variants train side by side, one core each (4–5 min at 1,500 steps on the 2-core development
+# machine, ~1 min for the evaluation). Prints each variant's ratio-to-oracle row; everything stays in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+source benchmarks/stage_lib.sh
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 python="${PYTHON:-python3}"
 WORK="${WORK:-/tmp/diff_listener_brain_variants}"
 [ "$#" -gt 0 ] || { echo "give at least one <name>:<key=value,...> variant" >&2; exit 2; }
 mkdir -p "$WORK"
-for j in 0 1 2 3; do  # the world and its 3 resamples (same speakers, listeners redrawn)
-    target="$WORK/world"; [ "$j" -gt 0 ] && target="$WORK/resample$j"
-    [ -f "$target/meta.json" ] || $python -m data_utils.synthetic_dyadic --out "$target" --clips "${CLIPS:-60}" \
-        --seconds "${CLIP_SECONDS:-20}" --seed 0 --resample_seed "$j" > "$WORK/world$j.log" 2>&1 &
-done
-wait
+write_world "$python" "$WORK/world" "${CLIPS:-60}" "${CLIP_SECONDS:-20}" "$WORK"/resample{1,2,3}
 pids=()
 for variant in "$@"; do
     name="${variant%%:*}"; IFS=, read -r -a overrides <<< "${variant#*:}"

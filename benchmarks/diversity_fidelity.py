@@ -59,12 +59,12 @@ def plot(path: Path, points: dict[str, dict]) -> None:
         axis.set_xlabel("FRDiv / oracle (diversity; 1 = real listeners)")
     whole.set_ylabel("FD exp / oracle (fidelity; 1 = a resampled listener)")
     for label, ratios in points.items():
+        at = (ratios["frdiv"], max(ratios["fd_exp"], 1e-3))  # a log axis has no 0
         if label in colours:
-            whole.scatter(ratios["frdiv"], ratios["fd_exp"], color=colours[label])
+            whole.scatter(*at, color=colours[label])
         else:
-            whole.scatter(ratios["frdiv"], max(ratios["fd_exp"], 1e-3), marker="^", color="grey")
-            whole.annotate(label, (ratios["frdiv"], ratios["fd_exp"]), fontsize=7, xytext=(3, 3),
-                           textcoords="offset points")
+            whole.scatter(*at, marker="^", color="grey")
+            whole.annotate(label, at, fontsize=7, xytext=(3, 3), textcoords="offset points")
     whole.set_yscale("log")
     whole.set_title("every method (log scale)", fontsize=10)
     for number, label in enumerate(close, start=1):

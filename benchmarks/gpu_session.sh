@@ -26,7 +26,7 @@
 #       (BENCHES [live]: add `wav2vec synthesis` for the streaming feature cost and the offline synthesis
 #       timing); then the brain's chunk latency if the call has time. On a machine where start never ran (the
 #       one it ran on went back) it first trains stand-ins of the shipped sizes (a 300-step brain on a 24-clip
-#       world; the body on a 900-frame subject for STAND_IN_BODY_MINUTES [1.5]), ~3.5 min more; LIVE_SECONDS
+#       world; the body on a 900-frame subject for STAND_IN_BODY_MINUTES [1.5]), ~3 min more; LIVE_SECONDS
 #       [300] shortens the session to fit the call
 #
 # Environment: OUT_DIR (what comes back: logs, tables, plots, one archive per stage), WORK (scratch on the
@@ -121,11 +121,13 @@ stand_ins() {  # a brain and a body of the shipped sizes, trained briefly: the l
 
 stage_live() {
     local chosen
-    chosen="$(cat "$brain_work/chosen_variant" 2>/dev/null || echo shipped)"
-    if [ ! -f "$WORK/body_model/summary.json" ] || [ ! -f "$brain_work/$chosen/checkpoint.pth" ]; then
+    if [ -f "$logs/body/body_train.log" ]; then  # start (or an earlier live) trained here: its brain and body
+        run_logged body_wait "${body[@]}" wait
+        run_logged brain_wait "${brain[@]}" wait
+    else
         stand_ins
-        chosen=shipped
     fi
+    chosen="$(cat "$brain_work/chosen_variant" 2>/dev/null || echo shipped)"
     BRAIN_CKPT="$brain_work/$chosen/checkpoint.pth" BODY_DIR="$WORK/body_model" OUT_DIR="$logs/synth" \
         run_logged synth bash benchmarks/gpu_stage_synth.sh
     [ "$SECONDS" -lt 420 ] && run_logged bench_brain "${brain[@]}" speed  # only if it still fits the call

@@ -114,14 +114,7 @@ SCRIPT
 
 phase_start() {
     stamp "benchmark world ($clips x $seconds s) and 3 resamples"
-    local pids=()
-    for j in 0 1 2 3; do
-        local target="$world"; [ "$j" -gt 0 ] && target="${resamples[$((j - 1))]}"
-        [ -f "$target/meta.json" ] || $python -m data_utils.synthetic_dyadic --out "$target" --clips "$clips" \
-            --seconds "$seconds" --seed 0 --resample_seed "$j" > "$work/world$j.log" 2>&1 &
-        pids+=($!)
-    done
-    wait "${pids[@]}"
+    write_world "$python" "$world" "$clips" "$seconds" "${resamples[@]}"
     stamp "trainings start: ${variants[*]} (up to $steps steps or $minutes min each)"
     for name in "${variants[@]}"; do
         rm -f "$work/$name.done"

@@ -273,10 +273,9 @@ def generate_samples(method: Method, test_clips, cfg: EvalConfig, own_attitude_s
     for index, clip in enumerate(test_clips):
         speaker = method.speakers[index] if method.speakers else (clip.speaker_audio, clip.speaker_exp)
         attitude = clip.attitude if method.own_attitude else method.options.get("attitude")
-        options = {**method.options, "attitude": attitude} if method.own_attitude else method.options
         shareable = (own_attitude_samples is not None and method.speakers is None
                      and clip.attitude is not None and attitude == clip.attitude)
-        key = (id(method.generator), index, tuple(sorted(options.items())))
+        key = (id(method.generator), index, tuple(sorted({**method.options, "attitude": attitude}.items())))
         if shareable and key in own_attitude_samples:
             out[index] = own_attitude_samples.pop(key)
         else:
