@@ -390,6 +390,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
             ratios = oracle.ratios_to_oracle(results)
             for method, values in ratios.items():
                 results[method]["ratio_to_oracle"] = values
+                results[method]["calibration_miss"] = oracle.calibration_miss(values)
             tables += "\n" + oracle.format_ratio_table(ratios, len(cfg.oracle))
         if attitude_report:
             attitude_section, attitude_tables = attitude_report.finish(staging)

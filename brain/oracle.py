@@ -12,7 +12,9 @@ From R resamples of the evaluated corpus ``brain.evaluate --oracle R1 .. RR`` sc
   matters, its P-FD is well above the oracle's.
 
 :func:`ratios_to_oracle` divides every method's accuracy, diversity and amplitude metrics by the oracle's
-(``metrics.json[method]["ratio_to_oracle"][metric]``), :func:`format_ratio_table` shows them in metrics.md.
+(``metrics.json[method]["ratio_to_oracle"][metric]``), :func:`format_ratio_table` shows them in metrics.md, with
+:func:`calibration_miss`: how far those ratios lie outside the calibration targets of
+:data:`CALIBRATION_TARGETS`, one number to rank methods by (0: every target met).
 """
 from __future__ import annotations
 
@@ -109,6 +111,23 @@ def ratios_to_oracle(results: dict[str, dict[str, float]]) -> dict[str, dict[str
             for method, scores in results.items()}
 
 
+# The calibration targets (docs/BRAIN.md): ratio bands to the oracle that a calibrated sampler lands in.
+CALIBRATION_TARGETS = {"fd_exp": (0.0, 1.3), "pfd_exp": (0.0, 1.3), "frdiv": (0.85, 1.15), "sid_exp": (0.95, 1.05),
+                       "amp_ratio": (0.9, 1.1)}
+
+
+def calibration_miss(ratios: dict[str, float]) -> float:
+    """Sum over :data:`CALIBRATION_TARGETS` of how far (in log ratio) each lies outside its band: 0 when every
+    target is met; FRDiv at 0.54 alone adds log(0.85 / 0.54) = 0.45. A missing or undefined ratio gives NaN."""
+    total = 0.0
+    for name, (low, high) in CALIBRATION_TARGETS.items():
+        value = ratios.get(name, float("nan"))
+        if not value > 0:  # NaN, or a method with no spread at all (the static mean): log undefined
+            return float("nan") if math.isnan(value) else float("inf")
+        total += max(0.0, math.log(low / value) if low > 0 else 0.0, math.log(value / high))
+    return total
+
+
 def _ratio(value, reference) -> float:
     if value is None or reference is None or math.isnan(value) or math.isnan(reference) or reference == 0:
         return float("nan")
@@ -124,9 +143,13 @@ def format_ratio_table(ratios: dict[str, dict[str, float]], num_resamples: int) 
     """Markdown: one row per method, each metric as a multiple of the oracle's."""
     lines = [f"## Ratio to the oracle ({num_resamples} resampled listeners per clip)", "",
              "FD, P-FD and MSE: ≥ 1 expected (the oracle is the floor); FRDiv, SID, amplitude: 1 is the truth.", "",
-             "| method | " + " | ".join(RATIO_HEADERS[name] for name in RATIO_METRICS) + " |",
-             "|---|" + "---:|" * len(RATIO_METRICS)]
+             "Calibration miss: the log distance outside the calibration targets summed (0: all met; "
+             "brain.oracle.CALIBRATION_TARGETS).", "",
+             "| method | " + " | ".join(RATIO_HEADERS[name] for name in RATIO_METRICS) + " | calibration miss |",
+             "|---|" + "---:|" * (len(RATIO_METRICS) + 1)]
     for method, values in ratios.items():
         cells = ["–" if math.isnan(values[name]) else f"{values[name]:.3g}" for name in RATIO_METRICS]
+        miss = calibration_miss(values)
+        cells.append("–" if math.isnan(miss) else f"{miss:.3g}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""benchmarks/diversity_breakdown.py: FRDiv and bias split by part and tempo, against hand computations."""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import diversity_breakdown as bd  # noqa: E402
+from brain.oracle import calibration_miss  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
+from utils.flame import FPS  # noqa: E402
+
+FRAMES = 200  # 8 s: 0.125-Hz resolution, so the test tones below fall on exact Fourier bins
+
+
+def _tone(hz: float) -> np.ndarray:
+    return np.sin(2 * np.pi * hz * np.arange(FRAMES) / FPS)
+
+
+def test_bands_are_orthogonal_sum_to_the_input_and_put_each_tempo_in_its_band():
+    rng = np.random.default_rng(0)
+    motion = rng.normal(size=(2, FRAMES, 56))
+    bands = bd.split_bands(motion)
+    np.testing.assert_allclose(bands["slow"] + bands["reaction"] + bands["fast"], motion, atol=1e-12)
+    energies = [float((bands[b] ** 2).sum()) for b in ("slow", "reaction", "fast")]
+    assert sum(energies) == pytest.approx(float((motion ** 2).sum()), rel=1e-10)  # Parseval: no cross terms
+    for hz, band in ((0.25, "slow"), (1.5, "reaction"), (5.0, "fast")):
+        split = bd.split_bands(_tone(hz)[:, None])
+        np.testing.assert_allclose(split[band][:, 0], _tone(hz), atol=1e-9)
+
+
+def _world():
+    """Truth 0; the oracle's two listeners are the truth ± a 1.5-Hz nod on dim 0 (symmetric about it)."""
+    truth = np.zeros((FRAMES, 56))
+    nod = np.zeros((FRAMES, 56))
+    nod[:, 0] = _tone(1.5)
+    return [truth], np.stack([truth + nod, truth - nod])
+
+
+def test_the_oracle_against_itself_and_a_shared_offset_shows_as_bias_in_the_slow_band_only():
+    truths, oracle = _world()
+    offset = np.zeros(56)
+    offset[0] = 0.5  # the same for both samples: a committed, wrong posture
+    result = bd.breakdown(truths, {"oracle": [oracle], "copy": [oracle.copy()], "offset": [oracle + offset]})
+    # By hand: oracle FRDiv on exp/all = mean over the 2 ordered pairs of |2 nod|^2 / (T * 50) = 2 * mean(tone^2) / 50
+    nod_power = float(np.mean(_tone(1.5) ** 2))  # 0.5
+    assert result["oracle"]["exp/all"]["frdiv"] == pytest.approx(4 * nod_power / 50)
+    assert result["oracle"]["exp/reaction"]["share"] == pytest.approx(1.0)
+    for name in ("copy", "offset"):
+        assert result[name]["exp/all"]["frdiv_ratio"] == pytest.approx(1.0)
+    # V = FRDiv / 2 = 2 nod_power / 50 for both; the copy's MSE is nod_power / 50 (each sample one nod from the
+    # truth), so its bias² = MSE - V - V (negative: a truth of 0 is no third draw of ± nod; the formula is the test)
+    v = 2 * nod_power / 50
+    assert result["copy"]["exp/all"]["bias_over_v"] == pytest.approx((nod_power / 50 - 2 * v) / v)
+    shift = result["offset"]["exp/all"]["bias_over_v"] - result["copy"]["exp/all"]["bias_over_v"]
+    assert shift == pytest.approx(0.25 / 50 / v)  # + offset² / V_truth
+    assert result["offset"]["exp/slow"]["mse"] == pytest.approx(0.25 / 50)
+    for cell in ("exp/reaction", "exp/fast", "rotation/all", "jaw/all"):
+        assert result["offset"][cell]["bias_over_v"] == pytest.approx(result["copy"][cell]["bias_over_v"], nan_ok=True)
+
+
+def test_a_hedging_method_has_no_diversity_and_the_oracle_is_required():
+    truths, oracle = _world()
+    average = np.zeros_like(oracle)
+    result = bd.breakdown(truths, {"oracle": [oracle], "mean": [average]})
+    assert result["mean"]["exp/reaction"]["frdiv_ratio"] == 0.0
+    with pytest.raises(UsageError, match="oracle"):
+        bd.breakdown(truths, {"mean": [average]})
+
+
+def test_calibration_miss_sums_the_log_distances_outside_the_targets():
+    met = {"fd_exp": 1.2, "pfd_exp": 1.0, "frdiv": 0.9, "sid_exp": 1.0, "amp_ratio": 1.05}
+    assert calibration_miss(met) == 0.0
+    assert calibration_miss({**met, "frdiv": 0.54}) == pytest.approx(math.log(0.85 / 0.54))
+    assert calibration_miss({**met, "frdiv": 0.54, "fd_exp": 1.41}) == pytest.approx(
+        math.log(0.85 / 0.54) + math.log(1.41 / 1.3))
+    assert calibration_miss({**met, "amp_ratio": 1.21}) == pytest.approx(math.log(1.21 / 1.1))
+    assert calibration_miss({**met, "frdiv": 0.0}) == math.inf  # the static mean: no spread at all
+    assert math.isnan(calibration_miss({**met, "sid_exp": float("nan")}))
