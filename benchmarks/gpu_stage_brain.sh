@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_stage_brain.sh speed     # chunk latency of the shipped architecture (random weights)
 #   bash benchmarks/gpu_stage_brain.sh start     # benchmark world + 3 resamples; the trainings start in the background
 #   bash benchmarks/gpu_stage_brain.sh wait      # until they are done (or WAIT_SECONDS have passed)
-#   bash benchmarks/gpu_stage_brain.sh finish    # waits for them; every variant against the oracle, then `preset`
+#   bash benchmarks/gpu_stage_brain.sh score     # waits for them; every variant against the oracle on validation
+#   bash benchmarks/gpu_stage_brain.sh finish    # score, then `preset`
 #   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
 #                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
 #
@@ -147,12 +148,16 @@ phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have
     done
 }
 
-phase_finish() {
+phase_finish() {  # score, then the chosen variant's test report
+    phase_score || return 1
+    phase_preset
+}
+
+phase_score() {  # waits for the trainings; every variant against the oracle on validation; the choice
     phase_wait || return 1
     if [ "${#variants[@]}" -eq 1 ] && [ "${variants[0]}" != old ]; then  # nothing to choose between
         echo "${variants[0]}" > "$work/chosen_variant"
-        stamp "one variant (${variants[0]}): no validation scoring, straight to the test report"
-        phase_preset
+        stamp "one variant (${variants[0]}): no validation scoring"
         return
     fi
     # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
@@ -202,7 +207,7 @@ candidates = smooth or {name: miss for name, (miss, _) in scores.items()}
 print(min(candidates, key=candidates.get) if candidates else "shipped")
 PY
     stamp "closest to the oracle on validation: $(cat "$work/chosen_variant")"
-    phase_preset
+    collect
 }
 
 phase_preset() {  # the chosen variant's (default: shipped) attitude control and diversity-fidelity grid on the test clips
