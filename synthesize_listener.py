@@ -3,7 +3,7 @@
 Usage:
     python synthesize_listener.py --audio A.npy --visual V.npy \\
         --body_checkpoint output/body --brain_checkpoint output/brain/checkpoint.pth --output out/listener.mp4 \\
-        [--wav speaker.wav] [--seed 0] [--num_samples 3] [--steps 15] [--attitude NAME] [--intensity X] \\
+        [--wav speaker.wav] [--seed 0] [--num_samples 3] [--steps N] [--attitude NAME] [--intensity X] \\
         [--guidance_audio G] [--guidance_speaker_exp G] [--device cuda|cpu] [--stream [--realtime]]
 
     # from the speaker's voice: a local wav2vec 2.0 model turns the wav into features causally, chunk by
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, required=True, help="output .mp4 (motion .npy and plot .png beside)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_samples", type=int, default=1, help="K different listeners for the same speaker")
-    parser.add_argument("--steps", type=int, default=15, help="DDIM sampling steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="network evaluations per window (default: the checkpoint's; the preset's 10)")
     parser.add_argument("--attitude", help="the listener's attitude, one of the brain's (default: unconditional)")
     parser.add_argument("--intensity", type=float, help="how strongly it reacts (default: the data's typical)")
     parser.add_argument("--guidance_audio", type=float, default=None, help="default: the checkpoint's")
@@ -84,7 +85,7 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
         check_output_path("--output", path)
     if args.num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {args.num_samples}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.render_batch < 1:
         raise UsageError(f"--render_batch must be at least 1, got {args.render_batch}")

@@ -6,7 +6,7 @@ torch.compile), fp32 vs bf16.
     PYTHONPATH=. python benchmarks/bench_brain.py --device cpu --runs 3 --offline_seconds 2   # smoke test
     PYTHONPATH=. python benchmarks/bench_brain.py model.layers=4         # a smaller random-init model
 
-A *chunk* is one streaming step: 8 new speaker frames in, the window denoised with ``--steps`` DDIM steps
+A *chunk* is one streaming step: 8 new speaker frames in, the window denoised with ``--steps`` network evaluations (default: the model's own)
 and classifier-free guidance (three branches batched in one forward), 8 listener frames out — timed
 through ``ListenerStream.push`` so Python overhead counts. Times are medians over ``--runs`` after
 ``--warmup`` calls, measured with CUDA events on a GPU (``time.perf_counter`` on CPU). The offline row
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="a trained brain; default: random init of --config")
     parser.add_argument("--config", default="configs/brain_config.yaml")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations (default: the model's own)")
     parser.add_argument("--guidance", type=float, default=2.0, help="audio and visual scale; 1.0 = no CFG")
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"model: {args.checkpoint or args.config}; {args.steps} DDIM steps, guidance {args.guidance} "
+    print(f"model: {args.checkpoint or args.config}; {args.steps or 'its own'} network evaluations, guidance {args.guidance} "
           f"({'3 branches batched' if args.guidance != 1.0 else 'no CFG'}), K={args.num_samples}")
     print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
     for mode, precision in modes:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context_seconds", type=float, default=2.0, help="wav2vec left context")
     parser.add_argument("--no_look_ahead", action="store_true",
                         help="the extractor emits each chunk at its own end (data_utils.wav2vec_stream)")
-    parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations (default: the checkpoint's)")
     parser.add_argument("--audio_only", action="store_true", help="no speaker expression (audio-only branch)")
     parser.add_argument("--attitude", help="the listener attitude both runs ask for (default: none, the "
                                            "unconditional listener); 'speaker_clip': that of clip 0's listener")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(samples) / wav2vec.sample_rate:.0f} s; wav2vec2 {model_dir} ({'random weights' if args.wav2vec is None else 'given'}, "
               f"{wav2vec.model.model.config.num_hidden_layers} layers), {args.context_seconds:g} s left context, "
               f"{'no look-ahead' if args.no_look_ahead else '5 ms look-ahead'}; "
-              f"{args.steps} DDIM steps; {'audio only' if args.audio_only else 'with the speaker expression'}; "
+              f"{args.steps or 'the checkpoint default'} network evaluations; {'audio only' if args.audio_only else 'with the speaker expression'}; "
               f"attitude asked: {attitude or 'none'}; ground-truth listeners' attitudes: "
               f"{', '.join(str(clip.attitude) for clip in clips)}")
         # The real-clock run warms up first (ListenerSession.warm_up: graphs, compilation, autotuning).

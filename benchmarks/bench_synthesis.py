@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face_gaussians", type=int, default=100_000, help="body size when making checkpoints")
     parser.add_argument("--seconds", type=float, default=60.0, help="speaker clip length")
     parser.add_argument("--num_samples", type=int, nargs="+", default=[1, 3], help="offline K values")
-    parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=None, help="network evaluations (default: the checkpoint's)")
     parser.add_argument("--render_batch", type=int, default=32)
     parser.add_argument("--realtime_seconds", type=float, default=20.0, help="0: skip the real-clock run")
     parser.add_argument("--device", default="auto")
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         body = load_body(body_path, device=device)
         audio, exp = speaker_clip(work, args.seconds)
         print(f"setup {time.perf_counter() - start:.0f} s; body {body.height}x{body.width}, Gaussians "
-              f"{body.num_gaussians()}; clip {len(audio)} frames; {args.steps} DDIM steps")
+              f"{body.num_gaussians()}; clip {len(audio)} frames; {args.steps or 'the checkpoint default'} network evaluations")
         rows = []
         if args.mode in ("all", "offline"):
             rows += bench_offline(policy, body, audio, exp, work, device, args)

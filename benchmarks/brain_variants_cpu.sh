@@ -9,7 +9,8 @@
 # Each argument is <name>:<key=value>[,<key=value>...] (configs/brain_tiny.yaml overrides; <name>: alone is the
 # config as it is). Knobs: CLIPS [60] CLIP_SECONDS [20] (seed 0: 48 train / 6 val / 6 test), STEPS [1500],
 # SAMPLES [5]. The variants train side by side, one core each (4–5 min at 1,500 steps on the 2-core development
-# machine, ~1 min for the evaluation). Prints each variant's ratio-to-oracle row; everything stays in $WORK.
+# machine, ~1 min for the evaluation). Prints each variant's ratio-to-oracle row and its FRDiv by tempo band
+# (benchmarks/diversity_breakdown.py, whole table in $WORK/breakdown_<name>.md); everything stays in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/stage_lib.sh
@@ -28,7 +29,9 @@ for variant in "$@"; do
             train.device=cpu train.val_every=500 > "$WORK/train_$name.log" 2>&1
         $python -m brain.evaluate --data "$WORK/world" --split test --checkpoint "$WORK/run_$name/checkpoint.pth" \
             --oracle "$WORK/resample1" "$WORK/resample2" "$WORK/resample3" --baselines mean --shuffled_speaker \
-            --samples "${SAMPLES:-5}" --device cpu --out "$WORK/eval_$name" > "$WORK/eval_$name.log" 2>&1
+            --samples "${SAMPLES:-5}" --device cpu --save_samples --out "$WORK/eval_$name" > "$WORK/eval_$name.log" 2>&1
+        $python benchmarks/diversity_breakdown.py --data "$WORK/world" --split test \
+            --saved_samples "$WORK/eval_$name/samples" --json "$WORK/eval_$name/breakdown.json" > "$WORK/breakdown_$name.md"
     ) &
     pids+=($!)
 done
@@ -38,4 +41,11 @@ for variant in "$@"; do
     echo "=== $name (${variant#*:}): ratio to the oracle, test clips"
     awk '/^## Ratio to the oracle/ {on = 1; next} /^## / {on = 0}
          on && (/^\| method/ || /^\|---/ || /^\| diffusion/ || /^\| mean/)' "$WORK/eval_$name/metrics.md"
+    echo "    diffusion FRDiv / oracle by tempo band (all 56 dims): $("$python" - "$WORK/eval_$name/breakdown.json" <<'PY'
+import json, sys
+cells = json.load(open(sys.argv[1]))["diffusion"]
+print(", ".join(f"{band} {cells[f'all/{band}']['frdiv_ratio']:.3g} (bias² / V {cells[f'all/{band}']['bias_over_v']:.3g})"
+                for band in ("slow", "reaction", "fast")))
+PY
+)"
 done

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visual", required=True, help="speaker expression .npy, float32 [T,50]")
     parser.add_argument("--out", required=True, help="listener motion .npy to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's, 15)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="network evaluations per window (default: the checkpoint's; the preset's 10)")
     parser.add_argument("--num_samples", type=int, default=1, help="K listeners for the same speaker")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic given the noise)")
     parser.add_argument("--guidance_audio", type=float, default=None, help="audio guidance scale (1: none)")

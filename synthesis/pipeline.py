@@ -1,7 +1,7 @@
 """Speaker in -> listener videos, motion and plots on disk, offline or as a replayed live stream.
 
     outputs, report = synthesize(policy, body, speaker_audio, speaker_exp, "out/listener.mp4",
-                                 wav="speaker.wav", num_samples=3, seed=0, steps=15)
+                                 wav="speaker.wav", num_samples=3, seed=0)
     # from the speaker's waveform through a causal feature source, without the expression (audio only):
     outputs, report = synthesize(policy, body, samples, None, "out/live.mp4", audio_features=wav2vec,
                                  wav="speaker.wav", stream=True, realtime=True)
@@ -111,7 +111,7 @@ def brain_options(policy, *, with_speaker_exp: bool, guidance_audio: float | Non
 
 def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray | None,
                output: str | os.PathLike, *, audio_features=None, wav: str | os.PathLike | None = None,
-               num_samples: int = 1, seed: int = 0, steps: int = 15, guidance_audio: float | None = None,
+               num_samples: int = 1, seed: int = 0, steps: int | None = None, guidance_audio: float | None = None,
                guidance_speaker_exp: float | None = None, attitude: str | None = None,
                intensity: float | None = None, stream: bool = False, realtime: bool = False,
                render_batch: int = 32, progress: bool = True) -> tuple[SynthesisOutputs, OfflineReport | StreamReport]:
@@ -150,7 +150,8 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray 
                                                    audio_path=wav, num_frames=num_frames))
                    for path, (height, width) in zip(video_temps, sizes)]
         labels = ["listener"] if num_samples == 1 else [f"sample {k}" for k in range(num_samples)]
-        title = f"{outputs.motion.stem}: seed {seed}, {steps} steps" + (", streamed" if stream else "")
+        steps_label = "the checkpoint's" if steps is None else str(steps)
+        title = f"{outputs.motion.stem}: seed {seed}, {steps_label} steps" + (", streamed" if stream else "")
 
         def save_motion_and_plot(motions: np.ndarray) -> float:
             """``motions [K,T,56]`` -> ``<stem>.npy`` and ``<stem>.png``; returns the seconds it took."""

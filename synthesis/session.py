@@ -86,7 +86,7 @@ class ListenerSession:
     """
 
     def __init__(self, policy, body, *, audio_features=None, with_speaker_exp: bool = True, seed: int = 0,
-                 steps: int | None = 15, attitude: str | None = None, intensity: float | None = None,
+                 steps: int | None = None, attitude: str | None = None, intensity: float | None = None,
                  clock: Callable[[], float] = time.perf_counter, **stream_options):
         self.policy = policy
         self.body = body

@@ -34,7 +34,7 @@ SIZES = [
     ("train.max_steps=30000", "train.max_steps=2 train.val_frames=1 model.init.face_count=200"),
     ("--samples 10", "--samples 2"),
     ("--num_samples 3", "--num_samples 2"),
-    ("--steps 15", "--steps 2"),
+    ("--steps 10", "--steps 2"),
     (" --device cuda", ""),  # a GPU-only flag: the same command runs on the CPU
 ]
 # (how a skipped line starts, why)
