@@ -31,7 +31,8 @@ for variant in "$@"; do
             --oracle "$WORK/resample1" "$WORK/resample2" "$WORK/resample3" --baselines mean --shuffled_speaker \
             --samples "${SAMPLES:-5}" --device cpu --save_samples --out "$WORK/eval_$name" > "$WORK/eval_$name.log" 2>&1
         $python benchmarks/diversity_breakdown.py --data "$WORK/world" --split test \
-            --saved_samples "$WORK/eval_$name/samples" --json "$WORK/eval_$name/breakdown.json" > "$WORK/breakdown_$name.md"
+            --saved_samples "$WORK/eval_$name/samples" --json "$WORK/eval_$name/breakdown.json" \
+            --plot "$WORK/eval_$name/breakdown.png" > "$WORK/breakdown_$name.md"
     ) &
     pids+=($!)
 done

@@ -4,7 +4,7 @@ Usage (repo root, CPU, seconds):
     python -m brain.evaluate --data <world> --split val --checkpoint <ckpt> --oracle R1 R2 R3 --save_samples \
         --out <eval_dir> ...
     PYTHONPATH=. python benchmarks/diversity_breakdown.py --data <world> --split val --saved_samples <eval_dir>/samples \
-        [--json <file>]
+        [--json <file>] [--plot <file.png>]
 
 Reads every ``<method>/`` folder ``brain.evaluate --save_samples`` wrote (the ``oracle`` one is required: the
 resampled listeners) and, for each method, splits two numbers by part (expression 0–49, head rotation 50–52,
@@ -43,7 +43,7 @@ if str(REPO_ROOT) not in sys.path:
 from brain.data import DyadicCorpus  # noqa: E402
 from brain.metrics import sample_diversity  # noqa: E402
 from brain.oracle import ORACLE  # noqa: E402
-from utils.atomic import save_json  # noqa: E402
+from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
 from utils.flame import EXP, FLAME_DIM, FPS, GLOBAL_ROT, JAW  # noqa: E402
@@ -121,6 +121,36 @@ def format_table(result: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def plot(path: str, result: dict[str, dict[str, dict]]) -> None:
+    """Per tempo band (all 56 dims): each method's FRDiv over the oracle's (left, the target band shaded) and
+    its shared bias² over the truth's variance (right); the oracle's share of its diversity under each band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in result if name != ORACLE]
+    bands = list(BANDS)
+    figure, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    width = 0.8 / max(1, len(names))
+    for index, name in enumerate(names):
+        offsets = np.arange(len(bands)) + (index - (len(names) - 1) / 2) * width
+        for axis, stat in zip(axes, ("frdiv_ratio", "bias_over_v")):
+            axis.bar(offsets, [result[name][f"all/{band}"][stat] for band in bands], width, label=name)
+    labels = [f"{band}\n{result[ORACLE][f'all/{band}']['share']:.0%} of the oracle's" for band in bands]
+    for axis, title in zip(axes, ("FRDiv / oracle's (1 = as diverse as real listeners)",
+                                  "shared bias² / truth's variance (0 = unbiased)")):
+        axis.set_xticks(np.arange(len(bands)), labels)
+        axis.set_title(title)
+        axis.axhline(1.0 if axis is axes[0] else 0.0, color="black", linewidth=0.8)
+    axes[0].axhspan(0.85, 1.15, color="green", alpha=0.1)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+
+
 def load(data: str, split: str, samples_dir: str) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]]:
     """The truths and every saved method's samples, for the clips of ``split`` the oracle folder holds (an
     evaluation with ``--max_clips`` saved the first N), truths cut to the saved length."""
@@ -155,6 +185,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--saved_samples", required=True, help="<eval_dir>/samples of brain.evaluate --save_samples")
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--plot", help="also draw FRDiv and bias per tempo band into this .png")
     args = parser.parse_args(argv)
     truths, methods = load(args.data, args.split, args.saved_samples)
     result = breakdown(truths, methods)
@@ -163,6 +194,8 @@ def main(argv=None) -> int:
     print(format_table(result))
     if args.json:
         save_json(args.json, result)
+    if args.plot:
+        plot(args.plot, result)
     return 0
 
 

@@ -170,7 +170,8 @@ phase_score() {  # waits for the trainings; every variant against the oracle on 
             --oracle "${resamples[@]}" --samples "$samples" --baselines none --sweep "${val_sweep[@]}" \
             --save_samples --device "$device" --workers "$workers" "${eval_extra[@]}" --out "$work/eval_$name" &&
          $python benchmarks/diversity_breakdown.py --data "$world" --split val \
-            --saved_samples "$work/eval_$name/samples" --json "$work/eval_$name/breakdown.json") \
+            --saved_samples "$work/eval_$name/samples" --json "$work/eval_$name/breakdown.json" \
+            --plot "$work/eval_$name/breakdown.png") \
             > "$work/eval_$name.log" 2>&1 &
         pids+=($!)
     done

@@ -80,3 +80,26 @@ def test_calibration_miss_sums_the_log_distances_outside_the_targets():
     assert calibration_miss({**met, "amp_ratio": 1.21}) == pytest.approx(math.log(1.21 / 1.1))
     assert calibration_miss({**met, "frdiv": 0.0}) == math.inf  # the static mean: no spread at all
     assert math.isnan(calibration_miss({**met, "sid_exp": float("nan")}))
+
+
+def test_the_command_reads_saved_samples_writes_table_json_and_plot_and_refuses_a_missing_oracle(tmp_path, capsys):
+    from data_utils.synthetic_dyadic import write_synthetic_corpus
+    from brain.data import DyadicCorpus
+
+    corpus = tmp_path / "world"
+    write_synthetic_corpus(corpus, clips=10, seconds=3, seed=0)
+    clip_ids = DyadicCorpus(str(corpus)).split_ids("test")
+    rng = np.random.default_rng(0)
+    for method, count in (("oracle", 3), ("diffusion", 2)):
+        (tmp_path / "samples" / method).mkdir(parents=True)
+        for clip_id in clip_ids:
+            np.save(tmp_path / "samples" / method / f"{clip_id}.npy", rng.normal(size=(count, 75, 56)).astype(np.float32))
+    args = ["--data", str(corpus), "--split", "test", "--saved_samples", str(tmp_path / "samples")]
+    assert bd.main([*args, "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")]) == 0
+    assert "| all/slow |" in capsys.readouterr().out
+    assert (tmp_path / "b.png").stat().st_size > 0 and (tmp_path / "b.json").is_file()
+    for clip_id in clip_ids:
+        (tmp_path / "samples" / "oracle" / f"{clip_id}.npy").unlink()
+    (tmp_path / "samples" / "oracle").rmdir()
+    assert bd.main(args) == 2
+    assert "no oracle/ folder" in capsys.readouterr().err
