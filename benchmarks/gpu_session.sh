@@ -37,7 +37,10 @@
 # ATTITUDE_WORKERS [8], VARIANTS [shipped], NO_GRID [empty: the grid runs], GRID_CLIPS [0: all], BATCH_WINDOWS
 # [512], BENCHES [live], NO_LOOK_AHEAD [1], LIVE_ATTITUDE [speaker_clip]
 # (benchmarks/gpu_stage_brain.sh).
-# Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh).
+# Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh), brain
+# (VARIANTS trained for BRAIN_MINUTES_ALONE [6.3] side by side, alone on the GPU, then scored on the validation
+# clips and chosen — all in one call, so a machine that goes back afterwards loses nothing: the sixth session
+# lost a whole `start` that way; four variants took 8 min).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT_DIR:?set OUT_DIR to the folder whose files come back}"
@@ -132,6 +135,13 @@ stage_live() {
         run_logged synth bash benchmarks/gpu_stage_synth.sh
     [ "$SECONDS" -lt 420 ] && run_logged bench_brain "${brain[@]}" speed  # only if it still fits the call
     pack live
+}
+
+stage_brain() {  # one call, nothing left running: the variants trained side by side, then scored on validation
+    MINUTES="${BRAIN_MINUTES_ALONE:-6.3}" run_logged brain_start "${brain[@]}" start
+    WORKERS="${WORKERS:-3}" run_logged brain_score "${brain[@]}" score
+    cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
+    pack brain
 }
 
 stage_tests() {

@@ -243,7 +243,7 @@ collect() {  # one archive of every small result (the lent machine returns at mo
     tar -C "$work" --exclude='samples' -czf "$out/brain_results.tar.gz" "${files[@]}"
     stamp "results: $out/brain_results.tar.gz ($(du -h "$out/brain_results.tar.gz" | cut -f1))"
     for table in "$work/df_shipped/diversity_fidelity.md" "$work/attitude_eval/metrics.md"; do
-        [ -f "$table" ] && { echo "== $table"; tail -n 40 "$table"; }
+        if [ -f "$table" ]; then echo "== $table"; tail -n 40 "$table"; fi
     done
 }
 
