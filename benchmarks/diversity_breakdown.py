@@ -51,6 +51,7 @@ from utils.flame import EXP, FLAME_DIM, FPS, GLOBAL_ROT, JAW  # noqa: E402
 GROUPS = {"exp": EXP, "rotation": GLOBAL_ROT, "jaw": JAW, "all": slice(0, FLAME_DIM)}
 BAND_EDGES_HZ = {"slow": (0.0, 0.4), "reaction": (0.4, 3.0), "fast": (3.0, np.inf)}  # [low, high) in Hz
 BANDS = (*BAND_EDGES_HZ, "all")
+EMPTY_CELL = 1e-9  # a cell holding less than this share of its part's oracle FRDiv gets no ratios (NaN)
 
 
 def split_bands(motion: np.ndarray) -> dict[str, np.ndarray]:
@@ -101,8 +102,6 @@ def breakdown(truths: list[np.ndarray], methods: dict[str, list[np.ndarray]]) ->
                                  "share": _ratio(reference, whole), "bias_over_v": _ratio(bias, truth_variance)}
     return result
 
-
-EMPTY_CELL = 1e-9  # a cell holding less than this share of its part's oracle FRDiv gets no ratios (NaN)
 
 
 def _ratio(value: float, reference: float) -> float:
