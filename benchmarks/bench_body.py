@@ -10,7 +10,9 @@ One row per batch size and path:
 * ``two-pass`` — what ``render_frames`` did before: ``pose`` eagerly, then each layer through its own gsplat
   call (``render_layers``, RGB + depth, packed) composited over the plate, then uint8;
 * ``fast`` — ``BodyModel.render_frames`` as synthesis calls it: the deformation replayed from a CUDA graph, both
-  layers in one unpacked RGB gsplat pass in face-then-mouth order (``render_stacked``), uint8;
+  layers in one unpacked RGB gsplat pass in face-then-mouth order, composited over the plate and converted to
+  uint8 in one fused step (``render_stacked_frames``; until the sixth session ``render_stacked``, then the
+  conversion on its own);
 * ``fast packed`` — the same with gsplat's packed mode;
 * ``deform eager`` / ``deform graphed`` — the deformation alone (eager ``pose``; the graph replays ``pose`` and
   the stacking).
@@ -27,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's timers and camera
 from bench_rasterizer import camera_for, time_cpu, time_cuda  # noqa: E402
-from gaussian_renderer import render_layers, render_stacked  # noqa: E402
+from gaussian_renderer import render_layers, render_stacked_frames  # noqa: E402
 from scene.body import BodyModel, BodyModelConfig, load_body  # noqa: E402
 from scene.gaussian_sets import make_gaussian_set  # noqa: E402
 from utils.atomic import save_json  # noqa: E402
@@ -70,8 +72,8 @@ def two_pass_frames(body: BodyModel, flame: torch.Tensor) -> torch.Tensor:
 
 
 def packed_frames(body: BodyModel, flame: torch.Tensor) -> torch.Tensor:
-    color = render_stacked(body.stacked_layer(flame), body.camera, background=body.background, packed=True)["color"]
-    return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    """The fast path with gsplat's packed mode: render_frames but for the packing."""
+    return render_stacked_frames(body.stacked_layer(flame), body.camera, background=body.background, packed=True)
 
 
 def main(argv: list[str] | None = None) -> int:

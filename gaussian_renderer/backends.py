@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from gaussian_renderer.compositing import composite, stack_in_order
+from gaussian_renderer.compositing import composite, stack_in_order, to_frames
 from gaussian_renderer.camera import Camera
 from gaussian_renderer.layer import GaussianLayer
 from gaussian_renderer.gsplat_backend import rasterize_gsplat
@@ -61,12 +61,24 @@ def render_stacked(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
     two passes, for inference. Returns ``color [B,H,W,3]``, ``alpha [B,H,W,1]`` and ``backend``; no depth or
     per-layer outputs (train with :func:`render_layers`). ``packed`` selects gsplat's packed mode.
     """
+    rendered, chosen = _rasterize_stacked(layers, camera, backend, packed)
+    layer = {"color": rendered["color"], "alpha": rendered["alpha"]}  # its depth would be of the scaled layers
+    return {**composite([layer], background), "backend": chosen}
+
+
+def render_stacked_frames(layers: list[GaussianLayer] | GaussianLayer, camera: Camera,
+                          background: torch.Tensor | None = None, backend: str = "auto", *,
+                          packed: bool = False) -> torch.Tensor:
+    """:func:`render_stacked`'s colour as uint8 frames ``[B,H,W,3]``, composited and converted in one fused
+    step (:func:`~gaussian_renderer.compositing.to_frames`): what synthesis shows, at the fewest launches."""
+    rendered, _ = _rasterize_stacked(layers, camera, backend, packed)
+    return to_frames(rendered["color"], rendered["alpha"], background)
+
+
+def _rasterize_stacked(layers, camera: Camera, backend: str, packed: bool) -> tuple[dict, str]:
     layers = _checked(layers)
     chosen = resolve_backend(backend, layers[0].means.device)
     stacked = stack_in_order(layers, camera.near_plane)
     if chosen == "gsplat":
-        rendered = rasterize_gsplat(stacked, camera, packed=packed, with_depth=False)
-    else:
-        rendered = rasterize_reference(stacked, camera)
-    layer = {"color": rendered["color"], "alpha": rendered["alpha"]}  # its depth would be of the scaled layers
-    return {**composite([layer], background), "backend": chosen}
+        return rasterize_gsplat(stacked, camera, packed=packed, with_depth=False), chosen
+    return rasterize_reference(stacked, camera), chosen

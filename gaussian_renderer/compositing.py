@@ -53,6 +53,19 @@ def composite(layers: list[dict], background: torch.Tensor | None = None) -> dic
     return out
 
 
+def to_frames(color: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None = None) -> torch.Tensor:
+    """One rendered layer ``color [B,H,W,3]`` (premultiplied) and ``alpha [B,H,W,1]`` over ``background`` (as
+    in :func:`composite`) straight to uint8 frames ``[B,H,W,3]``: ``round(255 · clamp(color + (1 − alpha) ·
+    background, 0, 1))``. Six element-wise kernels where :func:`composite` and the conversion take fourteen:
+    at batch 1 a frame's render is bound by launches, not arithmetic."""
+    if background is None:
+        out = color.clamp(0, 1)
+    else:
+        background = background.to(device=color.device, dtype=color.dtype)
+        out = torch.addcmul(color, alpha - 1, background, value=-1).clamp_(0, 1)  # color + (1 - alpha) * bg
+    return out.mul_(255).add_(0.5).to(torch.uint8)
+
+
 def stack_in_order(layers: list[GaussianLayer], near_plane: float) -> GaussianLayer:
     """One layer that a depth-sorting rasteriser composites like :func:`composite` of the layers rendered
     one by one (first = front), up to the early stop at transmittance 1e-4.

@@ -16,6 +16,12 @@ def _intrinsics_on(camera: Camera, device: torch.device, dtype: torch.dtype) -> 
     return camera.intrinsics(device, dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def _identity_view_on(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Camera space is the world here; built once, not one torch.eye launch per render (gsplat only reads it).
+    return torch.eye(4, device=device, dtype=dtype)
+
+
 def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = True, with_depth: bool = True) -> dict:
     """Render one layer with ``gsplat.rasterization`` (CUDA tensors only), no background.
 
@@ -31,7 +37,7 @@ def rasterize_gsplat(layer: GaussianLayer, camera: Camera, *, packed: bool = Tru
 
     batch = layer.batch_size
     # Camera space is the world here: identity view matrices, one camera per batch element.
-    viewmats = torch.eye(4, device=layer.means.device, dtype=layer.means.dtype).expand(batch, 1, 4, 4)
+    viewmats = _identity_view_on(layer.means.device, layer.means.dtype).expand(batch, 1, 4, 4)
     intrinsics = _intrinsics_on(camera, layer.means.device, layer.means.dtype).expand(batch, 1, 3, 3)
     rendered, alphas, info = rasterization(
         means=layer.means, quats=layer.quats, scales=layer.scales, opacities=layer.opacities,

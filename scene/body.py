@@ -16,7 +16,7 @@ subject's mean translation) places the pivot in camera space.
 Two layers, face in front of the mouth interior, composited in that order whatever their depth (the face
 occludes the mouth unless it turns transparent where the lips part). Training renders them one by one
 (``render_layers``: per-layer alpha for the mouth-mask losses, per-layer ``info`` for densification);
-:meth:`BodyModel.render_frames` renders them in one rasteriser pass (``render_stacked``, the same
+:meth:`BodyModel.render_frames` renders them in one rasteriser pass (``render_stacked_frames``, the same
 composite) and, on CUDA, replays the whole deformation from a CUDA graph per batch size.
 
 Neck and torso: every Gaussian carries a *rigid weight* ``w`` in [0,1], a smooth function of its canonical
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gaussian_renderer import Camera, GaussianLayer, render_layers, render_stacked, stack_in_order
+from gaussian_renderer import Camera, GaussianLayer, render_layers, render_stacked_frames, stack_in_order
 from scene.deform import DeformConfig, FlameDeformNet
 from scene.gaussian_sets import (GAUSSIAN_KEYS, GaussianInitConfig, backproject, gaussian_set_from_tensors,
                                  init_face_set, init_mouth_set)
@@ -264,12 +264,12 @@ class BodyModel(nn.Module):
         """``flame [B,56]`` (+ ``translation [B,3]``) -> uint8 frames ``[B,H,W,3]`` on the body's device.
 
         The fast path, and what synthesis and the live session call: both layers in one rasteriser pass in
-        face-then-mouth order (:func:`gaussian_renderer.render_stacked`, the composite of ``forward``) and, for
-        a frozen body on CUDA, the deformation replayed from a CUDA graph captured once per batch size.
+        face-then-mouth order, composited over the plate and converted to uint8 in one fused step
+        (:func:`gaussian_renderer.render_stacked_frames`, the composite of ``forward``) and, for a frozen body
+        on CUDA, the deformation replayed from a CUDA graph captured once per batch size.
         """
         stacked = self.stacked_layer(flame, translation)
-        color = render_stacked(stacked, self.camera, background=self.background, backend=backend)["color"]
-        return (color.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        return render_stacked_frames(stacked, self.camera, background=self.background, backend=backend)
 
     def stacked_layer(self, flame: torch.Tensor, translation: torch.Tensor | None = None) -> GaussianLayer:
         """:meth:`pose`'s layers stacked for one rasteriser pass (``stack_in_order``), replayed from a CUDA

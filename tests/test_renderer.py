@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_reference, render_layers
+from gaussian_renderer import Camera, GaussianLayer, composite, rasterize_reference, render_layers, to_frames
 
 IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
 
@@ -106,6 +106,20 @@ def test_composite_matches_the_formula():
     torch.testing.assert_close(out["color"], c0 + t1 * c1 + t2 * c2 + t3 * background)
     torch.testing.assert_close(out["alpha"], 1 - t3)
     torch.testing.assert_close(out["depth"], (a0 * d0 + t1 * a1 * d1 + t2 * a2 * d2) / (1 - t3))
+
+
+@pytest.mark.parametrize("background_shape", [(3,), (5, 6, 3), (2, 5, 6, 3), None])
+def test_fused_frames_are_the_composite_rounded_to_uint8(background_shape):
+    generator = torch.Generator().manual_seed(4)
+    alpha = torch.rand(2, 5, 6, 1, generator=generator)
+    color = alpha * torch.rand(2, 5, 6, 3, generator=generator) * 1.2  # premultiplied, a little over 1 at places
+    background = None if background_shape is None else torch.rand(background_shape, generator=generator)
+    frames = to_frames(color, alpha, background)
+    composited = composite([{"color": color, "alpha": alpha}], background)["color"]
+    expected = (composited.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    assert frames.dtype == torch.uint8 and frames.shape == (2, 5, 6, 3)
+    assert (frames.int() - expected.int()).abs().max() <= 1  # one level where rounding lands on .5
+    assert (frames == expected).float().mean() > 0.99
 
 
 def test_render_front_layer_hides_back_layer_even_when_farther():
