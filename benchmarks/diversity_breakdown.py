@@ -5,6 +5,8 @@ Usage (repo root, CPU, seconds):
         --out <eval_dir> ...
     PYTHONPATH=. python benchmarks/diversity_breakdown.py --data <world> --split val --saved_samples <eval_dir>/samples \
         [--json <file>] [--plot <file.png>]
+    PYTHONPATH=. python benchmarks/diversity_breakdown.py --from_json shipped=<a>/breakdown.json wide=<b>/breakdown.json \
+        --plot <file.png>                                         # earlier runs side by side
 
 Reads every ``<method>/`` folder ``brain.evaluate --save_samples`` wrote (the ``oracle`` one is required: the
 resampled listeners) and, for each method, splits two numbers by part (expression 0–49, head rotation 50–52,
@@ -31,6 +33,7 @@ jaw 53–55) and by tempo band (the sequence's Fourier components along time, ea
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -115,14 +118,20 @@ def format_table(result: dict[str, dict[str, dict]]) -> str:
     header = "| cell | share of the oracle's FRDiv | " + " | ".join(f"{n} FRDiv / oracle | {n} bias² / V" for n in names)
     lines = [header + " |", "|---|---:|" + "---:|---:|" * len(names)]
     for key, cell in result[ORACLE].items():
-        values = " | ".join(f"{result[n][key]['frdiv_ratio']:.3g} | {result[n][key]['bias_over_v']:.3g}" for n in names)
-        lines.append(f"| {key} | {cell['share']:.3g} | {values} |")
+        values = " | ".join(f"{_cell(result[n][key]['frdiv_ratio'])} | {_cell(result[n][key]['bias_over_v'])}"
+                            for n in names)
+        lines.append(f"| {key} | {_cell(cell['share'])} | {values} |")
     return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    """A table number; "–" where it is undefined (NaN here, null once saved as JSON)."""
+    return "–" if value is None or value != value else f"{value:.3g}"
 
 
 def plot(path: str, result: dict[str, dict[str, dict]]) -> None:
     """Per tempo band (all 56 dims): each method's FRDiv over the oracle's (left, the target band shaded) and
-    its shared bias² over the truth's variance (right); the oracle's share of its diversity under each band."""
+    its shared bias² over the truth's variance (right); under each band the share of the oracle's FRDiv in it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,8 +144,9 @@ def plot(path: str, result: dict[str, dict[str, dict]]) -> None:
     for index, name in enumerate(names):
         offsets = np.arange(len(bands)) + (index - (len(names) - 1) / 2) * width
         for axis, stat in zip(axes, ("frdiv_ratio", "bias_over_v")):
-            axis.bar(offsets, [result[name][f"all/{band}"][stat] for band in bands], width, label=name)
-    labels = [f"{band}\n{result[ORACLE][f'all/{band}']['share']:.0%} of the oracle's" for band in bands]
+            values = [result[name][f"all/{band}"][stat] for band in bands]
+            axis.bar(offsets, [np.nan if value is None else value for value in values], width, label=name)
+    labels = [f"{band}\nshare {_cell(result[ORACLE][f'all/{band}']['share'])}" for band in bands]
     for axis, title in zip(axes, ("FRDiv / oracle's (1 = as diverse as real listeners)",
                                   "shared bias² / truth's variance (0 = unbiased)")):
         axis.set_xticks(np.arange(len(bands)), labels)
@@ -180,22 +190,53 @@ def load(data: str, split: str, samples_dir: str) -> tuple[list[np.ndarray], dic
 @cli_main("benchmarks/diversity_breakdown.py")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="the evaluated corpus")
+    parser.add_argument("--data", help="the evaluated corpus")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--saved_samples", required=True, help="<eval_dir>/samples of brain.evaluate --save_samples")
+    parser.add_argument("--saved_samples", help="<eval_dir>/samples of brain.evaluate --save_samples")
+    parser.add_argument("--from_json", nargs="+", metavar="NAME=FILE",
+                        help="instead: redraw earlier runs' --json files, each method named NAME:<method>")
+    parser.add_argument("--only", nargs="+", metavar="METHOD", help="with --from_json: keep these methods of each")
     parser.add_argument("--json", help="also write the numbers here")
     parser.add_argument("--plot", help="also draw FRDiv and bias per tempo band into this .png")
     args = parser.parse_args(argv)
-    truths, methods = load(args.data, args.split, args.saved_samples)
-    result = breakdown(truths, methods)
-    print(f"## Diversity and bias by part and tempo ({len(truths)} {args.split} clips, "
-          f"{', '.join(f'{n}: K={len(m[0])}' for n, m in methods.items())})\n")
+    if args.from_json:
+        result = merge_saved(args.from_json, args.only)
+    elif args.data and args.saved_samples:
+        truths, methods = load(args.data, args.split, args.saved_samples)
+        result = breakdown(truths, methods)
+        print(f"## Diversity and bias by part and tempo ({len(truths)} {args.split} clips, "
+              f"{', '.join(f'{n}: K={len(m[0])}' for n, m in methods.items())})\n")
+    else:
+        raise UsageError("give --data and --saved_samples, or --from_json NAME=FILE ...")
     print(format_table(result))
     if args.json:
         save_json(args.json, result)
     if args.plot:
         plot(args.plot, result)
     return 0
+
+
+def merge_saved(entries: list[str], only: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """``["shipped=a.json", "wide=b.json"]`` -> one result: the first file's oracle, every other method of each
+    file (those in ``only`` when given) as ``<name>:<method>`` (the runs must share their clips: their oracles
+    must agree)."""
+    merged: dict[str, dict[str, dict]] = {}
+    for entry in entries:
+        name, _, path = entry.partition("=")
+        if not name or not path:
+            raise UsageError(f"--from_json {entry!r}: expected NAME=FILE")
+        try:
+            saved = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--from_json {path}: unreadable ({exc})") from exc
+        if ORACLE not in saved:
+            raise UsageError(f"--from_json {path}: holds no {ORACLE!r} method (not a diversity_breakdown --json file)")
+        reference = merged.setdefault(ORACLE, saved[ORACLE])["all/all"]["frdiv"]
+        if not np.isclose(saved[ORACLE]["all/all"]["frdiv"], reference, rtol=1e-6):
+            raise UsageError(f"--from_json {path}: its oracle differs from the first file's (other clips?)")
+        merged.update({f"{name}:{method}": cells for method, cells in saved.items()
+                       if method != ORACLE and (not only or method in only)})
+    return merged
 
 
 if __name__ == "__main__":

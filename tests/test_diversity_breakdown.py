@@ -1,4 +1,5 @@
 """benchmarks/diversity_breakdown.py: FRDiv and bias split by part and tempo, against hand computations."""
+import json
 import math
 import sys
 from pathlib import Path
@@ -103,3 +104,20 @@ def test_the_command_reads_saved_samples_writes_table_json_and_plot_and_refuses_
     (tmp_path / "samples" / "oracle").rmdir()
     assert bd.main(args) == 2
     assert "no oracle/ folder" in capsys.readouterr().err
+
+
+def test_saved_breakdowns_are_drawn_side_by_side_and_other_clips_are_refused(tmp_path, capsys):
+    truths, oracle = _world()
+    first = bd.breakdown(truths, {"oracle": [oracle], "diffusion": [oracle * 0.5], "mean": [oracle * 0]})
+    other = bd.breakdown(truths, {"oracle": [oracle * 2], "diffusion": [oracle]})  # another oracle: other clips
+    from utils.atomic import save_json
+    save_json(tmp_path / "a.json", first)  # as --json writes it: empty cells' NaN become null
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    merged = bd.merge_saved([f"run1={tmp_path / 'a.json'}"], only=["diffusion"])
+    assert set(merged) == {"oracle", "run1:diffusion"}
+    assert merged["run1:diffusion"]["exp/reaction"]["frdiv_ratio"] == pytest.approx(0.25)  # half the spread
+    with pytest.raises(UsageError, match="oracle differs"):
+        bd.merge_saved([f"run1={tmp_path / 'a.json'}", f"run2={tmp_path / 'b.json'}"])
+    assert bd.main(["--from_json", f"run1={tmp_path / 'a.json'}", "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 0 and "run1:mean" in capsys.readouterr().out
+    assert bd.main(["--from_json", "nofile"]) == 2
