@@ -45,7 +45,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from brain.data import DyadicCorpus  # noqa: E402
 from brain.metrics import sample_diversity  # noqa: E402
-from brain.oracle import ORACLE  # noqa: E402
+from brain.oracle import ORACLE, ratio_or_nan  # noqa: E402
 from utils.atomic import atomic_output, save_json  # noqa: E402
 from utils.cli import cli_main  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
@@ -78,16 +78,17 @@ def breakdown(truths: list[np.ndarray], methods: dict[str, list[np.ndarray]]) ->
     if ORACLE not in methods:
         raise UsageError(f"the breakdown needs the {ORACLE!r} method's samples (brain.evaluate --oracle ... "
                          "--save_samples)")
+    truth_bands = [split_bands(truth) for truth in truths]  # once per clip, not once per method
     raw: dict[str, dict[str, dict[str, float]]] = {}
     for name, samples in methods.items():
         cells: dict[str, dict[str, list[float]]] = {}
-        for truth, motion in zip(truths, samples):
-            truth_bands, sample_bands = split_bands(truth), split_bands(motion)
+        for truth_band, motion in zip(truth_bands, samples):
+            sample_bands = split_bands(motion)
             for band in BANDS:
                 for group, dims in GROUPS.items():
                     cell = cells.setdefault(f"{group}/{band}", {"frdiv": [], "mse": []})
                     cell["frdiv"].append(sample_diversity(sample_bands[band][..., dims]))
-                    difference = sample_bands[band][..., dims] - truth_bands[band][None, :, dims]
+                    difference = sample_bands[band][..., dims] - truth_band[band][None, :, dims]
                     cell["mse"].append(float((difference ** 2).mean()))
         raw[name] = {key: {stat: float(np.mean(values)) for stat, values in cell.items()}
                      for key, cell in cells.items()}
@@ -101,14 +102,10 @@ def breakdown(truths: list[np.ndarray], methods: dict[str, list[np.ndarray]]) ->
                 reference = 0.0
             truth_variance = reference / 2
             bias = cell["mse"] - cell["frdiv"] / 2 - truth_variance
-            result[name][key] = {**cell, "frdiv_ratio": _ratio(cell["frdiv"], reference),
-                                 "share": _ratio(reference, whole), "bias_over_v": _ratio(bias, truth_variance)}
+            result[name][key] = {**cell, "frdiv_ratio": ratio_or_nan(cell["frdiv"], reference),
+                                 "share": ratio_or_nan(reference, whole),
+                                 "bias_over_v": ratio_or_nan(bias, truth_variance)}
     return result
-
-
-
-def _ratio(value: float, reference: float) -> float:
-    return float(value / reference) if reference > 0 else float("nan")
 
 
 def format_table(result: dict[str, dict[str, dict]]) -> str:
@@ -187,6 +184,29 @@ def load(data: str, split: str, samples_dir: str) -> tuple[list[np.ndarray], dic
     return truths, methods
 
 
+def merge_saved(entries: list[str], only: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """``["shipped=a.json", "wide=b.json"]`` -> one result: the first file's oracle, every other method of each
+    file (those in ``only`` when given) as ``<name>:<method>`` (the runs must share their clips: their oracles
+    must agree)."""
+    merged: dict[str, dict[str, dict]] = {}
+    for entry in entries:
+        name, _, path = entry.partition("=")
+        if not name or not path:
+            raise UsageError(f"--from_json {entry!r}: expected NAME=FILE")
+        try:
+            saved = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--from_json {path}: unreadable ({exc})") from exc
+        if ORACLE not in saved:
+            raise UsageError(f"--from_json {path}: holds no {ORACLE!r} method (not a diversity_breakdown --json file)")
+        reference = merged.setdefault(ORACLE, saved[ORACLE])["all/all"]["frdiv"]
+        if not np.isclose(saved[ORACLE]["all/all"]["frdiv"], reference, rtol=1e-6):
+            raise UsageError(f"--from_json {path}: its oracle differs from the first file's (other clips?)")
+        merged.update({f"{name}:{method}": cells for method, cells in saved.items()
+                       if method != ORACLE and (not only or method in only)})
+    return merged
+
+
 @cli_main("benchmarks/diversity_breakdown.py")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -214,29 +234,6 @@ def main(argv=None) -> int:
     if args.plot:
         plot(args.plot, result)
     return 0
-
-
-def merge_saved(entries: list[str], only: list[str] | None = None) -> dict[str, dict[str, dict]]:
-    """``["shipped=a.json", "wide=b.json"]`` -> one result: the first file's oracle, every other method of each
-    file (those in ``only`` when given) as ``<name>:<method>`` (the runs must share their clips: their oracles
-    must agree)."""
-    merged: dict[str, dict[str, dict]] = {}
-    for entry in entries:
-        name, _, path = entry.partition("=")
-        if not name or not path:
-            raise UsageError(f"--from_json {entry!r}: expected NAME=FILE")
-        try:
-            saved = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--from_json {path}: unreadable ({exc})") from exc
-        if ORACLE not in saved:
-            raise UsageError(f"--from_json {path}: holds no {ORACLE!r} method (not a diversity_breakdown --json file)")
-        reference = merged.setdefault(ORACLE, saved[ORACLE])["all/all"]["frdiv"]
-        if not np.isclose(saved[ORACLE]["all/all"]["frdiv"], reference, rtol=1e-6):
-            raise UsageError(f"--from_json {path}: its oracle differs from the first file's (other clips?)")
-        merged.update({f"{name}:{method}": cells for method, cells in saved.items()
-                       if method != ORACLE and (not only or method in only)})
-    return merged
 
 
 if __name__ == "__main__":

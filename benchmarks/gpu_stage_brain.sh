@@ -149,18 +149,19 @@ phase_wait() {  # until every training is done, or WAIT_SECONDS [unlimited] have
     done
 }
 
-phase_finish() {  # score, then the chosen variant's test report
-    phase_score || return 1
+phase_finish() {  # score (unless there is nothing to choose between), then the chosen variant's test report
+    if [ "${#variants[@]}" -eq 1 ] && [ "${variants[0]}" != old ]; then
+        phase_wait || return 1
+        echo "${variants[0]}" > "$work/chosen_variant"
+        stamp "one variant (${variants[0]}): no validation scoring, straight to the test report"
+    else
+        phase_score || return 1
+    fi
     phase_preset
 }
 
-phase_score() {  # waits for the trainings; every variant against the oracle on validation; the choice
+phase_score() {  # waits for the trainings; every variant (one too) against the oracle on validation; the choice
     phase_wait || return 1
-    if [ "${#variants[@]}" -eq 1 ] && [ "${variants[0]}" != old ]; then  # nothing to choose between
-        echo "${variants[0]}" > "$work/chosen_variant"
-        stamp "one variant (${variants[0]}): no validation scoring"
-        return
-    fi
     # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() name
@@ -190,7 +191,7 @@ phase_score() {  # waits for the trainings; every variant against the oracle on 
     stamp "variants scored on the validation clips"
     for name in "${variants[@]}"; do
         [ -f "$work/eval_$name/metrics.md" ] && { echo "== $name"; sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'; }
-        grep -A 30 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/|exp/|rotation/all|jaw/all)' 
+        grep -A 30 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/|exp/|rotation/all|jaw/all)'
     done
     $python - "$work" "${variants[@]}" > "$work/chosen_variant" <<'PY'
 import json, sys

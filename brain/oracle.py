@@ -107,7 +107,7 @@ def ratios_to_oracle(results: dict[str, dict[str, float]]) -> dict[str, dict[str
     """``{method: {metric: method's value / the oracle's}}`` for :data:`RATIO_METRICS`; NaN where either value is
     undefined or the oracle's is 0."""
     oracle = results[ORACLE]
-    return {method: {name: _ratio(scores[name], oracle[name]) for name in RATIO_METRICS}
+    return {method: {name: ratio_or_nan(scores[name], oracle[name]) for name in RATIO_METRICS}
             for method, scores in results.items()}
 
 
@@ -128,7 +128,8 @@ def calibration_miss(ratios: dict[str, float]) -> float:
     return total
 
 
-def _ratio(value, reference) -> float:
+def ratio_or_nan(value, reference) -> float:
+    """``value / reference``; NaN where either is undefined (None, NaN) or the reference is 0."""
     if value is None or reference is None or math.isnan(value) or math.isnan(reference) or reference == 0:
         return float("nan")
     return float(value) / float(reference)

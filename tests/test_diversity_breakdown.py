@@ -63,6 +63,25 @@ def test_the_oracle_against_itself_and_a_shared_offset_shows_as_bias_in_the_slow
         assert result["offset"][cell]["bias_over_v"] == pytest.approx(result["copy"][cell]["bias_over_v"], nan_ok=True)
 
 
+def test_moving_the_truth_with_every_sample_changes_nothing_and_the_truth_counts():
+    truths, oracle = _world()
+    offset = np.zeros(56)
+    offset[0] = 0.5
+    methods = {"oracle": [oracle], "offset": [oracle + offset]}
+    shift = np.zeros((FRAMES, 56))
+    shift[:, 0] = 0.2 + 0.3 * _tone(0.25)  # a posture and a slow sway, shared by truth, oracle and method
+    shift[:, 51] = 0.1 * _tone(1.5)
+    base = bd.breakdown(truths, methods)
+    moved = bd.breakdown([truths[0] + shift], {name: [m[0] + shift] for name, m in methods.items()})
+    for cell in ("exp/slow", "exp/reaction", "all/all"):
+        assert moved["offset"][cell]["mse"] == pytest.approx(base["offset"][cell]["mse"])
+        assert moved["offset"][cell]["bias_over_v"] == pytest.approx(base["offset"][cell]["bias_over_v"], nan_ok=True)
+    # the truth alone moved away from the samples' offset: they are now further from it, no less diverse
+    alone = bd.breakdown([truths[0] - shift], methods)
+    assert alone["offset"]["exp/slow"]["mse"] > 1.5 * base["offset"]["exp/slow"]["mse"]
+    assert alone["offset"]["all/all"]["frdiv"] == pytest.approx(base["offset"]["all/all"]["frdiv"])
+
+
 def test_a_hedging_method_has_no_diversity_and_the_oracle_is_required():
     truths, oracle = _world()
     average = np.zeros_like(oracle)
