@@ -7,7 +7,8 @@
 ``key=value`` overrides any field of :class:`brain.config.BrainConfig` (``train.max_steps=200``,
 ``model.objective=regression``). Writes ``<dir>/checkpoint.pth`` (the latest; config, normaliser, step,
 model, EMA, optimiser — everything ``brain.policy.ListenerPolicy`` and ``--resume`` need),
-``<dir>/config.yaml`` and ``<dir>/scalars.csv`` (+ TensorBoard when installed). ``--resume`` continues
+``<dir>/config.yaml`` and ``<dir>/scalars.csv`` (+ TensorBoard when installed); with ``train.keep_every=N``
+also ``<dir>/checkpoint_<step>.pth`` every N steps (slim: for sampling and evaluation, not for resuming). ``--resume`` continues
 from ``<dir>/checkpoint.pth``; a step's randomness depends only on (seed, step, rank), so a resumed run
 replays what an uninterrupted one would have done. Under ``torchrun`` each process takes its share of
 every epoch (DistributedSampler) and rank 0 logs, validates and writes checkpoints.
@@ -36,7 +37,7 @@ from brain.denoiser import Conditioning
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
 from utils.atomic import atomic_output
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, slim_payload
 from utils.cli import cli_main, cli_parser
 from utils.config import ConfigError, config_from_dict, config_to_dict, load_config
 from utils.logger import ScalarLogger
@@ -266,9 +267,19 @@ def load_resumable_checkpoint(path: Path, cfg: BrainConfig, device: torch.device
 
 def save_training_checkpoint(path: Path, cfg: BrainConfig, step: int, model, ema, optimizer, normalizer,
                              val_losses: dict[str, float]) -> None:
-    save_checkpoint({"config": config_to_dict(cfg), "step": step, "model": model.state_dict(),
-                     "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                     "normalizer": normalizer.state_dict(), "val": val_losses}, path, kind="brain")
+    """``path`` (what ``--resume`` reads); at every ``train.keep_every``-th step also its slim copy
+    ``checkpoint_<step>.pth`` beside it, which a resumed run that replays the step rewrites identically."""
+    payload = {"config": config_to_dict(cfg), "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+               "optimizer": optimizer.state_dict(), "normalizer": normalizer.state_dict(), "val": val_losses}
+    save_checkpoint(payload, path, kind="brain")
+    if cfg.train.keep_every > 0 and step % cfg.train.keep_every == 0:
+        save_checkpoint(slim_payload({**payload, "kind": "brain"}), kept_checkpoint_path(path.parent, step),
+                        kind="brain")
+
+
+def kept_checkpoint_path(out: Path, step: int) -> Path:
+    """Where ``train.keep_every`` keeps the slim checkpoint of ``step`` in run folder ``out``."""
+    return out / f"checkpoint_{step:06d}.pth"
 
 
 def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
@@ -277,6 +288,8 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
         raise ConfigError("no corpus given: pass --data <corpus> (or data=<corpus>)")
     if not cfg.out:
         raise ConfigError("no output folder given: pass --out <dir> (or out=<dir>)")
+    if cfg.train.keep_every < 0:
+        raise ConfigError(f"train.keep_every must be >= 0 (0: keep no step copies), got {cfg.train.keep_every}")
     out = Path(cfg.out)
     checkpoint_path = out / "checkpoint.pth"
     dist_info = Distributed(cfg.train.device)
@@ -338,7 +351,8 @@ def train(cfg: BrainConfig, *, resume: bool = False, progress: bool = True) -> P
             if dist_info.is_main and (step % cfg.train.val_every == 0 or step == cfg.train.max_steps):
                 val_losses = validation_loss(ema, diffusion, val_set, cfg, device)
                 logger.log(step, **val_losses)
-            if dist_info.is_main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps):
+            if dist_info.is_main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps
+                                      or (cfg.train.keep_every > 0 and step % cfg.train.keep_every == 0)):
                 save_training_checkpoint(checkpoint_path, cfg, step, model, ema, optimizer, normalizer, val_losses)
         bar.close()
         if dist_info.is_main:

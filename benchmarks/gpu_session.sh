@@ -41,7 +41,11 @@
 # Other stages: tests (the gpu-marked tests alone), ddp (needs 2 GPUs: benchmarks/gpu_stage_brainrel.sh), brain
 # (VARIANTS trained for BRAIN_MINUTES_ALONE [6.3] side by side, alone on the GPU, then scored on the validation
 # clips and chosen — all in one call, so a machine that goes back afterwards loses nothing: the sixth session
-# lost a whole `start` that way; four variants took 8 min).
+# lost a whole `start` that way; four variants took 8 min; the seventh: 7.9 min, then an equal-steps control
+# reversed the choice, docs/RESULTS.md), curve (the preset's learning curve: `curve` twice, back to back; the
+# stage's own comment says how).
+# That seventh session found diversity rising with the training step, so variants capped by time (and
+# reaching different steps) are only compared on such a curve or at one step (`score` warns when they differ).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT_DIR:?set OUT_DIR to the folder whose files come back}"
@@ -73,7 +77,7 @@ source benchmarks/stage_lib.sh
 
 pack() {  # pack <name>: every log, table, plot and metrics file so far (the brain's finished evaluations too)
     local extra=()
-    for path in "$brain_work"/eval_* "$brain_work"/attitude_eval "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
+    for path in "$brain_work"/eval_* "$brain_work"/curve_* "$brain_work"/attitude_eval "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
                 "$brain_work"/*.log "$brain_work"/chosen_variant; do
         [ -e "$path" ] && extra+=("${path#"$WORK"/}")
     done
@@ -145,6 +149,18 @@ stage_brain() {  # one call, nothing left running: the variants trained side by 
     WORKERS="${WORKERS:-3}" run_logged brain_score "${brain[@]}" score
     cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
     pack brain
+}
+
+stage_curve() {  # the preset's learning curve over two calls, nothing else on the GPU: the first starts its
+    # training (KEEP_EVERY [1500]: a slim copy every that many steps; CURVE_MINUTES [16] its cap) and scores the
+    # copies written before the call ends; the next `curve` call, at once, scores the rest and prints the table
+    export KEEP_EVERY="${KEEP_EVERY:-1500}"
+    if [ ! -f "$brain_work/train_${VARIANTS%% *}.sh" ]; then
+        MINUTES="${CURVE_MINUTES:-16}" run_logged brain_start "${brain[@]}" start
+    fi
+    WAIT_SECONDS=$((545 - SECONDS)) run_logged brain_curve "${brain[@]}" curve
+    cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
+    pack curve
 }
 
 stage_tests() {

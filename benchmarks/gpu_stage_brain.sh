@@ -7,12 +7,17 @@
 #   bash benchmarks/gpu_stage_brain.sh wait      # until they are done (or WAIT_SECONDS have passed)
 #   bash benchmarks/gpu_stage_brain.sh score     # waits for them; every variant against the oracle on validation
 #   bash benchmarks/gpu_stage_brain.sh finish    # score, then `preset`
+#   bash benchmarks/gpu_stage_brain.sh curve     # the learning curve: every step copy the trainings keep (KEEP_EVERY)
+#                                                # scored on validation as it appears (WAIT_SECONDS caps the wait);
+#                                                # learning_curve.md: one row per variant and step
 #   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
 #                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
 #
 # Environment: WORK (scratch, default /tmp/diff_listener_gpu), OUT_DIR (results), STEPS [12000] and
 # MINUTES [9] (each training's step budget and wall-clock cap: a run still going then is killed and its last
-# checkpoint — written every 1000 steps — is the result), CLIPS [300] SECONDS_PER_CLIP [20],
+# checkpoint — written every 500 steps — is the result; KEEP_EVERY [0: none] keeps a slim copy every that many
+# steps, train.keep_every, for `curve`;
+# `score` names each variant's checkpoint step and warns when they differ), CLIPS [300] SECONDS_PER_CLIP [20],
 # SAMPLES [5], ATTITUDE_SAMPLES [SAMPLES] (the test report's), SWEEP_SAMPLES [1] (the attitude sweeps' samples per clip),
 # ATTITUDE_WORKERS [WORKERS] (its scoring processes), WORKERS [4] (scoring processes per
 # evaluation), GRID_CLIPS [0: all] (test clips of the diversity-fidelity grid), BATCH_WINDOWS [512] (windows
@@ -80,6 +85,10 @@ read -r -a variants <<< "${VARIANTS:-shipped noown}"
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
+checkpoint_step() {  # checkpoint_step <name>: the training step of the weights its validation scoring used
+    $python -c 'import json, sys; print(json.load(open(sys.argv[1])).get("checkpoint_step"))' "$work/eval_$1/run.json"
+}
+
 chosen_variant() {  # the variant `finish` chose (shipped before it ran)
     cat "$work/chosen_variant" 2>/dev/null || echo shipped
 }
@@ -119,7 +128,8 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
 # Niced: beside several trainings the CPU-bound body subject writer took 560 s instead of ~135 s (sixth session).
 cd "$root" && PYTHONPATH="$root" nice -n 10 timeout -s KILL ${minutes}m $python train_diffusion.py \
     --config configs/brain_config.yaml --data "$world" --out "$work/$name" train.max_steps=$steps \
-    train.device=$device train.checkpoint_every=500 ${overrides[*]} ${train_extra[*]} > "$work/$name.log" 2>&1
+    train.device=$device train.checkpoint_every=500 train.keep_every=${KEEP_EVERY:-0} ${overrides[*]} ${train_extra[*]} \
+    > "$work/$name.log" 2>&1
 echo \$? > "$work/$name.done"
 SCRIPT
 }
@@ -160,6 +170,46 @@ phase_finish() {  # score (unless there is nothing to choose between), then the 
     phase_preset
 }
 
+score_on_val() {  # score_on_val <checkpoint> <out> [evaluate args]: against the oracle on validation, split by band
+    local checkpoint="$1" eval_out="$2"
+    shift 2
+    $python -m brain.evaluate --data "$world" --split val --checkpoint "$checkpoint" --oracle "${resamples[@]}" \
+        --samples "$samples" --baselines none --save_samples --device "$device" --workers "$workers" \
+        "${eval_extra[@]}" --out "$eval_out" "$@" &&
+    $python benchmarks/diversity_breakdown.py --data "$world" --split val --saved_samples "$eval_out/samples" \
+        --json "$eval_out/breakdown.json" --plot "$eval_out/breakdown.png"
+}
+
+phase_curve() {  # each variant's kept step copies (KEEP_EVERY) scored on validation as they appear, then the table
+    local deadline=$((SECONDS + ${WAIT_SECONDS:-1000000000})) name kept step finished
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+    for name in "${variants[@]}"; do
+        if [ ! -f "$work/train_$name.sh" ]; then
+            stamp "$name: no training was started on this machine ($work/train_$name.sh missing): run start first"
+            return 1
+        fi
+    done
+    while :; do
+        finished=1  # checked before the scan, so copies written just before a training ends are still scored
+        for name in "${variants[@]}"; do [ -f "$work/$name.done" ] || finished=0; done
+        for name in "${variants[@]}"; do
+            for kept in "$work/$name"/checkpoint_[0-9]*.pth; do
+                [ -e "$kept" ] || continue
+                step=$((10#$(basename "$kept" .pth | cut -d_ -f2)))
+                [ -f "$work/curve_$name/$step/metrics.json" ] && continue
+                stamp "$name: scoring the copy of step $step"
+                mkdir -p "$work/curve_$name"
+                score_on_val "$kept" "$work/curve_$name/$step" > "$work/curve_$name/$step.log" 2>&1 \
+                    || stamp "$name step $step: scoring failed (its log: $work/curve_$name/$step.log)"
+            done
+        done
+        if [ "$finished" = 1 ] || [ "$SECONDS" -ge "$deadline" ]; then break; fi
+        sleep 10
+    done
+    $python benchmarks/learning_curve.py "$work" "${variants[@]}" --plot "$out/learning_curve.png" | tee "$out/learning_curve.md"
+    collect
+}
+
 phase_score() {  # waits for the trainings; every variant (one too) against the oracle on validation; the choice
     phase_wait || return 1
     # Evaluations side by side, each with its scoring workers: a few threads each, not every core each.
@@ -167,13 +217,7 @@ phase_score() {  # waits for the trainings; every variant (one too) against the 
     local pids=() name
     for name in "${variants[@]}"; do  # every variant against the oracle (the shuffled speaker: on test)
         [ "$name" = old ] && continue
-        ($python -m brain.evaluate --data "$world" --split val --checkpoint "$work/$name/checkpoint.pth" \
-            --oracle "${resamples[@]}" --samples "$samples" --baselines none --sweep "${val_sweep[@]}" \
-            --save_samples --device "$device" --workers "$workers" "${eval_extra[@]}" --out "$work/eval_$name" &&
-         $python benchmarks/diversity_breakdown.py --data "$world" --split val \
-            --saved_samples "$work/eval_$name/samples" --json "$work/eval_$name/breakdown.json" \
-            --plot "$work/eval_$name/breakdown.png") \
-            > "$work/eval_$name.log" 2>&1 &
+        score_on_val "$work/$name/checkpoint.pth" "$work/eval_$name" --sweep "${val_sweep[@]}" > "$work/eval_$name.log" 2>&1 &
         pids+=($!)
     done
     if [[ " ${variants[*]} " == *" old "* ]]; then  # the old sampler's samples, scored by today's metrics
@@ -190,14 +234,14 @@ phase_score() {  # waits for the trainings; every variant (one too) against the 
     for pid in "${pids[@]}"; do wait "$pid"; done
     stamp "variants scored on the validation clips"
     for name in "${variants[@]}"; do
-        [ -f "$work/eval_$name/metrics.md" ] && { echo "== $name"; sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'; }
+        [ -f "$work/eval_$name/metrics.md" ] && { echo "== $name (checkpoint of step $(checkpoint_step "$name"))"; sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'; }
         grep -A 30 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/|exp/|rotation/all|jaw/all)'
     done
     $python - "$work" "${variants[@]}" > "$work/chosen_variant" <<'PY'
 import json, sys
 from pathlib import Path
 work, names = Path(sys.argv[1]), [n for n in sys.argv[2:] if n != "old"]
-scores = {}  # name -> (calibration miss, seam ratio) to the oracle
+scores, steps = {}, {}  # name -> (calibration miss, seam ratio) to the oracle; name -> checkpoint step
 for name in names:
     path = work / f"eval_{name}" / "metrics.json"
     if path.is_file():
@@ -205,9 +249,14 @@ for name in names:
         miss = metrics["diffusion"]["calibration_miss"]
         scores[name] = (float("inf") if miss is None else miss,
                         metrics["diffusion"]["seam"] / metrics["oracle"]["seam"])
+        steps[name] = json.loads((path.parent / "run.json").read_text()).get("checkpoint_step")
 smooth = {name: miss for name, (miss, seam) in scores.items() if seam <= 1.05}
 candidates = smooth or {name: miss for name, (miss, _) in scores.items()}
 print(min(candidates, key=candidates.get) if candidates else "shipped")
+if len(set(steps.values())) > 1:  # the seventh session: such a choice was reversed by an equal-steps control
+    print("warning: the variants' checkpoints are of different training steps ("
+          + ", ".join(f"{name} {step}" for name, step in steps.items())
+          + "): this choice compares equal wall-clock time, not equal training", file=sys.stderr)
 PY
     stamp "closest to the oracle on validation: $(cat "$work/chosen_variant")"
     collect
@@ -237,7 +286,7 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
 
 collect() {  # one archive of every small result (the lent machine returns at most 8 files)
     local files=()
-    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_* "$work"/*/scalars.csv \
+    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_* "$work"/curve_* "$work"/*/scalars.csv \
                 "$work"/*/config.yaml "$work"/chosen_variant; do
         [ -e "$path" ] && files+=("${path#"$work"/}")
     done

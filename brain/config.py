@@ -100,6 +100,9 @@ class TrainConfig:
     val_windows: int = 512
     log_every: int = 50
     checkpoint_every: int = 2000
+    # Every this many steps also keep checkpoint_<step>.pth, a slim copy (EMA weights, what sampling and
+    # brain.evaluate load): the checkpoints of a learning curve, since checkpoint.pth is overwritten. 0: none.
+    keep_every: int = 0
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU

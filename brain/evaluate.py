@@ -12,7 +12,8 @@ refused):
 
     <dir>/metrics.json        {method: {metric: value}}, ground truth's own statistics under "ground_truth"
     <dir>/metrics.md          the same as two Markdown tables (L2L/DIM metrics; REACT + motion quality)
-    <dir>/run.json            what was evaluated: config, clip ids, seconds per method, notes on what was left out
+    <dir>/run.json            what was evaluated: config, clip ids, seconds per method, notes on what was left out,
+                              and checkpoint_step (the training step of --checkpoint's weights)
     <dir>/motion_<clip>.png   ground truth vs diffusion samples (and speaker), per plotted clip
     <dir>/methods_<clip>.png  ground truth vs the first sample of every method
     <dir>/std_bars.png        per-dimension std of every method: amplitude collapse at a glance
@@ -398,8 +399,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict[str, float]]:
         tables += "".join(f"\nNote: {note}\n" for note in notes)
         save_json(staging / "metrics.json", {**results, "attitudes": attitude_section} if attitude_report else results)
         (staging / "metrics.md").write_text(tables)
+        diffusion = next((m.generator for m in methods if m.name == "diffusion"), None)  # --checkpoint's policy
         run = {"config": config_to_dict(cfg), "device": str(device), "clips": [c.clip_id for c in test_clips],
-               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes}
+               "frames": [c.num_frames for c in test_clips], "seconds_per_method": seconds, "notes": notes,
+               "checkpoint_step": diffusion.training_step if diffusion is not None else None}
         save_json(staging / "run.json", run)
         _write_plots(staging, test_clips[:plot_count], plotted, stds)
     return results

@@ -59,7 +59,7 @@ class ListenerPolicy:
 
     def __init__(self, denoiser: ListenerDenoiser, diffusion: ListenerDiffusion, normalizer: Normalizer,
                  cfg: BrainConfig, device: str | torch.device = "cpu", *, precision: str = "fp32",
-                 cuda_graphs: bool = False, compile: bool = False):
+                 cuda_graphs: bool = False, compile: bool = False, training_step: int | None = None):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(device)
@@ -80,6 +80,9 @@ class ListenerPolicy:
         self.chunk_frames = cfg.model.chunk_frames
         self.history_frames = cfg.model.history_frames
         self.speaker_history_frames = cfg.model.speaker_history_frames
+        # The optimiser step the weights are from (None when built in memory): evaluations record it, since
+        # two checkpoints compared at one wall-clock budget can differ by thousands of steps (docs/RESULTS.md).
+        self.training_step = training_step
 
     @property
     def attitudes(self) -> list[str]:
@@ -101,7 +104,8 @@ class ListenerPolicy:
         denoiser, diffusion = build_denoiser_and_diffusion(cfg)
         denoiser.load_state_dict(payload["ema"] if use_ema and "ema" in payload else payload["model"])
         return cls(denoiser, diffusion, Normalizer.from_state_dict(payload["normalizer"]), cfg, device,
-                   precision=precision, cuda_graphs=cuda_graphs, compile=compile)
+                   precision=precision, cuda_graphs=cuda_graphs, compile=compile,
+                   training_step=int(payload["step"]) if "step" in payload else None)
 
     def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude) -> dict:
         defaults = self.cfg.sample

@@ -278,7 +278,7 @@ sys.exit(train_diffusion.main(argv))
 """
 # On the CPU wherever the suite runs: bit-exact replay is what is tested (CUDA kernels need not be deterministic).
 RESUME_RUN = ["model.width=32", "train.max_steps=30", "train.warmup_steps=5", "train.val_every=10",
-              "train.checkpoint_every=10", "train.log_every=5", "train.device=cpu"]
+              "train.checkpoint_every=10", "train.keep_every=10", "train.log_every=5", "train.device=cpu"]
 
 
 def _train_argv(corpus, out, *overrides):
@@ -293,14 +293,17 @@ def small_corpus(tmp_path_factory):
 
 def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(small_corpus, tmp_path):
     """SIGKILL after step 15 (checkpoint of step 10 on disk), resume with the unchanged command: the final
-    model, EMA and optimiser state equal an uninterrupted run's, and scalars.csv has every step once. The
-    cosine decay (warm-up 5 of 30 steps) makes the learning rate depend on max_steps, as in a real run."""
+    model, EMA and optimiser state equal an uninterrupted run's, scalars.csv has every step once, and the
+    step copies train.keep_every keeps are the uninterrupted run's, each the EMA of its own step. The cosine
+    decay (warm-up 5 of 30 steps) makes the learning rate depend on max_steps, as in a real run."""
     assert train_diffusion.main(_train_argv(small_corpus, tmp_path / "whole", *RESUME_RUN)) == 0
     argv = _train_argv(small_corpus, tmp_path / "resumed", *RESUME_RUN)
     killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_LOGGING, "15", *argv], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pth", kind="brain")["step"] == 10
+    at_kill = load_checkpoint(tmp_path / "resumed" / "checkpoint.pth", kind="brain")
+    assert at_kill["step"] == 10
+    _assert_kept_copy_of(at_kill, tmp_path / "resumed" / "checkpoint_000010.pth")
     assert max(step for step, _ in read_scalars(tmp_path / "resumed" / "scalars.csv")["loss"]) == 15
 
     assert train_diffusion.main([*argv, "--resume"]) == 0
@@ -316,6 +319,25 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_weights(s
     logged = read_scalars(tmp_path / "resumed" / "scalars.csv")
     assert [step for step, _ in logged["loss"]] == [5, 10, 15, 20, 25, 30]  # 15 once, though logged before the kill
     assert logged == read_scalars(tmp_path / "whole" / "scalars.csv")
+
+    kept = ["checkpoint_000010.pth", "checkpoint_000020.pth", "checkpoint_000030.pth"]
+    for run in ("whole", "resumed"):
+        assert sorted(path.name for path in (tmp_path / run).glob("checkpoint_*.pth")) == kept
+    _assert_kept_copy_of(whole, tmp_path / "resumed" / "checkpoint_000030.pth")
+    _assert_kept_copy_of(load_checkpoint(tmp_path / "whole" / "checkpoint_000020.pth", kind="brain"),
+                         tmp_path / "resumed" / "checkpoint_000020.pth")
+    assert ListenerPolicy.from_checkpoint(tmp_path / "resumed" / "checkpoint_000020.pth").training_step == 20
+
+
+def _assert_kept_copy_of(payload, kept_path):
+    """``kept_path`` is the slim copy of ``payload``'s step: that step, no optimiser, its EMA (or, for another
+    kept copy, its weights) as the sampling weights."""
+    kept = load_checkpoint(kept_path, kind="brain")
+    assert kept["step"] == payload["step"] and "optimizer" not in kept and "ema" not in kept
+    weights = payload.get("ema", payload["model"])
+    assert weights.keys() == kept["model"].keys()
+    for name, tensor in weights.items():
+        assert torch.equal(kept["model"][name], tensor), f"{kept_path.name}: {name}"
 
 
 def test_resume_refuses_changed_model_or_diffusion_settings(trained, corpus, tmp_path, capsys):
@@ -337,6 +359,12 @@ def test_train_cli_refuses_a_broken_corpus(tmp_path, capsys):
                                  "--out", str(tmp_path / "run")])
     assert code == 2 and "missing meta.json" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_train_cli_refuses_a_negative_keep_every(small_corpus, tmp_path, capsys):
+    code = train_diffusion.main(_train_argv(small_corpus, tmp_path / "run", "train.keep_every=-1"))
+    assert code == 2 and "train.keep_every must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_sample_cli_writes_motion_and_refuses_bad_input(trained, corpus, tmp_path, capsys):

@@ -83,6 +83,7 @@ def test_evaluate_writes_every_metric_for_every_method(trained, tmp_path, capsys
     run = json.loads((out / "run.json").read_text())
     assert run["clips"] == test_ids and set(run["seconds_per_method"]) == set(methods)
     assert run["notes"] == [] and "Note:" not in table
+    assert run["checkpoint_step"] == 8  # the tiny brain's train.max_steps: which weights these figures are of
     assert (out / f"motion_{test_ids[0]}.png").stat().st_size > 0 and (out / "std_bars.png").is_file()
 
 
