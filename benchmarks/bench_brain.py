@@ -62,8 +62,8 @@ class Timer:
 def bench_chunk(policy: ListenerPolicy, args, timer: Timer) -> float:
     rng = np.random.default_rng(0)
     chunk = policy.chunk_frames
-    stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps,
-                           guidance_audio=args.guidance, guidance_speaker_exp=args.guidance)
+    stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps, guidance_audio=args.guidance,
+                           guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history)
     audio = rng.standard_normal((chunk, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((chunk, SPEAKER_EXP_DIM)).astype(np.float32)
     for _ in range(args.warmup):
@@ -77,7 +77,7 @@ def bench_offline(policy: ListenerPolicy, args, timer: Timer) -> float:
     audio = rng.standard_normal((frames, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((frames, SPEAKER_EXP_DIM)).astype(np.float32)
     options = dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
-                   guidance_speaker_exp=args.guidance)
+                   guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history)
     policy.generate(audio[:4 * policy.chunk_frames], exp[:4 * policy.chunk_frames], **options)  # warm-up
     return timer(lambda: policy.generate(audio, exp, **options)) / 1000
 
@@ -90,11 +90,15 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=None, help="network evaluations (default: the model's own)")
     parser.add_argument("--guidance", type=float, default=2.0, help="audio and visual scale; 1.0 = no CFG")
+    parser.add_argument("--guidance_history", type=float, default=None,
+                        help="history guidance scale (default: the model's own; != 1 adds a branch)")
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--offline_seconds", type=float, default=60.0)
     parser.add_argument("--no_compile", action="store_true", help="skip the torch.compile rows (slow to build)")
+    parser.add_argument("--live_mode_only", action="store_true",
+                        help="on a GPU only the live session's mode: compiled + CUDA graphs, bf16")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of --config (random-init model only)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -105,11 +109,18 @@ def main(argv=None) -> int:
         modes += [("cuda graphs", "fp32"), ("cuda graphs", "bf16")]
         if not args.no_compile:
             modes += [("compiled+graphs", "fp32"), ("compiled+graphs", "bf16")]
+        if args.live_mode_only:
+            modes = [("compiled+graphs", "bf16")]
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"model: {args.checkpoint or args.config}; {args.steps or 'its own'} network evaluations, guidance {args.guidance} "
-          f"({'3 branches batched' if args.guidance != 1.0 else 'no CFG'}), K={args.num_samples}")
+    probe = build_policy(args, torch.device("cpu"), "fp32", cuda_graphs=False, compile=False)
+    options = probe.stream(steps=args.steps, guidance_audio=args.guidance, guidance_speaker_exp=args.guidance,
+                           guidance_history=args.guidance_history).options
+    branches = probe.diffusion.guidance_branches(options["guidance_audio"], options["guidance_speaker_exp"],
+                                                 options["guidance_attitude"], options["guidance_history"]).count
+    print(f"model: {args.checkpoint or args.config}; {options['steps']} network evaluations, guidance {args.guidance}, "
+          f"history guidance {options['guidance_history']:g} ({branches} branches batched), K={args.num_samples}")
     print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
     for mode, precision in modes:
         policy = build_policy(args, device, precision, cuda_graphs=mode != "eager", compile=mode.startswith("compiled"))

@@ -43,7 +43,8 @@
 # clips and chosen — all in one call, so a machine that goes back afterwards loses nothing: the sixth session
 # lost a whole `start` that way; four variants took 8 min; the seventh: 7.9 min, then an equal-steps control
 # reversed the choice, docs/RESULTS.md), curve (the preset's learning curve: `curve` twice, back to back; the
-# stage's own comment says how).
+# stage's own comment says how), calibrate (the preset to 12,000 steps, its sampling chosen on validation among
+# history-guidance rows, the test report with it: `calibrate` three times, back to back).
 # That seventh session found diversity rising with the training step, so variants capped by time (and
 # reaching different steps) are only compared on such a curve or at one step (`score` warns when they differ).
 set -uo pipefail
@@ -161,6 +162,44 @@ stage_curve() {  # the preset's learning curve over two calls, nothing else on t
     WAIT_SECONDS=$((545 - SECONDS)) run_logged brain_curve "${brain[@]}" curve
     cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
     pack curve
+}
+
+stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen on validation, the test report:
+    # over three calls back to back, each doing what the last left. The first starts the training (KEEP_EVERY
+    # [0]) and runs the brain's gpu-marked tests beside it; a call whose training is done scores the checkpoint on
+    # validation with CAL_SWEEP's sampling rows beside its own (gpu_stage_brain.sh calibrate: history guidance)
+    # and, if the call has ~4.5 min left, the test report sampled as chosen (`preset`, without the grid) and,
+    # with ~2 min left after that, the chosen sampling's chunk latency (`speed`, the live mode's row only).
+    export KEEP_EVERY="${KEEP_EVERY:-0}"
+    local trained=1 name
+    if [ ! -f "$brain_work/train_${VARIANTS%% *}.sh" ]; then
+        MINUTES="${CURVE_MINUTES:-16}" run_logged brain_start "${brain[@]}" start
+        run_logged gpu_brain_tests python3 -m pytest -q -m gpu tests/test_brain_model.py tests/test_attitude.py \
+            -p no:cacheprovider -rs
+    fi
+    WAIT_SECONDS=$((540 - SECONDS)) run_logged brain_wait "${brain[@]}" wait
+    for name in $VARIANTS; do [ -f "$brain_work/$name.done" ] || trained=0; done
+    if [ "$trained" = 1 ] && [ ! -f "$brain_work/exported" ]; then  # the weights come back too, once: 16-MiB parts
+        # of an fp16 slim copy (`cat brain_fp16.pth.part* > brain.pth` loads as any brain checkpoint), for CPU work
+        python3 - "$brain_work/${VARIANTS%% *}/checkpoint.pth" "$WORK/brain_fp16.pth" <<'PY' &&
+import sys
+from utils.checkpoint import load_checkpoint, save_checkpoint, slim_payload
+slim = slim_payload(load_checkpoint(sys.argv[1], kind="brain"))
+slim["model"] = {key: value.half() if value.is_floating_point() else value for key, value in slim["model"].items()}
+save_checkpoint(slim, sys.argv[2], kind="brain")
+PY
+        split -b 15M -d "$WORK/brain_fp16.pth" "$out/brain_fp16.pth.part" && touch "$brain_work/exported"
+    fi
+    if [ "$trained" = 1 ]; then
+        [ -f "$brain_work/chosen_sampling" ] || WORKERS="${WORKERS:-4}" run_logged brain_calibrate "${brain[@]}" calibrate
+        if [ -f "$brain_work/chosen_sampling" ] && [ ! -f "$brain_work/attitude_eval/metrics.json" ] && [ "$SECONDS" -lt 290 ]; then
+            NO_GRID=1 run_logged brain_preset "${brain[@]}" preset
+        fi
+        if [ -f "$brain_work/attitude_eval/metrics.json" ] && [ ! -f "$logs/brain/bench_brain.txt" ] && [ "$SECONDS" -lt 430 ]; then
+            SPEED_ROWS=live run_logged bench_brain "${brain[@]}" speed
+        fi
+    fi
+    pack calibrate  # (brain_results.tar.gz is inside: the weights' parts leave no room for it twice)
 }
 
 stage_tests() {

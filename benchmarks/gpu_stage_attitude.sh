@@ -7,7 +7,8 @@
 #
 # Knobs (environment, defaults in brackets): SAMPLES [10] per clip; SWEEP_SAMPLES [2] per clip and swept value;
 # EVAL_CLIPS [0: all test clips]; EVAL_SECONDS [0: whole clips]; DEVICE [cuda]; WORKERS [8] scoring processes;
-# BATCH_WINDOWS [512] windows denoised together (clips x samples; brain.evaluate --batch_windows).
+# BATCH_WINDOWS [512] windows denoised together (clips x samples; brain.evaluate --batch_windows); SAMPLING [empty:
+# the checkpoint's] sampling options of every diffusion row (brain.evaluate --sampling, e.g. guidance_history=2).
 # Expected on one H100/H200 with the benchmark world (30 test clips x 20 s): ~10-15 GPU minutes — 4 diffusion rows
 # (unconditional + one per attitude) x K=10, an intensity sweep of 5 values and an attitude-guidance sweep of 4 at
 # K=2, and the CPU scoring (per attitude too).
@@ -26,12 +27,13 @@ source benchmarks/stage_lib.sh
 : "${CORPUS:?set CORPUS to the labelled benchmark world}" "${CHECKPOINT:?set CHECKPOINT}" "${OUT_DIR:?set OUT_DIR}"
 : "${RESAMPLES:?set RESAMPLES to the resamples of the world (space-separated), the oracle}"
 DEVICE="${DEVICE:-cuda}"
-speed=()
-[ "$DEVICE" = cuda ] && speed=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512}")
+options=()
+[ "$DEVICE" = cuda ] && options=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512}")
+[ -n "${SAMPLING:-}" ] && options+=(--sampling "$SAMPLING")
 mkdir -p "$OUT_DIR"
 # shellcheck disable=SC2086  # RESAMPLES is a list of folders
 "${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
     --baselines mean,nearest --shuffled_speaker --samples "${SAMPLES:-10}" --max_clips "${EVAL_CLIPS:-0}" --max_seconds "${EVAL_SECONDS:-0}" \
     --attitudes --intensity_sweep 0.5 0.7 1 1.4 2 --attitude_guidance_sweep 0 1 2 3 \
-    --sweep_samples "${SWEEP_SAMPLES:-2}" --workers "${WORKERS:-8}" --device "$DEVICE" ${speed[@]+"${speed[@]}"} \
+    --sweep_samples "${SWEEP_SAMPLES:-2}" --workers "${WORKERS:-8}" --device "$DEVICE" ${options[@]+"${options[@]}"} \
     --out "$OUT_DIR/attitude_eval" 2>&1 | tee "$OUT_DIR/attitude_eval.log"

@@ -10,6 +10,10 @@
 #   bash benchmarks/gpu_stage_brain.sh curve     # the learning curve: every step copy the trainings keep (KEEP_EVERY)
 #                                                # scored on validation as it appears (WAIT_SECONDS caps the wait);
 #                                                # learning_curve.md: one row per variant and step
+#   bash benchmarks/gpu_stage_brain.sh calibrate # the (first) variant's checkpoint on validation with the sampling
+#                                                # rows of CAL_SWEEP beside its preset row; the rule below picks the
+#                                                # sampling (chosen_sampling: a --sweep entry, or empty for the
+#                                                # checkpoint's own), which `preset` then reports on the test clips
 #   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
 #                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
 #
@@ -71,6 +75,11 @@ eval_extra=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512
 # Sampling candidates scored beside each variant's preset row on validation (the fifth session's test grid
 # found guidance 4 the one setting inside the amplitude and SID targets, and 10 evaluations as good as 15).
 read -r -a val_sweep <<< "${VAL_SWEEP:-guidance=4 steps=10}"
+# History guidance (brain/diffusion.py): the eighth session's learning curve left the slow band at 0.46 of the
+# oracle's diversity while the faster bands reached it; following the listener's own past more is the sampling-time
+# lever aimed at that band (one more network branch). On the tiny CPU probe it acts on the slow band alone and
+# steeply (slow band 0.59 of the oracle's at 1, 1.24 at 1.25, 3.2 at 1.5, 4.6 at 2), hence the fine steps.
+read -r -a cal_sweep <<< "${CAL_SWEEP:-guidance_history=1.1 guidance_history=1.2 guidance_history=1.3 guidance_history=1.5 guidance_history=1.2,guidance=4}"
 sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0; grid_clips="${GRID_CLIPS:-0}"
 train_extra=()
 if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
@@ -93,15 +102,29 @@ chosen_variant() {  # the variant `finish` chose (shipped before it ran)
     cat "$work/chosen_variant" 2>/dev/null || echo shipped
 }
 
-phase_speed() {  # the chosen variant's trained weights when they exist, else random weights of the preset
-    local model=() chosen
+chosen_sampling() {  # the sampling options `calibrate` chose (empty: the checkpoint's own)
+    cat "$work/chosen_sampling" 2>/dev/null || true
+}
+
+sampling_value() {  # sampling_value <key> <default>: the key's value in the chosen sampling options, else the default
+    local value
+    value="$(chosen_sampling | tr ',' '\n' | sed -n "s/^$1=//p")"
+    echo "${value:-$2}"
+}
+
+phase_speed() {  # the chosen variant's trained weights when they exist, else random weights of the preset; sampled
+    # as `calibrate` chose (its guidance and history guidance); SPEED_ROWS=live: only the live session's mode
+    local model=() chosen rows=()
     chosen="$(chosen_variant)"
     [ -f "$work/$chosen/checkpoint.pth" ] && model=(--checkpoint "$work/$chosen/checkpoint.pth")
-    stamp "chunk latency (${model[*]:-random weights of configs/brain_config.yaml})"
+    [ "${SPEED_ROWS:-}" = live ] && rows=(--live_mode_only)
+    model+=(--guidance "$(sampling_value guidance 3)")
+    [ -n "$(sampling_value guidance_history '')" ] && model+=(--guidance_history "$(sampling_value guidance_history '')")
+    stamp "chunk latency (${model[*]}${rows[*]:+ ${rows[*]}}; no checkpoint: random weights of configs/brain_config.yaml)"
     if [ -n "${TINY:-}" ]; then
         $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
     else
-        $python benchmarks/bench_brain.py --guidance 3 --runs 100 "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
+        $python benchmarks/bench_brain.py --runs 100 "${model[@]}" "${rows[@]}" 2>&1 | tee "$out/bench_brain.txt"
     fi
 }
 
@@ -262,11 +285,42 @@ PY
     collect
 }
 
-phase_preset() {  # the chosen variant's (default: shipped) attitude control and diversity-fidelity grid on the test clips
+phase_calibrate() {  # the variant's sampling chosen on validation among its preset row and CAL_SWEEP's rows
+    phase_wait || return 1
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+    local name="${variants[0]}"
+    echo "$name" > "$work/chosen_variant"
+    if [ ! -f "$work/eval_$name/breakdown.json" ]; then
+        score_on_val "$work/$name/checkpoint.pth" "$work/eval_$name" --sweep "${cal_sweep[@]}" \
+            > "$work/eval_$name.log" 2>&1 || { stamp "$name: validation scoring failed ($work/eval_$name.log)"; return 1; }
+    fi
+    echo "== $name (checkpoint of step $(checkpoint_step "$name")), validation"
+    sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
+    grep -A 40 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/)'
+    $python - "$work/eval_$name/metrics.json" > "$work/chosen_sampling" <<'PY'
+import json, sys
+# The rule `score` applies to variants, applied to sampling rows: the lowest calibration miss among the rows
+# whose chunk seams are within 5 % of the oracle's (any row, if none is).
+metrics = json.load(open(sys.argv[1]))
+rows = {name: (values["calibration_miss"], values["seam"] / metrics["oracle"]["seam"])
+        for name, values in metrics.items() if name == "diffusion" or name.startswith("diffusion[")}
+rows = {name: (float("inf") if miss is None else miss, seam) for name, (miss, seam) in rows.items()}
+smooth = {name: miss for name, (miss, seam) in rows.items() if seam <= 1.05} or {n: m for n, (m, _) in rows.items()}
+best = min(smooth, key=smooth.get)
+print(best[len("diffusion["):-1] if best.startswith("diffusion[") else "")
+PY
+    local chosen_options
+    chosen_options="$(chosen_sampling)"
+    stamp "sampling closest to the oracle on validation: ${chosen_options:-the preset row, as trained}"
+    collect
+}
+
+phase_preset() {  # the chosen variant's (default: shipped) attitude control and diversity-fidelity grid on the test
+    # clips, sampled as `calibrate` chose (when it ran)
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() chosen
     chosen="$(chosen_variant)"
-    CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
+    SAMPLING="$(chosen_sampling)" CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
         SAMPLES="${ATTITUDE_SAMPLES:-$samples}" SWEEP_SAMPLES="$sweep_samples" WORKERS="${ATTITUDE_WORKERS:-$workers}" DEVICE="$device" \
         EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
         > "$work/eval_attitudes.log" 2>&1 &

@@ -83,6 +83,7 @@ class SampleConfig:
     guidance_audio: float = 1.0  # 1.0 = plain conditional sampling
     guidance_speaker_exp: float = 1.0
     guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (one more branch)
+    guidance_history: float = 1.0  # 1: plain; > 1 follows the listener's own past more (one more branch)
 
 
 @dataclass

@@ -30,16 +30,21 @@ analytic numbers).
 * Classifier-free guidance per modality. Training drops audio, expression or both (exclusive, with
   ``drop_audio``/``drop_speaker_exp``/``drop_both``) and, independently, the history (``drop_history``) and
   the attitude (``drop_attitude``). Sampling evaluates three branches in one batched forward — none, audio
-  only, audio + expression, each with the requested attitude and intensity ``c`` — and, for attitude
-  guidance, a fourth: audio + expression without the attitude. It combines the x0 predictions
+  only, audio + expression, each with the requested attitude, intensity ``c`` and the listener's history
+  ``h`` — and, for attitude guidance, audio + expression without the attitude, and for history guidance,
+  audio + expression without the history. It combines the x0 predictions
 
-      x0 = x0(∅|c) + g_audio · (x0(audio|c) − x0(∅|c)) + g_exp · (x0(audio, exp|c) − x0(audio|c))
-           + (g_attitude − 1) · (x0(audio, exp|c) − x0(audio, exp|no attitude))
+      x0 = x0(∅|c,h) + g_audio · (x0(audio|c,h) − x0(∅|c,h)) + g_exp · (x0(audio, exp|c,h) − x0(audio|c,h))
+           + (g_attitude − 1) · (x0(audio, exp|c,h) − x0(audio, exp|no attitude,h))
+           + (g_history − 1) · (x0(audio, exp|c,h) − x0(audio, exp|c,no history))
 
-  so ``g_audio = g_exp = g_attitude = 1`` is plain conditional sampling (then only one branch is run) and
-  ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for. Only the branches a
-  guidance term needs are run: with ``g_audio = g_exp = 1`` the speaker's ∅ and audio branches are left out
-  (two branches for attitude guidance alone).
+  so ``g_audio = g_exp = g_attitude = g_history = 1`` is plain conditional sampling (then only one branch is
+  run), ``g_attitude = 0`` (with the others 1) samples as if no attitude were asked for, and ``g_history > 1``
+  makes each window follow the listener's own past more than the speaker-driven average of what follows it
+  (history guidance, as in Song et al. 2025's history-guided video diffusion: windows strung together
+  autoregressively revert to that average a little at every window, which narrows what a listener does over
+  seconds). Only the branches a guidance term needs are run: with ``g_audio = g_exp = 1`` the speaker's ∅
+  and audio branches are left out (two branches for attitude guidance alone).
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   noise level σ_data, no condition dropout; sampling is one forward pass.
 """
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
 import torch
 from torch import nn
@@ -200,47 +206,55 @@ class ListenerDiffusion(nn.Module):
         return karras_sigmas(steps, self.cfg.sigma_min, self.cfg.sigma_max, self.cfg.rho)
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
-                  guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0) -> torch.Tensor:
-        """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling`
-        (B rows per branch of :meth:`guidance_branches`)."""
+                  guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
+                  guidance_history: float = 1.0) -> torch.Tensor:
+        """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling` with the
+        branches of :meth:`guidance_branches` for the same scales (B rows each)."""
+        branches = self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history)
         batch = x.shape[0]
-        branches = encoded.speaker.shape[0] // batch
-        level = torch.full((branches * batch,), sigma, device=x.device)
-        x0 = self.denoise(denoiser, x.repeat(branches, 1, 1), level, encoded).chunk(branches)
-        speaker_guided, attitude_guided = branch_layout(branches)
-        if speaker_guided:
+        if encoded.speaker.shape[0] != branches.count * batch:
+            raise ValueError(f"the condition was encoded for {encoded.speaker.shape[0] // batch} branches, "
+                             f"these guidance scales need {branches.count}")
+        level = torch.full((branches.count * batch,), sigma, device=x.device)
+        x0 = list(self.denoise(denoiser, x.repeat(branches.count, 1, 1), level, encoded).chunk(branches.count))
+        if branches.speaker:
             none, audio, both = x0[:3]
             guided = none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
         else:
             both = guided = x0[0]
-        if attitude_guided:
-            guided = guided + (guidance_attitude - 1) * (both - x0[-1])
+        if branches.history:
+            guided = guided + (guidance_history - 1) * (both - x0.pop())
+        if branches.attitude:
+            guided = guided + (guidance_attitude - 1) * (both - x0.pop())
         return guided
 
     @staticmethod
-    def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float) -> int:
+    def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
+                          guidance_history: float = 1.0) -> "Branches":
         """Network branches per evaluation: audio+exp, preceded by ∅ and audio when the speaker is guided
-        (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1):
-        1, 2, 3 or 4."""
-        speaker_guided = not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0)
-        return (3 if speaker_guided else 1) + (guidance_attitude != 1.0)
+        (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1) and
+        by audio+exp without the history when the history is: 1 to 5."""
+        return Branches(speaker=not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0),
+                        attitude=guidance_attitude != 1.0, history=guidance_history != 1.0)
 
     @staticmethod
-    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: int) -> EncodedCondition:
-        """The condition encoded once per window: the ``branches`` of :meth:`guidance_branches` stacked along
-        the batch (flags built on the device: CUDA-graph capturable)."""
-        if branches == 1:
+    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: "Branches") -> EncodedCondition:
+        """The condition encoded once per window for ``branches`` (:meth:`guidance_branches`), stacked along
+        the batch in that order (flags built on the device: CUDA-graph capturable)."""
+        if branches.count == 1:
             return denoiser.encode(cond)
-        speaker_guided, attitude_guided = branch_layout(branches)
-        index = torch.arange(branches * cond.batch_size, device=cond.history.device) // cond.batch_size
-        return denoiser.encode(cond.repeat(branches), drop_audio=index < (1 if speaker_guided else 0),
-                               drop_speaker_exp=index < (2 if speaker_guided else 0),
-                               drop_attitude=index >= (branches - 1 if attitude_guided else branches))
+        index = torch.arange(branches.count * cond.batch_size, device=cond.history.device) // cond.batch_size
+        speaker_dropped = 2 if branches.speaker else 0  # ∅ drops both, audio drops the expression
+        attitude_slot = branches.count - 1 - branches.history if branches.attitude else -1
+        history_slot = branches.count - 1 if branches.history else -1
+        return denoiser.encode(cond.repeat(branches.count), drop_audio=index < speaker_dropped // 2,
+                               drop_speaker_exp=index < speaker_dropped, drop_attitude=index == attitude_slot,
+                               drop_history=index == history_slot)
 
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
                eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
-               guidance_attitude: float = 1.0, noise: torch.Tensor | None = None,
+               guidance_attitude: float = 1.0, guidance_history: float = 1.0, noise: torch.Tensor | None = None,
                step_noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
@@ -260,14 +274,14 @@ class ListenerDiffusion(nn.Module):
             noise = torch.randn(shape, generator=generator, device=device)
         if eta and step_noise is None:
             step_noise = torch.randn((steps, *shape), generator=generator, device=device)
-        encoded = self.encode_for_sampling(
-            denoiser, cond, self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude))
+        encoded = self.encode_for_sampling(denoiser, cond, self.guidance_branches(
+            guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history))
         sigmas = self.sampling_sigmas(steps)
         x = noise * sigmas[0]
         previous_x0, previous_step = None, None
         for index, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp,
-                                guidance_attitude)
+                                guidance_attitude, guidance_history)
             if sigma_next == 0:
                 x = x0
                 break
@@ -285,11 +299,16 @@ class ListenerDiffusion(nn.Module):
         return x
 
 
-def branch_layout(branches: int) -> tuple[bool, bool]:
-    """``(speaker guided, attitude guided)`` for a branch count of :meth:`ListenerDiffusion.guidance_branches`."""
-    if branches not in (1, 2, 3, 4):
-        raise ValueError(f"1 to 4 guidance branches, got {branches}")
-    return branches >= 3, branches in (2, 4)
+class Branches(typing.NamedTuple):
+    """Which guidance branches a sampling step runs besides audio + expression (:meth:`ListenerDiffusion.
+    guidance_branches`)."""
+    speaker: bool  # ∅ and audio-only before it
+    attitude: bool  # audio + expression without the attitude after it
+    history: bool  # audio + expression without the history, last
+
+    @property
+    def count(self) -> int:
+        return (3 if self.speaker else 1) + self.attitude + self.history
 
 
 def previous_step_share(previous_step: float, step: float) -> float:

@@ -5,6 +5,7 @@
         [--seed 0] [--shuffled_speaker] [--audio_only] [--speaker_exp_only] [--step_sweep [5 10 15 25 50]] \
         [--guidance_sweep [1.5 2 3]] [--max_clips N] [--max_seconds S] [--device auto] [--precision fp32]
         [--cuda_graphs] [--batch_windows 512] [--oracle R1 R2 ...] [--sampler dpmpp_2m] [--sweep "sampler=ddim,steps=15" "guidance=3" ...]
+        [--sampling "guidance_history=2"]
         [--attitudes [--intensity_sweep X ...] [--attitude_guidance_sweep [g ...]] [--sweep_samples 2]]
 
 writes, all at once when complete (an existing evaluation folder is replaced; any other non-empty folder is
@@ -32,8 +33,12 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
 * ``--external NAME=DIR ...``: rows for samples made elsewhere (another system, an earlier version),
   ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` per clip, scored exactly like the others.
 * ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
-  (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``)
-  on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way and plots it.
+  (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``,
+  ``guidance_history``) on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way
+  and plots it.
+* ``--sampling E``: the base options themselves, the same comma list, for every diffusion row (the ablations,
+  the sweeps and ``--attitudes`` included) instead of the checkpoint's ``sample`` defaults: how a sampling
+  setting chosen after training is scored as the model.
 * ``--step_sweep``: network evaluations (default 5 10 15 25 50); ``--guidance_sweep``: ``guidance_audio =
   guidance_speaker_exp = g`` (default 1.5 2 3).
 
@@ -112,6 +117,7 @@ class EvalConfig:
     step_sweep: list[int] = field(default_factory=list)
     guidance_sweep: list[float] = field(default_factory=list)
     sweep: list[str] = field(default_factory=list)  # extra rows: comma lists of sampling options
+    sampling: str = ""  # a comma list of sampling options for every diffusion row (default: the checkpoint's)
     workers: int = 1  # processes that score methods while the next one samples
     external: list[str] = field(default_factory=list)  # NAME=DIR: samples made elsewhere, DIR/<clip_id>.npy
     plot_clips: int = 2
@@ -155,10 +161,11 @@ def cut_to_seconds(clips, seconds: float) -> None:
         clip.listener = clip.listener[:frames]
 
 
-SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float}
+SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float,
+                 "guidance_history": float}
 
 
-def parse_sweep_entry(entry: str) -> dict:
+def parse_sweep_entry(entry: str, flag: str = "--sweep") -> dict:
     """``"sampler=ddim,steps=15,guidance=2"`` -> policy sampling options (``guidance`` sets both scales)."""
     options = {}
     for item in entry.split(","):
@@ -166,12 +173,12 @@ def parse_sweep_entry(entry: str) -> dict:
         key = key.strip()
         names = ("guidance_audio", "guidance_speaker_exp") if key == "guidance" else (key,)
         if not value or any(name not in SWEEP_OPTIONS for name in names):
-            raise UsageError(f"--sweep {entry!r}: expected key=value items with keys "
+            raise UsageError(f"{flag} {entry!r}: expected key=value items with keys "
                              f"{', '.join(['guidance', *SWEEP_OPTIONS])}")
         try:
             options.update({name: SWEEP_OPTIONS[name](value) for name in names})
         except ValueError:
-            raise UsageError(f"--sweep {entry!r}: {key}={value!r} is not a valid value") from None
+            raise UsageError(f"{flag} {entry!r}: {key}={value!r} is not a valid value") from None
     return options
 
 
@@ -198,6 +205,7 @@ def build_methods(cfg: EvalConfig, test_clips, train_clips, device) -> list[Meth
                                                 cuda_graphs=cfg.cuda_graphs)
         base = {name: value for name, value in (("steps", cfg.steps), ("sampler", cfg.sampler or None),
                                                   ("eta", cfg.eta)) if value is not None}
+        base.update(parse_sweep_entry(cfg.sampling, "--sampling") if cfg.sampling else {})
         own = bool(policy.attitudes) and all(clip.attitude is not None for clip in test_clips)
 
         def diffusion(name, options, speakers=None):
@@ -506,6 +514,9 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                         help="score samples made elsewhere: DIR/<clip_id>.npy, [K,T,56] per clip")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="processes scoring methods in parallel (CPU numpy; sampling stays in this process)")
+    parser.add_argument("--sampling", default=None, metavar="OPTIONS",
+                        help="sampling options for every diffusion row instead of the checkpoint's, a comma list "
+                             "as in --sweep, e.g. guidance_history=2")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="OPTIONS",
                         help="extra diffusion rows, each a comma list of sampling options, e.g. sampler=ddim,steps=5")
     parser.add_argument("--oracle", nargs="+", default=None, metavar="RESAMPLE",

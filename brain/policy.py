@@ -107,7 +107,8 @@ class ListenerPolicy:
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile,
                    training_step=int(payload["step"]) if "step" in payload else None)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude) -> dict:
+    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
+                          guidance_history=None) -> dict:
         defaults = self.cfg.sample
 
         def pick(value, default, kind):
@@ -117,7 +118,8 @@ class ListenerPolicy:
                 "eta": pick(eta, defaults.eta, float),
                 "guidance_audio": pick(guidance_audio, defaults.guidance_audio, float),
                 "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float),
-                "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float)}
+                "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float),
+                "guidance_history": pick(guidance_history, defaults.guidance_history, float)}
 
     def reaction(self, attitude: str | None, intensity: float | None) -> tuple[int, float | None]:
         """``(attitude index, intensity input)`` for the denoiser; UsageError naming the valid attitudes, or
@@ -133,13 +135,14 @@ class ListenerPolicy:
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
                guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
                sampler: str | None = None, *, attitude: str | None = None, intensity: float | None = None,
-               guidance_attitude: float | None = None) -> "ListenerStream":
+               guidance_attitude: float | None = None, guidance_history: float | None = None) -> "ListenerStream":
         """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
         ``None`` options take the checkpoint's ``sample`` defaults; ``attitude``/``intensity``: see the module
         docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude)
+        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
+                                         guidance_history)
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:
@@ -150,11 +153,12 @@ class ListenerPolicy:
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
                  guidance_speaker_exp: float | None = None, sampler: str | None = None, *,
                  attitude: str | None = None, intensity: float | None = None,
-                 guidance_attitude: float | None = None) -> np.ndarray:
+                 guidance_attitude: float | None = None, guidance_history: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler,
-                             attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude)
+                             attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude,
+                             guidance_history=guidance_history)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     def generate_many(self, speakers: list[tuple[np.ndarray, np.ndarray]], num_samples: int = 1,

@@ -2,7 +2,8 @@
 
     python -m brain.sample --checkpoint output/brain/checkpoint.pth --audio A.npy --visual V.npy --out motion.npy \
         [--seed 0] [--steps 15] [--num_samples K] [--eta 0] [--guidance_audio g] [--guidance_speaker_exp g] \
-        [--attitude NAME] [--intensity X] [--guidance_attitude g] [--plot motion.png] [--device cpu|cuda]
+        [--attitude NAME] [--intensity X] [--guidance_attitude g] [--guidance_history g] [--plot motion.png] \
+        [--device cpu|cuda]
 
 ``A.npy`` is float32 ``[T,768]`` speaker audio features, ``V.npy`` float32 ``[T,50]`` speaker expression
 (DESIGN.md §2). Writes float32 ``[T,56]`` (``[K,T,56]`` when ``--num_samples`` > 1) atomically; a bad input
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intensity", type=float, default=None,
                         help="motion energy relative to the data's typical for the attitude (default 1)")
     parser.add_argument("--guidance_attitude", type=float, default=None, help="attitude guidance scale (1: none)")
+    parser.add_argument("--guidance_history", type=float, default=None,
+                        help="history guidance scale (1: none; > 1 follows the listener's own past more)")
     parser.add_argument("--plot", help="also write a PNG of the main motion curves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     motion = policy.generate(speaker_audio, speaker_exp, num_samples=args.num_samples, seed=args.seed,
                              steps=args.steps, eta=args.eta, guidance_audio=args.guidance_audio,
                              guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
-                             intensity=args.intensity, guidance_attitude=args.guidance_attitude)  # [K,T,56]
+                             intensity=args.intensity, guidance_attitude=args.guidance_attitude,
+                             guidance_history=args.guidance_history)  # [K,T,56]
     save_npy(args.out, motion[0] if args.num_samples == 1 else motion)
     if args.plot:
         plot_motion_curves(args.plot, {f"seed {args.seed} sample {k}": m for k, m in enumerate(motion)},

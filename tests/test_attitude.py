@@ -182,32 +182,46 @@ def test_attitude_and_intensity_change_the_prediction_and_none_is_the_null(datas
     torch.testing.assert_close(none, absent)
 
 
-def test_attitude_guidance_combines_as_documented(dataset):
+def test_attitude_and_history_guidance_combine_as_documented(dataset):
+    """Each guidance term scales the step from its dropped-condition branch to the full one, on top of the
+    speaker's guidance; the branch order (∅, audio, both, no attitude, no history) is what the encoding and the
+    combination agree on, and only the branches a term needs are run."""
     windows, _, _ = dataset
     denoiser, diffusion = _modules()
     cond, _ = windows.gather(torch.tensor([7, 8]))
+    assert cond.history_valid.any(), "the windows need history for history guidance to act on"
     x, t, ones = torch.randn(2, SMALL.window_frames, 56), torch.full((2,), 0.5), torch.ones(2, dtype=torch.bool)
     with torch.no_grad():
         none = diffusion.predict_x0(denoiser, x, t, cond, drop_audio=ones, drop_speaker_exp=ones)
         audio = diffusion.predict_x0(denoiser, x, t, cond, drop_speaker_exp=ones)
         both = diffusion.predict_x0(denoiser, x, t, cond)
         blind = diffusion.predict_x0(denoiser, x, t, cond, drop_attitude=ones)
-        branches = diffusion.guidance_branches(2.0, 3.0, 1.5)
-        guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, branches),
-                                     2.0, 3.0, 1.5)
-        # Attitude guidance alone needs two branches (audio+exp with and without the attitude), not four.
-        attitude_branches = diffusion.guidance_branches(1.0, 1.0, 2.5)
-        attitude_only = diffusion.guided_x0(denoiser, x, 0.5,
-                                            diffusion.encode_for_sampling(denoiser, cond, attitude_branches),
-                                            1.0, 1.0, 2.5)
-        no_attitude = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 2),
-                                          1.0, 1.0, 0.0)
-    assert branches == 4 and attitude_branches == 2 and diffusion.guidance_branches(2.0, 2.0, 1.0) == 3
-    assert diffusion.guidance_branches(1.0, 1.0, 1.0) == 1
-    expected = none + 2.0 * (audio - none) + 3.0 * (both - audio) + 0.5 * (both - blind)
-    torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-4)
+        forgetful = diffusion.predict_x0(denoiser, x, t, cond, drop_history=ones)
+
+        def guided(*scales):
+            branches = diffusion.guidance_branches(*scales)
+            return diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, branches),
+                                       *scales)
+
+        speaker_and_attitude, every_term = guided(2.0, 3.0, 1.5), guided(2.0, 3.0, 1.5, 2.5)
+        attitude_only, no_attitude = guided(1.0, 1.0, 2.5), guided(1.0, 1.0, 0.0)
+        history_only, no_history = guided(1.0, 1.0, 1.0, 2.5), guided(1.0, 1.0, 1.0, 0.0)
+        with pytest.raises(ValueError, match="encoded for 1 branches, these guidance scales need 2"):
+            diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(
+                denoiser, cond, diffusion.guidance_branches(1.0, 1.0)), 1.0, 1.0, 1.0, 2.5)
+    assert (forgetful - both).abs().mean() > 1e-3 and (blind - both).abs().mean() > 1e-3
+    counts = [diffusion.guidance_branches(*scales).count for scales in
+              [(1.0, 1.0, 1.0), (2.0, 2.0, 1.0), (1.0, 1.0, 2.5), (1.0, 1.0, 1.0, 2.5), (2.0, 3.0, 1.5),
+               (2.0, 3.0, 1.5, 2.5)]]
+    assert counts == [1, 3, 2, 2, 4, 5]
+    speaker = none + 2.0 * (audio - none) + 3.0 * (both - audio)
+    torch.testing.assert_close(speaker_and_attitude, speaker + 0.5 * (both - blind), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(every_term, speaker + 0.5 * (both - blind) + 1.5 * (both - forgetful),
+                               atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(attitude_only, both + 1.5 * (both - blind), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(no_attitude, blind, atol=1e-5, rtol=1e-4)  # g_attitude = 0: as if none asked
+    torch.testing.assert_close(history_only, both + 1.5 * (both - forgetful), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(no_history, forgetful, atol=1e-5, rtol=1e-4)  # g_history = 0: as if no history
 
 
 def test_reaction_arguments_are_checked():

@@ -341,8 +341,10 @@ def test_guidance_branches_combine_as_documented(dataset):
                                     drop_speaker_exp=torch.ones(2, dtype=torch.bool))
         audio = diffusion.predict_x0(denoiser, x, sigma, cond, drop_speaker_exp=torch.ones(2, dtype=torch.bool))
         both = diffusion.predict_x0(denoiser, x, sigma, cond)
-        guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 3), 2.0, 3.0)
-        plain = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(denoiser, cond, 1), 1.0, 1.0)
+        guided = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(
+            denoiser, cond, diffusion.guidance_branches(2.0, 3.0)), 2.0, 3.0)
+        plain = diffusion.guided_x0(denoiser, x, 0.5, diffusion.encode_for_sampling(
+            denoiser, cond, diffusion.guidance_branches(1.0, 1.0)), 1.0, 1.0)
     torch.testing.assert_close(guided, none + 2.0 * (audio - none) + 3.0 * (both - audio), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(plain, both)
 
