@@ -63,7 +63,8 @@ def bench_chunk(policy: ListenerPolicy, args, timer: Timer) -> float:
     rng = np.random.default_rng(0)
     chunk = policy.chunk_frames
     stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps, guidance_audio=args.guidance,
-                           guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history)
+                           guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history,
+                           attitude=args.attitude, guidance_attitude=args.guidance_attitude)
     audio = rng.standard_normal((chunk, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((chunk, SPEAKER_EXP_DIM)).astype(np.float32)
     for _ in range(args.warmup):
@@ -77,7 +78,8 @@ def bench_offline(policy: ListenerPolicy, args, timer: Timer) -> float:
     audio = rng.standard_normal((frames, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((frames, SPEAKER_EXP_DIM)).astype(np.float32)
     options = dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
-                   guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history)
+                   guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history,
+                   attitude=args.attitude, guidance_attitude=args.guidance_attitude)
     policy.generate(audio[:4 * policy.chunk_frames], exp[:4 * policy.chunk_frames], **options)  # warm-up
     return timer(lambda: policy.generate(audio, exp, **options)) / 1000
 
@@ -92,6 +94,9 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance", type=float, default=2.0, help="audio and visual scale; 1.0 = no CFG")
     parser.add_argument("--guidance_history", type=float, default=None,
                         help="history guidance scale (default: the model's own; != 1 adds a branch)")
+    parser.add_argument("--attitude", default=None, help="ask this attitude (a labelled checkpoint's name)")
+    parser.add_argument("--guidance_attitude", type=float, default=None,
+                        help="attitude guidance scale (default: the model's own; != 1 with --attitude adds a branch)")
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
@@ -116,11 +121,13 @@ def main(argv=None) -> int:
         print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
     probe = build_policy(args, torch.device("cpu"), "fp32", cuda_graphs=False, compile=False)
     options = probe.stream(steps=args.steps, guidance_audio=args.guidance, guidance_speaker_exp=args.guidance,
-                           guidance_history=args.guidance_history).options
+                           guidance_history=args.guidance_history, attitude=args.attitude,
+                           guidance_attitude=args.guidance_attitude).options
     branches = probe.diffusion.guidance_branches(options["guidance_audio"], options["guidance_speaker_exp"],
                                                  options["guidance_attitude"], options["guidance_history"]).count
     print(f"model: {args.checkpoint or args.config}; {options['steps']} network evaluations, guidance {args.guidance}, "
-          f"history guidance {options['guidance_history']:g} ({branches} branches batched), K={args.num_samples}")
+          f"history guidance {options['guidance_history']:g}, attitude {args.attitude or 'none'} with guidance "
+          f"{options['guidance_attitude']:g} ({branches} branches batched), K={args.num_samples}")
     print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
     for mode, precision in modes:
         policy = build_policy(args, device, precision, cuda_graphs=mode != "eager", compile=mode.startswith("compiled"))

@@ -78,7 +78,7 @@ source benchmarks/stage_lib.sh
 
 pack() {  # pack <name>: every log, table, plot and metrics file so far (the brain's finished evaluations too)
     local extra=()
-    for path in "$brain_work"/eval_* "$brain_work"/curve_* "$brain_work"/attitude_eval "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
+    for path in "$brain_work"/eval_* "$brain_work"/curve_* "$brain_work"/attitude_eval* "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
                 "$brain_work"/*.log "$brain_work"/chosen_variant; do
         [ -e "$path" ] && extra+=("${path#"$WORK"/}")
     done
@@ -172,10 +172,11 @@ stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen
     # with ~2 min left after that, the chosen sampling's chunk latency (`speed`, the live mode's row only).
     export KEEP_EVERY="${KEEP_EVERY:-0}"
     local trained=1 name
-    if [ ! -f "$brain_work/train_${VARIANTS%% *}.sh" ]; then
+    if [ ! -f "$brain_work/train_${VARIANTS%% *}.sh" ]; then  # (TRAINED_CHECKPOINT: weights from an earlier call)
         MINUTES="${CURVE_MINUTES:-16}" run_logged brain_start "${brain[@]}" start
-        run_logged gpu_brain_tests python3 -m pytest -q -m gpu tests/test_brain_model.py tests/test_attitude.py \
-            -p no:cacheprovider -rs
+        [ -n "${TRAINED_CHECKPOINT:-}" ] && touch "$brain_work/exported"
+        [ -n "${TRAINED_CHECKPOINT:-}" ] || run_logged gpu_brain_tests python3 -m pytest -q -m gpu \
+            tests/test_brain_model.py tests/test_attitude.py -p no:cacheprovider -rs
     fi
     WAIT_SECONDS=$((540 - SECONDS)) run_logged brain_wait "${brain[@]}" wait
     for name in $VARIANTS; do [ -f "$brain_work/$name.done" ] || trained=0; done

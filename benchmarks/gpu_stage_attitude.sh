@@ -8,7 +8,8 @@
 # Knobs (environment, defaults in brackets): SAMPLES [10] per clip; SWEEP_SAMPLES [2] per clip and swept value;
 # EVAL_CLIPS [0: all test clips]; EVAL_SECONDS [0: whole clips]; DEVICE [cuda]; WORKERS [8] scoring processes;
 # BATCH_WINDOWS [512] windows denoised together (clips x samples; brain.evaluate --batch_windows); SAMPLING [empty:
-# the checkpoint's] sampling options of every diffusion row (brain.evaluate --sampling, e.g. guidance_history=2).
+# the checkpoint's] sampling options of every diffusion row (brain.evaluate --sampling, e.g. guidance_history=2);
+# SPLIT [test] (val: the same evaluation on the validation clips, into attitude_eval_val, to choose a setting by).
 # Expected on one H100/H200 with the benchmark world (30 test clips x 20 s): ~10-15 GPU minutes — 4 diffusion rows
 # (unconditional + one per attitude) x K=10, an intensity sweep of 5 values and an attitude-guidance sweep of 4 at
 # K=2, and the CPU scoring (per attitude too).
@@ -32,8 +33,10 @@ options=()
 [ -n "${SAMPLING:-}" ] && options+=(--sampling "$SAMPLING")
 mkdir -p "$OUT_DIR"
 # shellcheck disable=SC2086  # RESAMPLES is a list of folders
-"${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split test --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
+split="${SPLIT:-test}"
+name="attitude_eval$([ "$split" = test ] || echo "_$split")"
+"${PYTHON:-python3}" -m brain.evaluate --data "$CORPUS" --split "$split" --checkpoint "$CHECKPOINT" --oracle $RESAMPLES \
     --baselines mean,nearest --shuffled_speaker --samples "${SAMPLES:-10}" --max_clips "${EVAL_CLIPS:-0}" --max_seconds "${EVAL_SECONDS:-0}" \
     --attitudes --intensity_sweep 0.5 0.7 1 1.4 2 --attitude_guidance_sweep 0 1 2 3 \
     --sweep_samples "${SWEEP_SAMPLES:-2}" --workers "${WORKERS:-8}" --device "$DEVICE" ${options[@]+"${options[@]}"} \
-    --out "$OUT_DIR/attitude_eval" 2>&1 | tee "$OUT_DIR/attitude_eval.log"
+    --out "$OUT_DIR/$name" 2>&1 | tee "$OUT_DIR/$name.log"

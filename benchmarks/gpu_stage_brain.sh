@@ -120,6 +120,7 @@ phase_speed() {  # the chosen variant's trained weights when they exist, else ra
     [ "${SPEED_ROWS:-}" = live ] && rows=(--live_mode_only)
     model+=(--guidance "$(sampling_value guidance 3)")
     [ -n "$(sampling_value guidance_history '')" ] && model+=(--guidance_history "$(sampling_value guidance_history '')")
+    [ -n "$(sampling_value guidance_attitude '')" ] && model+=(--attitude positive --guidance_attitude "$(sampling_value guidance_attitude '')")
     stamp "chunk latency (${model[*]}${rows[*]:+ ${rows[*]}}; no checkpoint: random weights of configs/brain_config.yaml)"
     if [ -n "${TINY:-}" ]; then
         $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
@@ -160,6 +161,14 @@ SCRIPT
 phase_start() {
     stamp "benchmark world ($clips x $seconds s) and 3 resamples"
     write_world "$python" "$world" "$clips" "$seconds" "${resamples[@]}"
+    if [ -n "${TRAINED_CHECKPOINT:-}" ]; then  # weights trained elsewhere (e.g. an earlier machine's) for the first variant
+        mkdir -p "$work/${variants[0]}"
+        cp "$TRAINED_CHECKPOINT" "$work/${variants[0]}/checkpoint.pth"
+        echo "# trained elsewhere: $TRAINED_CHECKPOINT" > "$work/train_${variants[0]}.sh"
+        echo 0 > "$work/${variants[0]}.done"
+        stamp "${variants[0]}: the checkpoint given ($TRAINED_CHECKPOINT), no training"
+        return
+    fi
     stamp "trainings start: ${variants[*]} (up to $steps steps or $minutes min each)"
     for name in "${variants[@]}"; do
         rm -f "$work/$name.done"
@@ -312,6 +321,14 @@ PY
     local chosen_options
     chosen_options="$(chosen_sampling)"
     stamp "sampling closest to the oracle on validation: ${chosen_options:-the preset row, as trained}"
+    if [ -n "${VAL_ATTITUDES:-}" ]; then  # the reaction controls on validation too, to choose attitude guidance by
+        SPLIT=val SAMPLING="$chosen_options" CORPUS="$world" CHECKPOINT="$work/$name/checkpoint.pth" \
+            RESAMPLES="${resamples[*]}" OUT_DIR="$work" SAMPLES="$samples" SWEEP_SAMPLES="${SWEEP_SAMPLES:-3}" \
+            WORKERS="$workers" DEVICE="$device" EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" \
+            bash benchmarks/gpu_stage_attitude.sh > "$work/eval_attitudes_val.log" 2>&1
+        sed -n '/^## Attitude control/,/^Confusion/p' "$work/attitude_eval_val/metrics.md" | grep '^\*'
+        sed -n '/^## guidance_attitude sweep/,$p' "$work/attitude_eval_val/metrics.md" | grep -E '^\| (attitude|.* accuracy)'
+    fi
     collect
 }
 
@@ -340,7 +357,7 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
 
 collect() {  # one archive of every small result (the lent machine returns at most 8 files)
     local files=()
-    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval "$work"/eval_* "$work"/curve_* "$work"/*/scalars.csv \
+    for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval* "$work"/eval_* "$work"/curve_* "$work"/*/scalars.csv \
                 "$work"/*/config.yaml "$work"/chosen_variant; do
         [ -e "$path" ] && files+=("${path#"$work"/}")
     done

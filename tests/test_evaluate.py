@@ -111,6 +111,29 @@ def test_all_baselines_without_a_regression_checkpoint_says_regression_is_left_o
     assert "regression baseline is left out" in (out / "metrics.md").read_text()
 
 
+def test_sampling_sets_every_diffusion_row(trained, tmp_path, capsys):
+    """--sampling replaces the checkpoint's sampling defaults for the diffusion row (and its sweeps): the row
+    sampled with history guidance 0 differs from the default one, and a sweep back to 1 inside that run gives
+    the default run's samples exactly."""
+    corpus, checkpoints = trained
+    args = ("--baselines", "none", "--max_clips", "1", "--max_seconds", "2", "--plot_clips", "0", "--device", "cpu",
+            "--save_samples")
+    assert _run(corpus, checkpoints, tmp_path / "default", *args) == 0
+    assert _run(corpus, checkpoints, tmp_path / "forgetful", *args, "--sampling", "guidance_history=0",
+                "--sweep", "guidance_history=1") == 0
+    clip_id = (corpus / "splits" / "test.txt").read_text().split()[0]
+
+    def samples(run, method):
+        return np.load(tmp_path / run / "samples" / method / f"{clip_id}.npy")
+
+    assert not np.array_equal(samples("forgetful", "diffusion"), samples("default", "diffusion"))
+    np.testing.assert_array_equal(samples("forgetful", "diffusion[guidance_history=1]"), samples("default", "diffusion"))
+    assert json.loads((tmp_path / "forgetful" / "run.json").read_text())["config"]["sampling"] == "guidance_history=0"
+    capsys.readouterr()
+    assert _run(corpus, checkpoints, tmp_path / "bad", *args, "--sampling", "history=2") == 2
+    assert "--sampling 'history=2': expected key=value items" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
 def test_bad_inputs_fail_cleanly_without_output(trained, tmp_path, capsys):
     corpus, checkpoints = trained
     foreign = tmp_path / "foreign"
