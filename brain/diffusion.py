@@ -108,6 +108,18 @@ def motion_loss(predicted: torch.Tensor, target: torch.Tensor, previous: torch.T
     return {"loss": total, "x0": x0, "velocity": velocity, "acceleration": acceleration}
 
 
+class Branches(typing.NamedTuple):
+    """Which guidance branches a sampling step runs besides audio + expression (:meth:`ListenerDiffusion.
+    guidance_branches`)."""
+    speaker: bool  # ∅ and audio-only before it
+    attitude: bool  # audio + expression without the attitude after it
+    history: bool  # audio + expression without the history, last
+
+    @property
+    def count(self) -> int:
+        return (3 if self.speaker else 1) + self.attitude + self.history
+
+
 class ListenerDiffusion(nn.Module):
     """Noise-level preconditioning plus ``loss(denoiser, target, cond)`` and ``sample(denoiser, cond, ...)``."""
 
@@ -230,7 +242,7 @@ class ListenerDiffusion(nn.Module):
 
     @staticmethod
     def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
-                          guidance_history: float = 1.0) -> "Branches":
+                          guidance_history: float = 1.0) -> Branches:
         """Network branches per evaluation: audio+exp, preceded by ∅ and audio when the speaker is guided
         (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1) and
         by audio+exp without the history when the history is: 1 to 5."""
@@ -238,17 +250,19 @@ class ListenerDiffusion(nn.Module):
                         attitude=guidance_attitude != 1.0, history=guidance_history != 1.0)
 
     @staticmethod
-    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: "Branches") -> EncodedCondition:
+    def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: Branches) -> EncodedCondition:
         """The condition encoded once per window for ``branches`` (:meth:`guidance_branches`), stacked along
         the batch in that order (flags built on the device: CUDA-graph capturable)."""
         if branches.count == 1:
             return denoiser.encode(cond)
         index = torch.arange(branches.count * cond.batch_size, device=cond.history.device) // cond.batch_size
-        speaker_dropped = 2 if branches.speaker else 0  # ∅ drops both, audio drops the expression
+        # Slots: [∅ (drops audio and expression), audio (drops the expression)] when the speaker is guided, then
+        # audio + expression, then [no attitude], then [no history].
+        audio_dropped, expression_dropped = (1, 2) if branches.speaker else (0, 0)
         attitude_slot = branches.count - 1 - branches.history if branches.attitude else -1
         history_slot = branches.count - 1 if branches.history else -1
-        return denoiser.encode(cond.repeat(branches.count), drop_audio=index < speaker_dropped // 2,
-                               drop_speaker_exp=index < speaker_dropped, drop_attitude=index == attitude_slot,
+        return denoiser.encode(cond.repeat(branches.count), drop_audio=index < audio_dropped,
+                               drop_speaker_exp=index < expression_dropped, drop_attitude=index == attitude_slot,
                                drop_history=index == history_slot)
 
     @torch.no_grad()
@@ -297,18 +311,6 @@ class ListenerDiffusion(nn.Module):
                 x = x + sigma_next * math.sqrt(-math.expm1(-2 * eta * step)) * step_noise[index]
             previous_x0, previous_step = x0, step
         return x
-
-
-class Branches(typing.NamedTuple):
-    """Which guidance branches a sampling step runs besides audio + expression (:meth:`ListenerDiffusion.
-    guidance_branches`)."""
-    speaker: bool  # ∅ and audio-only before it
-    attitude: bool  # audio + expression without the attitude after it
-    history: bool  # audio + expression without the history, last
-
-    @property
-    def count(self) -> int:
-        return (3 if self.speaker else 1) + self.attitude + self.history
 
 
 def previous_step_share(previous_step: float, step: float) -> float:
