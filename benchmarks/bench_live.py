@@ -21,8 +21,10 @@ What runs:
    table is the one that says whether the brain's motion stays within the ground truth's spread.
 
 ``--attitude NAME`` (or ``speaker_clip``: the attitude of clip 0's listener) asks both runs for a listener
-attitude; without it they sample the unconditional listener, which can move between dispositions within a
-minute (the suspected reason its per-minute stds exceed the truth's; not yet measured).
+attitude, and the drift tables then score against the ground-truth clips of that attitude only (until the
+eighth session they took every clip's, so a neutral listener read 1.25-1.4 x the truth's per-minute std where
+the neutral ground truth itself reads ~1.3 x the mixed one: ``benchmarks/drift_offline.py``, docs/BENCHMARKS.md);
+without it they sample the unconditional listener against every clip.
 
 Prints the live latency table (features, brain, render, encode, first audio sample of a chunk -> its frames
 ready; p50 / p95 / max), then for both runs a drift table per ``--bin_seconds`` (a minute by default):
@@ -95,6 +97,20 @@ def drift_rows(motion: np.ndarray, truth: list[np.ndarray], report: StreamReport
     return rows
 
 
+def truth_for(clips, attitude: str | None) -> list[np.ndarray]:
+    """The ground-truth listeners a rollout asked for ``attitude`` is scored against: those of that attitude,
+    every clip's when none is asked. A listener's per-minute spread depends on its attitude (in the benchmark
+    world a neutral listener's per-minute std is ~1.3 x a negative one's), so a mixed reference would read a
+    well-matched neutral listener as over-moving."""
+    if attitude is None:
+        return [clip.listener for clip in clips]
+    same = [clip.listener for clip in clips if clip.attitude == attitude]
+    if len(same) < 2:
+        raise ValueError(f"only {len(same)} ground-truth clip(s) of attitude {attitude!r} among "
+                         f"{len(clips)}: write more (--gt_clips) for a spread to score against")
+    return same
+
+
 def leave_one_out_row(truth: list[np.ndarray], bin_frames: int) -> dict:
     """Each ground-truth bin scored against the other bins' range, averaged: what a perfect model reaches."""
     means, stds = (np.concatenate(parts) for parts in zip(*(minute_statistics(t, bin_frames) for t in truth)))
@@ -128,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wav2vec", type=Path, help="local wav2vec2 folder (default: base size, random weights)")
     parser.add_argument("--seconds", type=float, default=300.0, help="length of the live session")
     parser.add_argument("--bin_seconds", type=float, default=60.0, help="drift table bin")
-    parser.add_argument("--gt_clips", type=int, default=3, help="ground-truth clips of --seconds each (>= 3)")
+    parser.add_argument("--gt_clips", type=int, default=8, help="ground-truth clips of --seconds each (>= 3; with "
+                                                                "an attitude asked, >= 2 of it)")
     parser.add_argument("--context_seconds", type=float, default=2.0, help="wav2vec left context")
     parser.add_argument("--no_look_ahead", action="store_true",
                         help="the extractor emits each chunk at its own end (data_utils.wav2vec_stream)")
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"live from the voice, real clock, {live.num_frames} frames in {live.wall_s:.1f} s")
     print(live.format())
     bin_frames = round(args.bin_seconds * FPS)
-    truth = [clip.listener for clip in clips]
+    truth = truth_for(clips, attitude)
     control_row = leave_one_out_row(truth, bin_frames)
     print_drift("drift, live from the voice (wav2vec2 features the brain was not trained on: pipeline stability)",
                 drift_rows(live_motion, truth, live, bin_frames), control_row, args.bin_seconds)

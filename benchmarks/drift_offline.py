@@ -5,7 +5,8 @@
 
 The features-control half of ``benchmarks/bench_live.py`` without the body, the audio or the clock, so that a
 sampling setting can be checked for drift on a CPU: a synthetic dyadic corpus of ``--gt_clips`` clips of
-``--seconds`` (seed 1, as bench_live writes it) gives the speaker (clip 0) and the ground-truth listeners; for
+``--seconds`` (seed 1, as bench_live writes it) gives the speaker (clip 0) and the ground-truth listeners (those
+of the asked attitude when ``--attitude`` is given: a listener's per-minute spread depends on it); for
 each ``--sampling`` entry (a comma list as in ``brain.evaluate --sweep``; empty: the checkpoint's defaults) the
 brain generates ``--samples`` listeners for clip 0's speaker, and each is scored per ``--bin_seconds`` bin
 against the spread of the ground truth's bins (bench_live's drift table: the share of dimensions whose bin mean
@@ -24,7 +25,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_live import drift_rows, leave_one_out_row, print_drift  # noqa: E402
+from bench_live import drift_rows, leave_one_out_row, print_drift, truth_for  # noqa: E402
 from brain.data import DyadicCorpus  # noqa: E402
 from brain.evaluate import parse_sweep_entry  # noqa: E402
 from brain.policy import ListenerPolicy, fast_sampling_options  # noqa: E402
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a trained brain")
     parser.add_argument("--seconds", type=float, default=300.0, help="length of each rollout and ground-truth clip")
     parser.add_argument("--bin_seconds", type=float, default=60.0)
-    parser.add_argument("--gt_clips", type=int, default=3, help="ground-truth clips (>= 3: the corpus's splits)")
+    parser.add_argument("--gt_clips", type=int, default=8,
+                        help="ground-truth clips (>= 3: the corpus's splits; with an attitude asked, >= 2 of it)")
     parser.add_argument("--samples", type=int, default=1, help="listeners per sampling entry")
     parser.add_argument("--sampling", nargs="+", default=[""], help="sampling entries ('' = the checkpoint's)")
     parser.add_argument("--attitude", help="attitude asked ('speaker_clip': that of clip 0's listener)")
@@ -57,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     policy = ListenerPolicy.from_checkpoint(args.checkpoint, device=device, **fast_sampling_options(device))
     attitude = clips[0].attitude if args.attitude == "speaker_clip" else args.attitude
     bin_frames = round(args.bin_seconds * FPS)
-    truth = [clip.listener for clip in clips]
+    try:
+        truth = truth_for(clips, attitude)
+    except ValueError as exc:
+        parser.error(str(exc))
     control = leave_one_out_row(truth, bin_frames)
     print(f"{args.checkpoint} (step {policy.training_step}); speaker clip 0 of {corpus_dir}, {args.seconds:g} s; "
           f"attitude asked: {attitude or 'none'}; ground-truth listeners: "
-          f"{', '.join(str(clip.attitude) for clip in clips)}; device {device}")
+          f"{', '.join(str(clip.attitude) for clip in clips)} ({len(truth)} scored against); device {device}")
     for entry in args.sampling:
         options = parse_sweep_entry(entry, "--sampling") if entry else {}
         start = time.perf_counter()

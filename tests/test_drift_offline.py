@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -27,13 +28,13 @@ def checkpoint(tmp_path_factory):
 def test_every_sampling_entry_gets_a_table_per_listener_beside_the_ground_truths(checkpoint, tmp_path, capsys):
     assert drift_offline.main(["--checkpoint", str(checkpoint), "--seconds", "4", "--bin_seconds", "2",
                                "--gt_clips", "3", "--samples", "2", "--work", str(tmp_path), "--device", "cpu",
-                               "--sampling", "", "guidance_history=2", "--attitude", "speaker_clip"]) == 0
+                               "--sampling", "", "guidance_history=2"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("sampling as trained, listener") == 2
     assert printed.count("sampling guidance_history=2, listener") == 2
     assert printed.count("| ground truth (leave one out) |") == 4
     assert printed.count("\n| 0 |") == 4 and printed.count("\n| 1 |") == 4 and "\n| 2 |" not in printed
-    assert "ground-truth listeners: " in printed and "attitude asked: " in printed
+    assert "attitude asked: none" in printed and "(3 scored against)" in printed
 
 
 def test_too_short_a_rollout_for_two_bins_is_refused(checkpoint, tmp_path):
@@ -41,3 +42,17 @@ def test_too_short_a_rollout_for_two_bins_is_refused(checkpoint, tmp_path):
         drift_offline.main(["--checkpoint", str(checkpoint), "--seconds", "3", "--bin_seconds", "2",
                             "--work", str(tmp_path), "--device", "cpu"])
     assert refused.value.code == 2
+
+
+def test_an_asked_attitude_is_scored_against_its_own_ground_truth_only():
+    """A neutral listener's per-minute spread is not a negative one's: mixing them misreads a good model."""
+    from types import SimpleNamespace
+
+    import bench_live
+
+    clips = [SimpleNamespace(attitude=name, listener=np.full((4, 56), index, np.float32))
+             for index, name in enumerate(["neutral", "negative", "neutral", "positive"])]
+    assert [t[0, 0] for t in bench_live.truth_for(clips, "neutral")] == [0, 2]
+    assert len(bench_live.truth_for(clips, None)) == 4
+    with pytest.raises(ValueError, match="only 1 ground-truth clip\\(s\\) of attitude 'positive' among 4"):
+        bench_live.truth_for(clips, "positive")
