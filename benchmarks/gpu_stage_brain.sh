@@ -165,6 +165,7 @@ phase_start() {
         mkdir -p "$work/${variants[0]}"
         cp "$TRAINED_CHECKPOINT" "$work/${variants[0]}/checkpoint.pth"
         echo "# trained elsewhere: $TRAINED_CHECKPOINT" > "$work/train_${variants[0]}.sh"
+        echo "[train] step unknown: weights trained elsewhere ($TRAINED_CHECKPOINT)" > "$work/${variants[0]}.log"
         echo 0 > "$work/${variants[0]}.done"
         stamp "${variants[0]}: the checkpoint given ($TRAINED_CHECKPOINT), no training"
         return
