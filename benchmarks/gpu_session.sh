@@ -44,7 +44,7 @@
 # lost a whole `start` that way; four variants took 8 min; the seventh: 7.9 min, then an equal-steps control
 # reversed the choice, docs/RESULTS.md), curve (the preset's learning curve: `curve` twice, back to back; the
 # stage's own comment says how), calibrate (the preset to 12,000 steps, its sampling chosen on validation among
-# history-guidance rows, the test report with it: `calibrate` three times, back to back).
+# history-guidance rows, the test report with it: `calibrate` two or three times, back to back).
 # That seventh session found diversity rising with the training step, so variants capped by time (and
 # reaching different steps) are only compared on such a curve or at one step (`score` warns when they differ).
 set -uo pipefail
@@ -165,7 +165,7 @@ stage_curve() {  # the preset's learning curve over two calls, nothing else on t
 }
 
 stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen on validation, the test report:
-    # over three calls back to back, each doing what the last left. The first starts the training (KEEP_EVERY
+    # over two or three calls back to back, each doing what the last left. The first starts the training (KEEP_EVERY
     # [0]) and runs the brain's gpu-marked tests beside it; a call whose training is done scores the checkpoint on
     # validation with CAL_SWEEP's sampling rows beside its own (gpu_stage_brain.sh calibrate: history guidance)
     # and, if the call has ~4.5 min left, the test report sampled as chosen (`preset`, without the grid) and,
