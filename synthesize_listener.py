@@ -4,7 +4,8 @@ Usage:
     python synthesize_listener.py --audio A.npy --visual V.npy \\
         --body_checkpoint output/body --brain_checkpoint output/brain/checkpoint.pth --output out/listener.mp4 \\
         [--wav speaker.wav] [--seed 0] [--num_samples 3] [--steps N] [--attitude NAME] [--intensity X] \\
-        [--guidance_audio G] [--guidance_speaker_exp G] [--device cuda|cpu] [--stream [--realtime]]
+        [--guidance_audio G] [--guidance_speaker_exp G] [--guidance_attitude G] [--guidance_history G] \\
+        [--device cuda|cpu] [--stream [--realtime]]
 
     # from the speaker's voice: a local wav2vec 2.0 model turns the wav into features causally, chunk by
     # chunk; with --stream the wav is played in as live audio (10 ms blocks, on the 25 fps clock with
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--intensity", type=float, help="how strongly it reacts (default: the data's typical)")
     parser.add_argument("--guidance_audio", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--guidance_speaker_exp", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument("--guidance_attitude", type=float, default=None,
+                        help="with --attitude: how firmly it is asked (default: the checkpoint's)")
+    parser.add_argument("--guidance_history", type=float, default=None,
+                        help="how much the listener follows its own past (default: the checkpoint's)")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when available)")
     parser.add_argument("--stream", action="store_true", help="replay as a live session and report latencies")
     parser.add_argument("--realtime", action="store_true", help="with --stream: pace the input by the 25 fps clock")
@@ -189,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         brain_options(policy, with_speaker_exp=speaker.exp is not None, guidance_audio=args.guidance_audio,
                       guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude,
-                      intensity=args.intensity)
+                      intensity=args.intensity, guidance_attitude=args.guidance_attitude,
+                      guidance_history=args.guidance_history)
     except ValueError as exc:
         raise UsageError(f"--brain_checkpoint {args.brain_checkpoint}: {exc}") from exc
     body = load_body(args.body_checkpoint, device=device)
@@ -202,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
         policy, body, speaker.audio, speaker.exp, args.output, audio_features=speaker.audio_features, wav=wav,
         num_samples=args.num_samples, seed=args.seed, steps=args.steps, guidance_audio=args.guidance_audio,
         guidance_speaker_exp=args.guidance_speaker_exp, attitude=args.attitude, intensity=args.intensity,
-        stream=args.stream, realtime=args.realtime, render_batch=args.render_batch, progress=not args.no_progress)
+        guidance_attitude=args.guidance_attitude, guidance_history=args.guidance_history, stream=args.stream,
+        realtime=args.realtime, render_batch=args.render_batch, progress=not args.no_progress)
     print(report.format())
     duration = speaker.num_frames / FPS
     audio_note = f"with the speaker's audio from {wav}" if wav else "without audio (no --wav, no speaker.wav beside --audio)"

@@ -94,17 +94,18 @@ class OfflineReport:
 
 def brain_options(policy, *, with_speaker_exp: bool, guidance_audio: float | None = None,
                   guidance_speaker_exp: float | None = None, attitude: str | None = None,
-                  intensity: float | None = None) -> dict:
+                  intensity: float | None = None, guidance_attitude: float | None = None,
+                  guidance_history: float | None = None) -> dict:
     """The keyword arguments for ``policy.stream``: guidance (the audio-only branch without the speaker's
-    expression) and, when asked for, attitude and intensity. Refusals (an audio-only request the brain
-    cannot serve, an attitude it does not know) raise ``ValueError`` here, before anything is rendered."""
+    expression) and, when asked for, attitude, intensity and the attitude and history guidance scales (None:
+    the checkpoint's). Refusals (an audio-only request the brain cannot serve, an attitude it does not know)
+    raise ``ValueError`` here, before anything is rendered."""
     if not with_speaker_exp:
         guidance_speaker_exp = audio_only_guidance(policy, guidance_speaker_exp)
     options = {"guidance_audio": guidance_audio, "guidance_speaker_exp": guidance_speaker_exp}
-    if attitude is not None:
-        options["attitude"] = attitude
-    if intensity is not None:
-        options["intensity"] = intensity
+    asked = {"attitude": attitude, "intensity": intensity, "guidance_attitude": guidance_attitude,
+             "guidance_history": guidance_history}
+    options.update({name: value for name, value in asked.items() if value is not None})
     policy.stream(num_samples=1, **options)  # the policy's own checks (attitude names, guidance)
     return options
 
@@ -113,7 +114,8 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray 
                output: str | os.PathLike, *, audio_features=None, wav: str | os.PathLike | None = None,
                num_samples: int = 1, seed: int = 0, steps: int | None = None, guidance_audio: float | None = None,
                guidance_speaker_exp: float | None = None, attitude: str | None = None,
-               intensity: float | None = None, stream: bool = False, realtime: bool = False,
+               intensity: float | None = None, guidance_attitude: float | None = None,
+               guidance_history: float | None = None, stream: bool = False, realtime: bool = False,
                render_batch: int = 32, progress: bool = True) -> tuple[SynthesisOutputs, OfflineReport | StreamReport]:
     """Write the listener video(s), motion and plot for one speaker clip (see the module docstring).
 
@@ -130,7 +132,8 @@ def synthesize(policy, body, speaker_audio: np.ndarray, speaker_exp: np.ndarray 
         raise InputError("--stream drives one live listener; use num_samples=1")
     outputs = SynthesisOutputs.for_output(output, num_samples)
     options = brain_options(policy, with_speaker_exp=speaker_exp is not None, guidance_audio=guidance_audio,
-                            guidance_speaker_exp=guidance_speaker_exp, attitude=attitude, intensity=intensity)
+                            guidance_speaker_exp=guidance_speaker_exp, attitude=attitude, intensity=intensity,
+                            guidance_attitude=guidance_attitude, guidance_history=guidance_history)
     if speaker_exp is not None:
         num_frames = len(speaker_exp)
     elif audio_features is not None:

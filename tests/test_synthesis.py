@@ -407,6 +407,17 @@ def test_attitude_and_intensity_reach_the_policy_and_unknown_names_are_refused()
         live(attitude="sceptical")
 
 
+def test_attitude_and_history_guidance_reach_the_brain_and_unset_ones_stay_the_checkpoints(tmp_path):
+    audio, exp = speaker(9)
+    policy = StandInPolicy()
+    synthesize(policy, StandInBody(), audio, exp, tmp_path / "asked.mp4", attitude="positive",
+               guidance_attitude=2.5, guidance_history=1.5, progress=False)
+    asked = policy.streams[-1].options
+    assert asked["guidance_attitude"] == 2.5 and asked["guidance_history"] == 1.5
+    synthesize(policy, StandInBody(), audio, exp, tmp_path / "default.mp4", progress=False)
+    unset = policy.streams[-1].options
+    assert "guidance_attitude" not in unset and "guidance_history" not in unset  # the checkpoint's defaults
+
 def test_realtime_replay_keeps_the_speakers_clock():
     session = ListenerSession(StandInPolicy(), StandInBody())
     audio, exp = speaker(16)  # two chunks: 0.64 s of speech
