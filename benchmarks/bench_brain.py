@@ -59,12 +59,27 @@ class Timer:
         return 1000 * (time.perf_counter() - begin)
 
 
+def sampling_options(args) -> dict:
+    """The stream options every row samples with (None: the model's own)."""
+    return dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
+                guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history, attitude=args.attitude,
+                guidance_attitude=args.guidance_attitude)
+
+
+def describe(policy: ListenerPolicy, args) -> str:
+    """The header line: what one chunk runs (evaluations, guidance scales, batched branches)."""
+    options = policy.stream(**sampling_options(args)).options
+    branches = policy.diffusion.guidance_branches(options["guidance_audio"], options["guidance_speaker_exp"],
+                                                  options["guidance_attitude"], options["guidance_history"]).count
+    return (f"model: {args.checkpoint or args.config}; {options['steps']} network evaluations, guidance "
+            f"{options['guidance_audio']:g}, history guidance {options['guidance_history']:g}, attitude {args.attitude or 'none'} "
+            f"with guidance {options['guidance_attitude']:g} ({branches} branches batched), K={args.num_samples}")
+
+
 def bench_chunk(policy: ListenerPolicy, args, timer: Timer) -> float:
     rng = np.random.default_rng(0)
     chunk = policy.chunk_frames
-    stream = policy.stream(num_samples=args.num_samples, seed=0, steps=args.steps, guidance_audio=args.guidance,
-                           guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history,
-                           attitude=args.attitude, guidance_attitude=args.guidance_attitude)
+    stream = policy.stream(seed=0, **sampling_options(args))
     audio = rng.standard_normal((chunk, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((chunk, SPEAKER_EXP_DIM)).astype(np.float32)
     for _ in range(args.warmup):
@@ -77,9 +92,7 @@ def bench_offline(policy: ListenerPolicy, args, timer: Timer) -> float:
     frames = int(args.offline_seconds * FPS)
     audio = rng.standard_normal((frames, AUDIO_DIM)).astype(np.float32)
     exp = rng.standard_normal((frames, SPEAKER_EXP_DIM)).astype(np.float32)
-    options = dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
-                   guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history,
-                   attitude=args.attitude, guidance_attitude=args.guidance_attitude)
+    options = sampling_options(args)
     policy.generate(audio[:4 * policy.chunk_frames], exp[:4 * policy.chunk_frames], **options)  # warm-up
     return timer(lambda: policy.generate(audio, exp, **options)) / 1000
 
@@ -91,7 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="configs/brain_config.yaml")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=None, help="network evaluations (default: the model's own)")
-    parser.add_argument("--guidance", type=float, default=2.0, help="audio and visual scale; 1.0 = no CFG")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="audio and expression scale (default: the model's own; 1.0 = no CFG)")
     parser.add_argument("--guidance_history", type=float, default=None,
                         help="history guidance scale (default: the model's own; != 1 adds a branch)")
     parser.add_argument("--attitude", default=None, help="ask this attitude (a labelled checkpoint's name)")
@@ -119,18 +133,11 @@ def main(argv=None) -> int:
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: cpu ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    probe = build_policy(args, torch.device("cpu"), "fp32", cuda_graphs=False, compile=False)
-    options = probe.stream(steps=args.steps, guidance_audio=args.guidance, guidance_speaker_exp=args.guidance,
-                           guidance_history=args.guidance_history, attitude=args.attitude,
-                           guidance_attitude=args.guidance_attitude).options
-    branches = probe.diffusion.guidance_branches(options["guidance_audio"], options["guidance_speaker_exp"],
-                                                 options["guidance_attitude"], options["guidance_history"]).count
-    print(f"model: {args.checkpoint or args.config}; {options['steps']} network evaluations, guidance {args.guidance}, "
-          f"history guidance {options['guidance_history']:g}, attitude {args.attitude or 'none'} with guidance "
-          f"{options['guidance_attitude']:g} ({branches} branches batched), K={args.num_samples}")
-    print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
-    for mode, precision in modes:
+    for index, (mode, precision) in enumerate(modes):
         policy = build_policy(args, device, precision, cuda_graphs=mode != "eager", compile=mode.startswith("compiled"))
+        if index == 0:
+            print(describe(policy, args))
+            print(f"{'mode':<16} {'precision':<9} {'chunk ms (median)':>18} {'offline s':>10} {'RTF':>8}")
         chunk_ms = bench_chunk(policy, args, timer)
         offline_s = bench_offline(policy, args, timer)
         print(f"{mode:<16} {precision:<9} {chunk_ms:>18.2f} {offline_s:>10.2f} {offline_s / args.offline_seconds:>8.4f}")

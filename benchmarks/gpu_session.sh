@@ -79,7 +79,7 @@ source benchmarks/stage_lib.sh
 pack() {  # pack <name>: every log, table, plot and metrics file so far (the brain's finished evaluations too)
     local extra=()
     for path in "$brain_work"/eval_* "$brain_work"/curve_* "$brain_work"/attitude_eval* "$brain_work"/df_shipped "$brain_work"/*/scalars.csv \
-                "$brain_work"/*.log "$brain_work"/chosen_variant; do
+                "$brain_work"/*.log "$brain_work"/chosen_variant "$brain_work"/chosen_sampling; do
         [ -e "$path" ] && extra+=("${path#"$WORK"/}")
     done
     tar -C "$WORK" --exclude='samples' --exclude='brain_results.tar.gz' --exclude='*.pth' --exclude='*.npy' \

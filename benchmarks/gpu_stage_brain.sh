@@ -58,7 +58,8 @@
 # rows of VAL_SWEEP [guidance=4 steps=10]; saved samples split by benchmarks/diversity_breakdown.py), picks the
 # one closest to calibrated there (brain.oracle.calibration_miss of the preset row: the log distance outside
 # the issue's FD, P-FD, FRDiv, SID and amplitude targets, summed; it was the FD exp ratio alone until the sixth
-# session) among those whose chunk seams are within 5% of the oracle's (any, if none is),
+# session) among those whose chunk seams are within 5% of the oracle's (any, if none is:
+# benchmarks/closest_calibrated.py, which `calibrate` applies to sampling rows too),
 # and reports that one on the test clips (with the shuffled-speaker control):
 # the attitude evaluation (its main table: diffusion, shuffled speaker, oracle rows) and, unless NO_GRID=1, the
 # diversity-fidelity grid. Choosing on validation keeps the reported test figures out of the choice.
@@ -94,7 +95,7 @@ read -r -a variants <<< "${VARIANTS:-shipped noown}"
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
-checkpoint_step() {  # checkpoint_step <name>: the training step of the weights its validation scoring used
+checkpoint_step() {  # checkpoint_step <name>: the training step of the weights eval_<name> scored
     $python -c 'import json, sys; print(json.load(open(sys.argv[1])).get("checkpoint_step"))' "$work/eval_$1/run.json"
 }
 
@@ -118,10 +119,12 @@ phase_speed() {  # the chosen variant's trained weights when they exist, else ra
     chosen="$(chosen_variant)"
     [ -f "$work/$chosen/checkpoint.pth" ] && model=(--checkpoint "$work/$chosen/checkpoint.pth")
     [ "${SPEED_ROWS:-}" = live ] && rows=(--live_mode_only)
-    model+=(--guidance "$(sampling_value guidance 3)")
+    # What the chosen sampling does not set stays the checkpoint's own; an attitude is asked as the live session does.
+    [ -n "$(sampling_value guidance '')" ] && model+=(--guidance "$(sampling_value guidance '')")
     [ -n "$(sampling_value guidance_history '')" ] && model+=(--guidance_history "$(sampling_value guidance_history '')")
-    [ -n "$(sampling_value guidance_attitude '')" ] && model+=(--attitude positive --guidance_attitude "$(sampling_value guidance_attitude '')")
-    stamp "chunk latency (${model[*]}${rows[*]:+ ${rows[*]}}; no checkpoint: random weights of configs/brain_config.yaml)"
+    [ -n "$(sampling_value guidance_attitude '')" ] && model+=(--guidance_attitude "$(sampling_value guidance_attitude '')")
+    [ -f "$work/$chosen/checkpoint.pth" ] && model+=(--attitude positive)
+    stamp "chunk latency (${model[*]:-random weights of configs/brain_config.yaml}${rows[*]:+ ${rows[*]}})"
     if [ -n "${TINY:-}" ]; then
         $python benchmarks/bench_brain.py --device cpu --runs 2 --offline_seconds 1 --no_compile "${model[@]}" 2>&1 | tee "$out/bench_brain.txt"
     else
@@ -270,63 +273,38 @@ phase_score() {  # waits for the trainings; every variant (one too) against the 
         [ -f "$work/eval_$name/metrics.md" ] && { echo "== $name (checkpoint of step $(checkpoint_step "$name"))"; sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'; }
         grep -A 30 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/|exp/|rotation/all|jaw/all)'
     done
-    $python - "$work" "${variants[@]}" > "$work/chosen_variant" <<'PY'
-import json, sys
-from pathlib import Path
-work, names = Path(sys.argv[1]), [n for n in sys.argv[2:] if n != "old"]
-scores, steps = {}, {}  # name -> (calibration miss, seam ratio) to the oracle; name -> checkpoint step
-for name in names:
-    path = work / f"eval_{name}" / "metrics.json"
-    if path.is_file():
-        metrics = json.loads(path.read_text())
-        miss = metrics["diffusion"]["calibration_miss"]
-        scores[name] = (float("inf") if miss is None else miss,
-                        metrics["diffusion"]["seam"] / metrics["oracle"]["seam"])
-        steps[name] = json.loads((path.parent / "run.json").read_text()).get("checkpoint_step")
-smooth = {name: miss for name, (miss, seam) in scores.items() if seam <= 1.05}
-candidates = smooth or {name: miss for name, (miss, _) in scores.items()}
-print(min(candidates, key=candidates.get) if candidates else "shipped")
-if len(set(steps.values())) > 1:  # the seventh session: such a choice was reversed by an equal-steps control
-    print("warning: the variants' checkpoints are of different training steps ("
-          + ", ".join(f"{name} {step}" for name, step in steps.items())
-          + "): this choice compares equal wall-clock time, not equal training", file=sys.stderr)
-PY
+    $python benchmarks/closest_calibrated.py variants "$work" "${variants[@]}" > "$work/chosen_variant"
     stamp "closest to the oracle on validation: $(cat "$work/chosen_variant")"
     collect
+}
+
+attitude_eval() {  # attitude_eval <split> <samples> <sweep samples> <workers> <log>: gpu_stage_attitude.sh on the
+    # chosen variant, sampled as `calibrate` chose (when it ran), into $work/attitude_eval[_<split>]
+    SPLIT="$1" SAMPLING="$(chosen_sampling)" CORPUS="$world" CHECKPOINT="$work/$(chosen_variant)/checkpoint.pth" \
+        RESAMPLES="${resamples[*]}" OUT_DIR="$work" SAMPLES="$2" SWEEP_SAMPLES="$3" WORKERS="$4" DEVICE="$device" \
+        EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh > "$5" 2>&1
 }
 
 phase_calibrate() {  # the variant's sampling chosen on validation among its preset row and CAL_SWEEP's rows
     phase_wait || return 1
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local name="${variants[0]}"
+    local evaluation="$work/eval_calibrate_$name"  # its own folder: `score`'s eval_<name> has other sampling rows
     echo "$name" > "$work/chosen_variant"
-    if [ ! -f "$work/eval_$name/breakdown.json" ]; then
-        score_on_val "$work/$name/checkpoint.pth" "$work/eval_$name" --sweep "${cal_sweep[@]}" \
-            > "$work/eval_$name.log" 2>&1 || { stamp "$name: validation scoring failed ($work/eval_$name.log)"; return 1; }
+    if [ ! -f "$evaluation/breakdown.json" ]; then
+        score_on_val "$work/$name/checkpoint.pth" "$evaluation" --sweep "${cal_sweep[@]}" \
+            > "$evaluation.log" 2>&1 || { stamp "$name: validation scoring failed ($evaluation.log)"; return 1; }
     fi
-    echo "== $name (checkpoint of step $(checkpoint_step "$name")), validation"
-    sed -n '/Ratio to the oracle/,$p' "$work/eval_$name/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
-    grep -A 40 '^## Diversity and bias' "$work/eval_$name.log" | grep -E '^\| (cell|all/)'
-    $python - "$work/eval_$name/metrics.json" > "$work/chosen_sampling" <<'PY'
-import json, sys
-# The rule `score` applies to variants, applied to sampling rows: the lowest calibration miss among the rows
-# whose chunk seams are within 5 % of the oracle's (any row, if none is).
-metrics = json.load(open(sys.argv[1]))
-rows = {name: (values["calibration_miss"], values["seam"] / metrics["oracle"]["seam"])
-        for name, values in metrics.items() if name == "diffusion" or name.startswith("diffusion[")}
-rows = {name: (float("inf") if miss is None else miss, seam) for name, (miss, seam) in rows.items()}
-smooth = {name: miss for name, (miss, seam) in rows.items() if seam <= 1.05} or {n: m for n, (m, _) in rows.items()}
-best = min(smooth, key=smooth.get)
-print(best[len("diffusion["):-1] if best.startswith("diffusion[") else "")
-PY
+    echo "== $name (checkpoint of step $(checkpoint_step "calibrate_$name")), validation"
+    sed -n '/Ratio to the oracle/,$p' "$evaluation/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
+    grep -A 40 '^## Diversity and bias' "$evaluation.log" | grep -E '^\| (cell|all/)'
+    # the rule `score` applies to variants, applied to the sampling rows
+    $python benchmarks/closest_calibrated.py rows "$evaluation/metrics.json" > "$work/chosen_sampling"
     local chosen_options
     chosen_options="$(chosen_sampling)"
     stamp "sampling closest to the oracle on validation: ${chosen_options:-the preset row, as trained}"
     if [ -n "${VAL_ATTITUDES:-}" ]; then  # the reaction controls on validation too, to choose attitude guidance by
-        SPLIT=val SAMPLING="$chosen_options" CORPUS="$world" CHECKPOINT="$work/$name/checkpoint.pth" \
-            RESAMPLES="${resamples[*]}" OUT_DIR="$work" SAMPLES="$samples" SWEEP_SAMPLES="${SWEEP_SAMPLES:-3}" \
-            WORKERS="$workers" DEVICE="$device" EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" \
-            bash benchmarks/gpu_stage_attitude.sh > "$work/eval_attitudes_val.log" 2>&1
+        attitude_eval val "$samples" "${SWEEP_SAMPLES:-3}" "$workers" "$work/eval_attitudes_val.log"
         sed -n '/^## Attitude control/,/^Confusion/p' "$work/attitude_eval_val/metrics.md" | grep '^\*'
         sed -n '/^## guidance_attitude sweep/,$p' "$work/attitude_eval_val/metrics.md" | grep -E '^\| (attitude|.* accuracy)'
     fi
@@ -338,10 +316,8 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local pids=() chosen
     chosen="$(chosen_variant)"
-    SAMPLING="$(chosen_sampling)" CORPUS="$world" CHECKPOINT="$work/$chosen/checkpoint.pth" RESAMPLES="${resamples[*]}" OUT_DIR="$work" \
-        SAMPLES="${ATTITUDE_SAMPLES:-$samples}" SWEEP_SAMPLES="$sweep_samples" WORKERS="${ATTITUDE_WORKERS:-$workers}" DEVICE="$device" \
-        EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh \
-        > "$work/eval_attitudes.log" 2>&1 &
+    attitude_eval test "${ATTITUDE_SAMPLES:-$samples}" "$sweep_samples" "${ATTITUDE_WORKERS:-$workers}" \
+        "$work/eval_attitudes.log" &
     pids+=($!)
     if [ -z "${NO_GRID:-}" ]; then
         $python benchmarks/diversity_fidelity.py --data "$world" --oracle "${resamples[@]}" \
@@ -359,7 +335,7 @@ phase_preset() {  # the chosen variant's (default: shipped) attitude control and
 collect() {  # one archive of every small result (the lent machine returns at most 8 files)
     local files=()
     for path in "$work"/*.log "$work"/df_shipped "$work"/attitude_eval* "$work"/eval_* "$work"/curve_* "$work"/*/scalars.csv \
-                "$work"/*/config.yaml "$work"/chosen_variant; do
+                "$work"/*/config.yaml "$work"/chosen_variant "$work"/chosen_sampling; do
         [ -e "$path" ] && files+=("${path#"$work"/}")
     done
     tar -C "$work" --exclude='samples' -czf "$out/brain_results.tar.gz" "${files[@]}"
