@@ -7,7 +7,7 @@
 #   WORK=/tmp/brain_variants bash benchmarks/brain_variants_cpu.sh "pm-1.2:diffusion.p_mean=-1.2" "pm0:diffusion.p_mean=0"
 #
 # Each argument is <name>:<key=value>[,<key=value>...] (configs/brain_tiny.yaml overrides; <name>: alone is the
-# config as it is). Knobs: CLIPS [60] CLIP_SECONDS [20] (seed 0: 48 train / 6 val / 6 test), STEPS [1500],
+# config as it is; a list value keeps its commas: model.memory_seconds=[2,6,20]). Knobs: CLIPS [60] CLIP_SECONDS [20] (seed 0: 48 train / 6 val / 6 test), STEPS [1500],
 # SAMPLES [5]. The variants train side by side, one core each (4–5 min at 1,500 steps on the 2-core development
 # machine, ~1 min for the evaluation). Prints each variant's ratio-to-oracle row and its FRDiv by tempo band
 # (benchmarks/diversity_breakdown.py, whole table in $WORK/breakdown_<name>.md); everything stays in $WORK.
@@ -22,7 +22,9 @@ mkdir -p "$WORK"
 write_world "$python" "$WORK/world" "${CLIPS:-60}" "${CLIP_SECONDS:-20}" "$WORK"/resample{1,2,3}
 pids=()
 for variant in "$@"; do
-    name="${variant%%:*}"; IFS=, read -r -a overrides <<< "${variant#*:}"
+    name="${variant%%:*}"
+    # split on the commas outside [...]: "a=1,model.memory_seconds=[2,6,20]" is two overrides
+    read -r -a overrides <<< "$($python -c 'import re, sys; print(" ".join(re.split(r",(?![^\[]*\])", sys.argv[1])))' "${variant#*:}")"
     (
         [ -f "$WORK/run_$name/checkpoint.pth" ] || $python train_diffusion.py --config configs/brain_tiny.yaml \
             --data "$WORK/world" --out "$WORK/run_$name" "${overrides[@]}" "train.max_steps=${STEPS:-1500}" \

@@ -53,6 +53,10 @@
 #   wide        model.width=384 (heads 8 of 48): 2.2x the parameters at the same depth, so the same kernel
 #               launches per chunk; the guided sampler at guidance 1 keeps only 0.63 of the amplitude
 #               (fifth session), the mark of a denoiser that predicts too smooth an x0
+#   memory      model.memory_seconds=[2,6,20]: long memory (brain/memory.py), moving averages of the listener's own
+#               past and of the speaker's expression over 2, 6 and 20 s, six tokens; on the tiny CPU probe it
+#               lowered FD and the slow band's bias, and with history guidance 1.5 it reached the oracle's slow
+#               diversity without the bias history guidance adds to the preset (docs/RESULTS.md)
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 # `finish` scores every variant against the oracle on the *validation* clips (its preset row, and the sampling
 # rows of VAL_SWEEP [guidance=4 steps=10]; saved samples split by benchmarks/diversity_breakdown.py), picks the
@@ -148,6 +152,7 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
         pmeanlow) overrides=(diffusion.p_mean=-2) ;;
         hnoise0) overrides=(diffusion.history_noise=0) ;;
         wide) overrides=(model.width=384) ;;
+        memory) overrides=("'model.memory_seconds=[2,6,20]'") ;;
         old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac
     cat > "$work/train_$name.sh" <<SCRIPT

@@ -29,6 +29,9 @@ class ModelConfig:
     use_attitude_labels: bool = True
     attitudes: list[str] = field(default_factory=list)
     intensity_frames: int = 0  # span of the motion-energy condition centred on each window; 0: no intensity input
+    # Long memory (brain/memory.py): time constants (seconds) of causal moving averages of the listener's own and
+    # the speaker's expression over the whole clip before each window, one token each; []: none (1 s of context).
+    memory_seconds: list[float] = field(default_factory=list)
 
     @property
     def speaker_history_frames(self) -> int:

@@ -10,6 +10,8 @@ A window starting at frame ``s`` of a clip is the triple the denoiser sees (``H`
     attitude       the clip's attitude index in ``model.attitudes`` (``NO_ATTITUDE`` when unlabelled)
     intensity      log2(motion energy of the frames around the window / the attitude's typical energy),
                    when ``model.intensity_frames`` > 0 (brain/conditions.py)
+    memory         moving averages of the listener and the speaker expression over the clip's frames [start, s),
+                   when ``model.memory_seconds`` is set (brain/memory.py); computed once per frame here
 
 Every clip is validated by ``DyadicCorpus.load_clip(min_frames=W)``, so a broken clip stops training with
 the contract's error naming the clip, the file and the numbers. The whole split lives in a few tensors
@@ -17,12 +19,15 @@ the contract's error naming the clip, the file and the numbers. The whole split 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from brain.conditions import NO_ATTITUDE, attitude_index, typical_energies, window_energies
 from brain.config import ModelConfig
 from brain.data import Clip, CorpusError, DyadicCorpus
 from brain.denoiser import Conditioning
+from brain.memory import causal_memory
 from brain.normalizer import Normalizer
 from utils.errors import UsageError
 
@@ -58,6 +63,9 @@ class WindowDataset(torch.utils.data.Dataset):
             clip_ends.append(torch.full_like(window_starts, offset + clip.num_frames))
             attitudes.append(torch.full_like(window_starts, self._attitude_index(clip)))
             offset += clip.num_frames
+        self.listener_memory = self.speaker_memory = self.memory_coverage = None
+        if cfg.memory_seconds:
+            self._fit_memory(clips, cfg.memory_seconds)
         self.window_start = torch.cat(starts)  # [N] global frame index of each window's first frame
         self.clip_start = torch.cat(clip_offsets)  # [N] global frame index of its clip's first frame
         self.attitude = torch.cat(attitudes)  # [N] attitude index, NO_ATTITUDE for an unlabelled clip
@@ -69,6 +77,20 @@ class WindowDataset(torch.utils.data.Dataset):
                 typical_energy = typical_energies(energy, self.attitude, len(cfg.attitudes))
             self.typical_energy = typical_energy.cpu()  # [A+1]
             self.intensity = torch.log2(energy / self.typical_energy[self.attitude])  # [N]
+
+    def _fit_memory(self, clips: list[Clip], seconds: list[float]) -> None:
+        """Per global frame f: the averages of its clip's frames before f (``[F,M,56]``, ``[F,M,50]``) and their
+        coverage ``[F,M]``."""
+        listener, speaker, coverage, offset = [], [], [], 0
+        for clip in clips:
+            frames = slice(offset, offset + clip.num_frames)
+            memory, covered = causal_memory(self.listener[frames].numpy(), seconds)
+            listener.append(torch.from_numpy(memory))
+            speaker.append(torch.from_numpy(causal_memory(self.speaker_exp[frames].numpy(), seconds)[0]))
+            coverage.append(torch.from_numpy(covered))
+            offset += clip.num_frames
+        self.listener_memory, self.speaker_memory = torch.cat(listener), torch.cat(speaker)
+        self.memory_coverage = torch.cat(coverage)
 
     def _attitude_index(self, clip: Clip) -> int:
         if not self.cfg.attitudes or clip.attitude is None:
@@ -82,7 +104,8 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.window_start)
 
     def to(self, device) -> "WindowDataset":
-        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start", "attitude", "intensity"):
+        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start", "attitude", "intensity",
+                     "listener_memory", "speaker_memory", "memory_coverage"):
             if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).to(device))
         return self
@@ -125,4 +148,8 @@ class WindowDataset(torch.utils.data.Dataset):
                             speaker_valid=speaker_valid,
                             attitude=self.attitude[indices] if cfg.attitudes else None,
                             intensity=None if self.intensity is None else self.intensity[indices])
+        if self.listener_memory is not None:
+            cond = dataclasses.replace(cond, listener_memory=self.listener_memory[window_start],
+                                       speaker_memory=self.speaker_memory[window_start],
+                                       memory_coverage=self.memory_coverage[window_start])
         return cond, listener[:, cfg.history_frames:]

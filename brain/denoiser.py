@@ -17,6 +17,12 @@ of a clip) well defined.
 (``encode``) do not depend on the noisy window or the noise level, so sampling encodes them once per window
 and runs only ``denoise`` per DDIM step.
 
+Long memory (brain/memory.py), when ``model.memory_seconds`` is set: per time constant, one token for the
+moving average of the listener's own past and one for the speaker's expression's, each blended with a learned
+null by its coverage and tagged with a learned embedding per source and time constant. They join the listener
+tokens in front (``[memory | history | window]``), take part in self-attention, and see only the sink in
+cross-attention (the speaker's past is already in the speaker memory tokens).
+
 Reaction controls (brain/conditions.py), when the model has them: the attitude (a learned embedding per
 ``model.attitudes`` name, or a null one) and the intensity (an MLP of the scalar ``log2(energy/typical)``)
 are summed into the noise-level embedding, so like the noise level they drive every block's adaLN modulation
@@ -24,7 +30,8 @@ are summed into the noise-level embedding, so like the noise level they drive ev
 
 Classifier-free guidance drops the audio, the expression, the history and/or the attitude per sample by
 swapping in learned null embeddings (``torch.where``, no branches: the same graph serves every guidance
-branch).
+branch). Dropping the history drops the listener memory with it, dropping the expression the speaker memory:
+"without the listener's past" means all of it.
 """
 from __future__ import annotations
 
@@ -55,6 +62,9 @@ class Conditioning:
     speaker_valid: torch.Tensor  # [B,S+C] bool: False before the clip starts / past the last frame
     attitude: torch.Tensor | None = None  # [B] long index into model.attitudes, NO_ATTITUDE = none
     intensity: torch.Tensor | None = None  # [B] float log2(motion energy / typical); None: 0, the typical
+    listener_memory: torch.Tensor | None = None  # [B,M,56] moving averages of the normalised listener (memory.py)
+    speaker_memory: torch.Tensor | None = None  # [B,M,50] the same of the normalised speaker expression
+    memory_coverage: torch.Tensor | None = None  # [B,M] float in [0,1): 1 - a^(frames since the clip start)
 
     def repeat(self, copies: int) -> "Conditioning":
         """Stack ``copies`` of the batch: ``[B,...] -> [copies*B,...]`` (guidance branches)."""
@@ -75,7 +85,7 @@ class Conditioning:
 
     def fields(self) -> tuple[torch.Tensor | None, ...]:
         return (self.history, self.history_valid, self.speaker_audio, self.speaker_exp, self.speaker_valid,
-                self.attitude, self.intensity)
+                self.attitude, self.intensity, self.listener_memory, self.speaker_memory, self.memory_coverage)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors that are present, in field order."""
@@ -91,8 +101,9 @@ class EncodedCondition:
     """:meth:`ListenerDenoiser.encode` output: everything that stays fixed across a window's DDIM steps."""
     history_tokens: torch.Tensor  # [B,H,D] embedded history (null where invalid or dropped), with type embedding
     speaker: torch.Tensor  # [B,1+S,D] sink token + speaker tokens
-    cross_mask: torch.Tensor  # [B,1,H+W,1+S] bool, True = may attend
+    cross_mask: torch.Tensor  # [B,1,L+H+W,1+S] bool, True = may attend (L memory tokens, 0 without memory)
     reaction: torch.Tensor | None = None  # [B,D] attitude + intensity embedding, added to the noise level's
+    memory_tokens: torch.Tensor | None = None  # [B,L,D] long-memory tokens (L = 2 x len(memory_seconds))
 
 
 def noise_level_embedding(noise_level: torch.Tensor, dim: int) -> torch.Tensor:
@@ -192,6 +203,12 @@ class ListenerDenoiser(nn.Module):
             self.null_attitude = nn.Parameter(torch.zeros(width))
         if cfg.intensity_frames > 0:
             self.intensity_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.memory_length = len(cfg.memory_seconds)
+        if self.memory_length:
+            self.listener_memory_in = nn.Linear(FLAME_DIM, width)
+            self.speaker_memory_in = nn.Linear(SPEAKER_EXP_DIM, width)
+            self.null_memory = nn.Parameter(torch.zeros(2, width))  # 0: listener, 1: speaker
+            self.memory_embedding = nn.Parameter(0.02 * torch.randn(2 * self.memory_length, width))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.out_modulation = nn.Linear(width, 2 * width)
@@ -248,7 +265,35 @@ class ListenerDenoiser(nn.Module):
         sink = torch.ones_like(visible[..., :1])
         cross_mask = torch.cat([sink, visible], dim=-1)[:, None]  # [B,1,H+W,1+S+C]
         reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
-        return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction)
+        memory = None
+        if self.memory_length:
+            memory = self.encode_memory(cond, drop_history, drop_speaker_exp)
+            memory_rows = torch.zeros_like(cross_mask[:, :, :self.memory_length * 2])  # [B,1,L,1+S+C]: ...
+            memory_rows[..., 0] = True  # ... the sink only
+            cross_mask = torch.cat([memory_rows, cross_mask], dim=2)
+        return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction, memory)
+
+    def encode_memory(self, cond: Conditioning, drop_history: torch.Tensor,
+                      drop_speaker_exp: torch.Tensor) -> torch.Tensor:
+        """``[B,2M,D]``: the listener memory tokens then the speaker's, each ``coverage · Linear(average) +
+        (1 − coverage) · null`` (the null alone where its source is dropped) plus its embedding."""
+        batch, length = cond.batch_size, self.memory_length
+        expected = {"listener_memory": (cond.listener_memory, (batch, length, FLAME_DIM)),
+                    "speaker_memory": (cond.speaker_memory, (batch, length, SPEAKER_EXP_DIM)),
+                    "memory_coverage": (cond.memory_coverage, (batch, length))}
+        for name, (value, shape) in expected.items():
+            if value is None or tuple(value.shape) != shape:
+                raise ValueError(f"denoiser input {name}: expected shape {list(shape)} (model.memory_seconds is "
+                                 f"set), got {None if value is None else list(value.shape)}")
+        coverage = cond.memory_coverage[..., None]  # [B,M,1]
+        tokens = []
+        for source, (average, project, dropped) in enumerate(
+                ((cond.listener_memory, self.listener_memory_in, drop_history),
+                 (cond.speaker_memory, self.speaker_memory_in, drop_speaker_exp))):
+            null = self.null_memory[source]
+            token = coverage * project(average) + (1 - coverage) * null  # [B,M,D]
+            tokens.append(torch.where(dropped[:, None, None], null, token))
+        return torch.cat(tokens, dim=1) + self.memory_embedding
 
     def encode_reaction(self, cond: Conditioning, drop_attitude: torch.Tensor) -> torch.Tensor | None:
         """``[B,D]`` attitude (null where ``NO_ATTITUDE``, absent or dropped) + intensity embedding; None for a
@@ -275,10 +320,14 @@ class ListenerDenoiser(nn.Module):
         window_tokens = self.listener_in(noisy_window) + self.token_type[1]
         x = torch.cat([encoded.history_tokens, window_tokens], dim=1)
         x = x + self.position[self.origin - cfg.history_frames:]  # [B,H+W,D]
+        lead = 0
+        if encoded.memory_tokens is not None:
+            x = torch.cat([encoded.memory_tokens, x], dim=1)  # [B,L+H+W,D]
+            lead = encoded.memory_tokens.shape[1]
         time = self.time_mlp(noise_level_embedding(noise_level, cfg.width))  # [B,D]
         time = F.silu(time if encoded.reaction is None else time + encoded.reaction)
         for block in self.blocks:
             x = block(x, encoded.speaker, encoded.cross_mask, time)
         shift, scale = self.out_modulation(time).chunk(2, dim=-1)
-        x = modulate(self.out_norm(x[:, cfg.history_frames:]), shift, scale)
+        x = modulate(self.out_norm(x[:, lead + cfg.history_frames:]), shift, scale)
         return self.out(x)  # [B,W,56]

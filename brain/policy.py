@@ -21,6 +21,7 @@ speaker frame after the chunk it was emitted in.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -31,6 +32,7 @@ from brain.config import BrainConfig
 from brain.data import check_speaker_inputs
 from brain.denoiser import Conditioning, ListenerDenoiser
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
+from brain.memory import MemoryState
 from brain.normalizer import Normalizer
 from utils.checkpoint import load_checkpoint
 from utils.config import config_from_dict
@@ -266,6 +268,11 @@ class ListenerStream:
         self.speaker_exp = torch.zeros(0, SPEAKER_EXP_DIM, device=device)
         self.buffer_start = 0
         self.history = torch.zeros(num_samples, 0, FLAME_DIM, device=device)  # [K,<=H,56]
+        # Long memory (brain/memory.py): averages of every emitted frame and of the speaker up to it.
+        self.listener_memory = self.speaker_memory = None
+        if model.memory_seconds:
+            self.listener_memory = MemoryState(model.memory_seconds, num_samples, FLAME_DIM, device)
+            self.speaker_memory = MemoryState(model.memory_seconds, 1, SPEAKER_EXP_DIM, device)
         self.received = 0
         self.emitted = 0
         self.closed = False
@@ -330,6 +337,11 @@ class ListenerStream:
                             speaker_audio=speaker_audio.expand(k, -1, -1),
                             speaker_exp=speaker_exp.expand(k, -1, -1), speaker_valid=speaker_valid.expand(k, -1),
                             attitude=self.attitude if policy.attitudes else None, intensity=self.intensity)
+        if self.listener_memory is not None:
+            listener_memory, coverage = self.listener_memory.read()
+            cond = dataclasses.replace(cond, listener_memory=listener_memory,
+                                       speaker_memory=self.speaker_memory.read()[0].expand(k, -1, -1),
+                                       memory_coverage=coverage.expand(k, -1))
         shape = (k, self.window_frames, FLAME_DIM)
         noise = torch.randn(shape, generator=self.generator, device=device)
         step_noise = None
@@ -343,6 +355,10 @@ class ListenerStream:
         policy = self.policy
         emitted = window[:, :emit]
         self.history = torch.cat([self.history, emitted], dim=1)[:, -policy.history_frames:]
+        if self.listener_memory is not None:
+            self.listener_memory.push(emitted)
+            first = self.emitted - self.buffer_start
+            self.speaker_memory.push(self.speaker_exp[None, first:first + emit])
         self.emitted += emit
         # Keep only the speaker frames a later window can still see.
         drop = max(0, (self.emitted - policy.speaker_history_frames) - self.buffer_start)

@@ -419,7 +419,7 @@ def test_one_training_step_on_gpu_is_finite(dataset):
     denoiser, diffusion = denoiser.cuda().train(), diffusion.cuda()
     windows, _, _ = dataset
     cond, target = windows.gather(torch.arange(8) * 5)
-    cond, target = Conditioning(*(value.cuda() for value in cond.tensors())), target.cuda()
+    cond, target = cond.map(lambda value: value.cuda()), target.cuda()
     with torch.autocast("cuda", dtype=torch.bfloat16):
         losses = diffusion.loss(denoiser, target, cond)
     losses["loss"].backward()
