@@ -138,3 +138,21 @@ def test_a_stream_remembers_what_it_emitted(corpus):
         np.testing.assert_allclose(stream.speaker_memory.read()[0][0, tau_index].numpy(),
                                    hand_memory(speaker, tau, 36)[0], atol=1e-4)
         assert float(coverage[tau_index]) == pytest.approx(hand_memory(own[0], tau, 36)[1], abs=1e-5)
+
+
+def test_a_brain_with_memory_trains_with_own_history_and_reloads(corpus, tmp_path):
+    import train_diffusion
+    from utils.config import load_config
+
+    cfg = load_config(BrainConfig, "configs/brain_tiny.yaml", [
+        f"data={corpus}", f"out={tmp_path / 'run'}", "model.memory_seconds=[0.4,2]", "model.width=32",
+        "model.layers=1", "train.batch_size=16", "train.max_steps=12", "train.val_every=6", "train.val_windows=16",
+        "train.checkpoint_every=6", "train.device=cpu", "diffusion.own_history=0.5", "diffusion.own_history_steps=2"])
+    policy = ListenerPolicy.from_checkpoint(train_diffusion.train(cfg, progress=False))
+    assert policy.cfg.model.memory_seconds == [0.4, 2.0]
+    clip = load_split_clips(DyadicCorpus(corpus), "test", SMALL)[0]
+    offline = policy.generate(clip.speaker_audio[:50], clip.speaker_exp[:50], num_samples=2, seed=4, steps=3,
+                              attitude=clip.attitude)
+    stream = policy.stream(num_samples=2, seed=4, steps=3, attitude=clip.attitude)
+    pieces = [stream.push(clip.speaker_audio[i:min(i + 7, 50)], clip.speaker_exp[i:min(i + 7, 50)]) for i in range(0, 50, 7)]
+    np.testing.assert_array_equal(offline, np.concatenate([*pieces, stream.flush()], axis=1))
