@@ -171,7 +171,9 @@ stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen
     # and, if the call has ~4.5 min left, the test report sampled as chosen (`preset`, without the grid) and,
     # with ~2 min left after that, the chosen sampling's chunk latency (`speed`, the live mode's row only).
     # Eighth session, H200: 542 s (training started, tests), then 363 s (the rest of the training, the validation
-    # rows in 45 s, the test report in 164 s, the chunk in 29 s): two calls did it all.
+    # rows in 45 s, the test report in 164 s, the chunk in 29 s): two calls did it all. Ninth session, H200,
+    # VARIANTS=memory: 562 s (training started, tests), then 560 s (the last 90 s of training, the validation rows
+    # in 52 s, the test report in 191 s, the chunk in 27 s).
     export KEEP_EVERY="${KEEP_EVERY:-0}"
     local trained=1 name
     if [ ! -f "$brain_work/train_${VARIANTS%% *}.sh" ]; then  # (TRAINED_CHECKPOINT: weights from an earlier call)

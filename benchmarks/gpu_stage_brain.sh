@@ -56,7 +56,9 @@
 #   memory      model.memory_seconds=[2,6,20]: long memory (brain/memory.py), moving averages of the listener's own
 #               past and of the speaker's expression over 2, 6 and 20 s, six tokens; on the tiny CPU probe it
 #               lowered FD and the slow band's bias, and with history guidance 1.5 it reached the oracle's slow
-#               diversity without the bias history guidance adds to the preset (docs/RESULTS.md)
+#               diversity without the bias history guidance adds to the preset (docs/RESULTS.md); the preset
+#               itself since the ninth session (then the same as shipped)
+#   nomemory    model.memory_seconds=[]: the preset before long memory, the control
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 # `finish` scores every variant against the oracle on the *validation* clips (its preset row, and the sampling
 # rows of VAL_SWEEP [guidance=4 steps=10]; saved samples split by benchmarks/diversity_breakdown.py), picks the
@@ -153,6 +155,7 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
         hnoise0) overrides=(diffusion.history_noise=0) ;;
         wide) overrides=(model.width=384) ;;
         memory) overrides=("'model.memory_seconds=[2,6,20]'") ;;
+        nomemory) overrides=("'model.memory_seconds=[]'") ;;
         old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac
     cat > "$work/train_$name.sh" <<SCRIPT

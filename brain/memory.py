@@ -7,8 +7,8 @@ of one speaker drift back towards the same speaker-driven course (docs/RESULTS.m
 slow). ``model.memory_seconds`` (e.g. ``[2, 6, 20]``) gives the denoiser, per time constant τ, the
 exponential moving average of everything before the window start ``s``:
 
-    memory_τ(s)   = Σ_{u<s} a^(s-1-u) x_u  /  Σ_{u<s} a^(s-1-u)       a = exp(−1 / (τ · fps)), u from the clip start
-    coverage_τ(s) = 1 − a^(s − clip start)                              0 at the clip start, → 1 after a few τ
+    memory_τ(s)   = Σ_{u<s} a^(s-1-u) x_u  /  Σ_{u<s} a^(s-1-u)     a = exp(−1 / (τ · fps)), u from the clip start
+    coverage_τ(s) = 1 − a^(s − clip start)                            0 at the clip start, → 1 after a few τ
 
 of the listener's own normalised motion (56 dims: at sampling time, the frames the model itself emitted)
 and of the speaker's normalised expression (50 dims). The speaker's audio is left out: its 768 dims per τ

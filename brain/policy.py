@@ -15,9 +15,10 @@ for relative to the training data's typical for that attitude (1, the default; b
 
 Both run the same loop: every ``chunk_frames`` (8) speaker frames, the window starting at the next frame
 to emit is denoised, conditioned on the last ``history_frames`` emitted frames and on the speaker up to the
-end of that chunk; its first 8 frames are emitted. ``generate`` is ``push(everything)`` + ``flush()``, so
-the offline and streamed outputs of one seed are the same numbers, and no output frame ever depends on a
-speaker frame after the chunk it was emitted in.
+end of that chunk (and, with ``model.memory_seconds``, on the running averages of everything emitted and
+heard before it: brain/memory.py); its first 8 frames are emitted. ``generate`` is ``push(everything)`` +
+``flush()``, so the offline and streamed outputs of one seed are the same numbers, and no output frame ever
+depends on a speaker frame after the chunk it was emitted in.
 """
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ def test_the_denoiser_reads_the_memory_and_drops_it_with_its_source(corpus):
         assert not torch.allclose(plain, denoiser(target, level, other_listener), atol=1e-4)
         assert not torch.allclose(plain, denoiser(target, level, other_speaker), atol=1e-4)
         no_history = denoiser(target, level, cond, drop_history=flags["drop_history"])
-        torch.testing.assert_close(no_history, denoiser(target, level, other_listener, drop_history=flags["drop_history"]))
+        torch.testing.assert_close(no_history, denoiser(target, level, other_listener,
+                                                        drop_history=flags["drop_history"]))
         no_exp = denoiser(target, level, cond, drop_speaker_exp=flags["drop_speaker_exp"])
         torch.testing.assert_close(no_exp, denoiser(target, level, other_speaker,
                                                     drop_speaker_exp=flags["drop_speaker_exp"]))
@@ -154,5 +155,7 @@ def test_a_brain_with_memory_trains_with_own_history_and_reloads(corpus, tmp_pat
     offline = policy.generate(clip.speaker_audio[:50], clip.speaker_exp[:50], num_samples=2, seed=4, steps=3,
                               attitude=clip.attitude)
     stream = policy.stream(num_samples=2, seed=4, steps=3, attitude=clip.attitude)
-    pieces = [stream.push(clip.speaker_audio[i:min(i + 7, 50)], clip.speaker_exp[i:min(i + 7, 50)]) for i in range(0, 50, 7)]
+    ends = [min(start + 7, 50) for start in range(0, 50, 7)]
+    pieces = [stream.push(clip.speaker_audio[start:end], clip.speaker_exp[start:end])
+              for start, end in zip(range(0, 50, 7), ends)]
     np.testing.assert_array_equal(offline, np.concatenate([*pieces, stream.flush()], axis=1))
