@@ -1,7 +1,7 @@
 """Does the brain alone hold a listener's statistics over minutes? Long rollouts, per-bin drift, any device.
 
     PYTHONPATH=. python benchmarks/drift_offline.py --checkpoint B.pth --seconds 300 \
-        --sampling "" "guidance=4,guidance_history=1.2,guidance_attitude=2" --attitude speaker_clip
+        --sampling "" "guidance=5,guidance_history=3" --attitude speaker_clip
 
 The features-control half of ``benchmarks/bench_live.py`` without the body, the audio or the clock, so that a
 sampling setting can be checked for drift on a CPU: a synthetic dyadic corpus of ``--gt_clips`` clips of

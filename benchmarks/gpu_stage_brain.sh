@@ -82,11 +82,10 @@ eval_extra=(--precision bf16 --cuda_graphs --batch_windows "${BATCH_WINDOWS:-512
 # Sampling candidates scored beside each variant's preset row on validation (the fifth session's test grid
 # found guidance 4 the one setting inside the amplitude and SID targets, and 10 evaluations as good as 15).
 read -r -a val_sweep <<< "${VAL_SWEEP:-guidance=4 steps=10}"
-# History guidance (brain/diffusion.py): the eighth session's learning curve left the slow band at 0.46 of the
-# oracle's diversity while the faster bands reached it; following the listener's own past more is the sampling-time
-# lever aimed at that band (one more network branch). On the tiny CPU probe it acts on the slow band alone and
-# steeply (slow band 0.59 of the oracle's at 1, 1.24 at 1.25, 3.2 at 1.5, 4.6 at 2), hence the fine steps.
-read -r -a cal_sweep <<< "${CAL_SWEEP:-guidance_history=1.1 guidance_history=1.2 guidance_history=1.3 guidance_history=1.5 guidance_history=1.2,guidance=4}"
+# History guidance (brain/diffusion.py) around the preset's own sampling (guidance 5, attitude guidance 2, history
+# guidance 2 since the ninth session, with long memory): on validation history guidance 1.2 -> 2 -> 3 took FRDiv
+# 0.58 -> 0.67 -> 0.87 of the oracle's at FD 1.35 -> 1.34 -> 1.49 x, the seams rising past 2.5 (docs/RESULTS.md).
+read -r -a cal_sweep <<< "${CAL_SWEEP:-guidance_history=1.5 guidance_history=2.5 guidance_history=3 guidance=4 guidance=6}"
 sweep_samples="${SWEEP_SAMPLES:-1}"; eval_clips=0; eval_seconds=0; grid_clips="${GRID_CLIPS:-0}"
 train_extra=()
 if [ -n "${TINY:-}" ]; then  # CPU smoke run: every command once, at toy sizes
