@@ -49,9 +49,9 @@ def causal_memory(sequence: np.ndarray, seconds: list[float]) -> tuple[np.ndarra
     counts = np.arange(frames)  # frames before row s
     for index, decay in enumerate(memory_decays(seconds)):
         running = lfilter([1.0], [1.0, -decay], sequence, axis=0)  # [T,D]: Σ_{u<=t} a^(t-u) x_u
-        weight = -np.expm1(counts[1:] * np.log(decay)) / (1 - decay)  # Σ_{u<s} a^(s-1-u), s >= 1
-        memory[1:, index] = running[:-1] / weight[:, None]
-        coverage[1:, index] = -np.expm1(counts[1:] * np.log(decay))
+        covered = -np.expm1(counts[1:] * np.log(decay))  # 1 - a^s, s >= 1
+        memory[1:, index] = running[:-1] / (covered / (1 - decay))[:, None]  # over Σ_{u<s} a^(s-1-u)
+        coverage[1:, index] = covered
     return memory.astype(np.float32), coverage.astype(np.float32)
 
 
