@@ -32,6 +32,11 @@ class ModelConfig:
     # Long memory (brain/memory.py): time constants (seconds) of causal moving averages of the listener's own and
     # the speaker's expression over the whole clip before each window, one token each; []: none (1 s of context).
     memory_seconds: list[float] = field(default_factory=list)
+    # Slow plan (brain/plan.py): a latent of plan_dim numbers per window that the sampler *draws* from a learned
+    # prior given the last window's plan and the listener's last chunk, and training infers from the listener's
+    # next plan_frames (a posterior; CVAE-style, weighted by diffusion.plan_kl_weight); 0: no plan.
+    plan_dim: int = 0
+    plan_frames: int = 48  # the future span the posterior summarises, in chunk_frames-long segment means
 
     @property
     def speaker_history_frames(self) -> int:
@@ -75,6 +80,9 @@ class DiffusionConfig:
     # over this many frames (linearly; 0: the true target, which jumps where the own history ends), so the
     # model learns to correct a drifted history smoothly instead of jumping at its first frame.
     own_history_ease_frames: int = 0
+    # Weight of the plan's KL divergence (posterior || prior, nats per window) against the motion loss
+    # (model.plan_dim > 0 only): smaller lets the plan carry more of the listener's next seconds.
+    plan_kl_weight: float = 0.01
 
 
 @dataclass
@@ -87,6 +95,10 @@ class SampleConfig:
     guidance_speaker_exp: float = 1.0
     guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (one more branch)
     guidance_history: float = 1.0  # 1: plain; > 1 follows the listener's own past more (one more branch)
+    # > 0: the speaker and attitude guidance act only at noise levels σ <= this (a limited guidance interval,
+    # Kynkäänniemi et al. 2024): above it, where a window's course is chosen, the plain conditional x0 is used
+    # (history guidance acts at every level). 0: guidance at every level.
+    guidance_sigma_max: float = 0.0
 
 
 @dataclass

@@ -44,7 +44,12 @@ analytic numbers).
   (history guidance, as in Song et al. 2025's history-guided video diffusion: windows strung together
   autoregressively revert to that average a little at every window, which narrows what a listener does over
   seconds). Only the branches a guidance term needs are run: with ``g_audio = g_exp = 1`` the speaker's ∅
-  and audio branches are left out (two branches for attitude guidance alone).
+  and audio branches are left out (two branches for attitude guidance alone). ``guidance_sigma_max`` > 0 limits
+  the speaker and attitude guidance to the noise levels at or below it (Kynkäänniemi et al. 2024: guidance at
+  the highest levels, where a sample's course is chosen, pulls every sample to the same one).
+* With a slow plan (``model.plan_dim``, brain/plan.py) the loss adds ``plan_kl_weight`` · KL of the window's
+  plan posterior against its prior (``plan_kl``, nats per window); sampling takes the plan from the caller
+  (``cond.plan``: the stream draws it from the prior).
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   noise level σ_data, no condition dropout; sampling is one forward pass.
 """
@@ -59,6 +64,7 @@ from torch import nn
 
 from brain.config import DiffusionConfig
 from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
+from brain.plan import plan_model
 from utils.config import ConfigError
 from utils.errors import UsageError
 
@@ -197,11 +203,19 @@ class ListenerDiffusion(nn.Module):
             scale = self.cfg.history_noise * torch.rand((batch, 1, 1), generator=generator, device=device)
             history_noise = scale * torch.randn(cond.history.shape, generator=generator, device=device)
             model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
+        plan = plan_model(denoiser)
+        if plan is not None:  # the window's plan from its posterior, and what it costs against the prior
+            drawn, plan_kl = plan.infer(cond, generator)
+            model_cond = dataclasses.replace(model_cond, plan=drawn)
         predicted = self.predict_x0(denoiser, target + sigma[:, None, None] * noise, sigma, model_cond, **drops)
         sigma_data = self.cfg.sigma_data
         weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2 if self.cfg.loss_weighting == "edm" else None
-        return motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
-                           self.cfg.acceleration_weight, sample_weight=weight)
+        losses = motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
+                             self.cfg.acceleration_weight, sample_weight=weight)
+        if plan is not None:
+            losses["plan_kl"] = plan_kl.mean()
+            losses["loss"] = losses["loss"] + self.cfg.plan_kl_weight * losses["plan_kl"]
+        return losses
 
     @staticmethod
     def check_sampling_options(steps: int, sampler: str, eta: float) -> None:
@@ -219,10 +233,14 @@ class ListenerDiffusion(nn.Module):
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
                   guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
-                  guidance_history: float = 1.0) -> torch.Tensor:
+                  guidance_history: float = 1.0, guidance_sigma_max: float = 0.0) -> torch.Tensor:
         """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling` with the
-        branches of :meth:`guidance_branches` for the same scales (B rows each)."""
+        branches of :meth:`guidance_branches` for the same scales (B rows each). Above ``guidance_sigma_max``
+        (when > 0) the speaker and attitude scales count as 1; the branches still run, so the loop's graph is
+        the same at every level."""
         branches = self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history)
+        if 0 < guidance_sigma_max < sigma:
+            guidance_audio = guidance_speaker_exp = guidance_attitude = 1.0
         batch = x.shape[0]
         if encoded.speaker.shape[0] != branches.count * batch:
             raise ValueError(f"the condition was encoded for {encoded.speaker.shape[0] // batch} branches, "
@@ -268,7 +286,8 @@ class ListenerDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
                eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
-               guidance_attitude: float = 1.0, guidance_history: float = 1.0, noise: torch.Tensor | None = None,
+               guidance_attitude: float = 1.0, guidance_history: float = 1.0, guidance_sigma_max: float = 0.0,
+               noise: torch.Tensor | None = None,
                step_noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
@@ -295,7 +314,7 @@ class ListenerDiffusion(nn.Module):
         previous_x0, previous_step = None, None
         for index, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp,
-                                guidance_attitude, guidance_history)
+                                guidance_attitude, guidance_history, guidance_sigma_max)
             if sigma_next == 0:
                 x = x0
                 break
