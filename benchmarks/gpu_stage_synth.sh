@@ -32,6 +32,8 @@ wav2vec_model=(); if [ -n "${WAV2VEC:-}" ]; then wav2vec_model=(--model "$WAV2VE
 # NO_LOOK_AHEAD=1: the live run's extractor emits each chunk at its own end (data_utils.wav2vec_stream)
 look_ahead=(); if [ -n "${NO_LOOK_AHEAD:-}" ]; then look_ahead=(--no_look_ahead); fi
 # LIVE_ATTITUDE: the attitude the live run asks for (a name, or speaker_clip: that of the speaker clip's listener)
+# GT_CLIPS [24]: the ground-truth corpus the drift tables read against (24 clips hold ~6 of each attitude; the
+# tenth session's 8 held 2 neutral ones, a reference too narrow for per-minute means: docs/BENCHMARKS.md)
 attitude=(); if [ -n "${LIVE_ATTITUDE:-}" ]; then attitude=(--attitude "$LIVE_ATTITUDE"); fi
 mkdir -p "$out_dir" "$work"
 
@@ -48,7 +50,7 @@ fi
 if [[ "$benches" == *" live "* ]]; then
     run_logged bench_live python3 benchmarks/bench_live.py --brain_checkpoint "$BRAIN_CKPT" \
         --body_checkpoint "$BODY_DIR" --device "$device" --seconds "$live_seconds" --bin_seconds "$bin_seconds" \
-        --work "$work/live" "${wav2vec[@]}" "${look_ahead[@]}" "${attitude[@]}" || status=1
+        --work "$work/live" --gt_clips "${GT_CLIPS:-24}" "${wav2vec[@]}" "${look_ahead[@]}" "${attitude[@]}" || status=1
 fi
 if [[ "$benches" == *" synthesis "* ]]; then
     run_logged bench_synthesis python3 benchmarks/bench_synthesis.py --brain_checkpoint "$BRAIN_CKPT" \

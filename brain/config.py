@@ -64,6 +64,9 @@ class DiffusionConfig:
     drop_both: float = 0.1
     drop_history: float = 0.1
     drop_attitude: float = 0.1  # independent of the others; only matters when the model has attitudes
+    # The listener's long memory alone (its history kept), independent of the others: what memory guidance
+    # (sample.guidance_memory) contrasts; 0 leaves the memory dropped only with the history.
+    drop_memory: float = 0.0
     # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
     # model learns not to copy its own past errors forward, against drift in long autoregressive rollouts.
     history_noise: float = 0.0
@@ -95,10 +98,10 @@ class SampleConfig:
     guidance_speaker_exp: float = 1.0
     guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (one more branch)
     guidance_history: float = 1.0  # 1: plain; > 1 follows the listener's own past more (one more branch)
-    # > 0: the speaker and attitude guidance act only at noise levels σ <= this (a limited guidance interval,
-    # Kynkäänniemi et al. 2024): above it, where a window's course is chosen, the plain conditional x0 is used
-    # (history guidance acts at every level). 0: guidance at every level.
-    guidance_sigma_max: float = 0.0
+    # > 1 follows the listener's long memory (its 2-20 s averages, brain/memory.py) more than the speaker-driven
+    # course, while its last second of history is kept in both terms (one more branch; a model with memory trained
+    # with diffusion.drop_memory > 0 only)
+    guidance_memory: float = 1.0
 
 
 @dataclass

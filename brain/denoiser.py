@@ -32,7 +32,7 @@ plan (brain/plan.py), when ``model.plan_dim`` is set: a latent drawn per window,
 Classifier-free guidance drops the audio, the expression, the history and/or the attitude per sample by
 swapping in learned null embeddings (``torch.where``, no branches: the same graph serves every guidance
 branch). Dropping the history drops the listener memory with it, dropping the expression the speaker memory:
-"without the listener's past" means all of it.
+"without the listener's past" means all of it; the listener memory can also be dropped alone (memory guidance).
 """
 from __future__ import annotations
 
@@ -233,16 +233,19 @@ class ListenerDenoiser(nn.Module):
 
     def forward(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, cond: Conditioning,
                 drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> torch.Tensor:
+                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None,
+                drop_memory: torch.Tensor | None = None) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ); ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
         encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history,
-                              drop_attitude=drop_attitude)
+                              drop_attitude=drop_attitude, drop_memory=drop_memory)
         return self.denoise(noisy_window, noise_level, encoded)
 
     def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-               drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> EncodedCondition:
+               drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None,
+               drop_memory: torch.Tensor | None = None) -> EncodedCondition:
         """The part of the forward pass that does not depend on the noisy window or the noise level: computed
-        once per window and reused by every DDIM step."""
+        once per window and reused by every DDIM step. ``drop_memory`` drops the listener's long memory alone
+        (its history kept); ``drop_history`` drops both."""
         cfg = self.cfg
         batch = cond.batch_size
         speaker_frames = cfg.speaker_history_frames + cfg.chunk_frames
@@ -275,13 +278,14 @@ class ListenerDenoiser(nn.Module):
         reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
         memory = None
         if self.memory_length:
-            memory = self.encode_memory(cond, drop_history, drop_speaker_exp)
+            memory = self.encode_memory(cond, drop_history | (keep if drop_memory is None else drop_memory),
+                                        drop_speaker_exp)
             memory_rows = torch.zeros_like(cross_mask[:, :, :self.memory_length * 2])  # [B,1,L,1+S+C]: ...
             memory_rows[..., 0] = True  # ... the sink only
             cross_mask = torch.cat([memory_rows, cross_mask], dim=2)
         return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction, memory)
 
-    def encode_memory(self, cond: Conditioning, drop_history: torch.Tensor,
+    def encode_memory(self, cond: Conditioning, drop_listener: torch.Tensor,
                       drop_speaker_exp: torch.Tensor) -> torch.Tensor:
         """``[B,2M,D]``: the listener memory tokens then the speaker's, each ``coverage · Linear(average) +
         (1 − coverage) · null`` (the null alone where its source is dropped) plus its embedding."""
@@ -296,7 +300,7 @@ class ListenerDenoiser(nn.Module):
         coverage = cond.memory_coverage[..., None]  # [B,M,1]
         tokens = []
         for source, (average, project, dropped) in enumerate(
-                ((cond.listener_memory, self.listener_memory_in, drop_history),
+                ((cond.listener_memory, self.listener_memory_in, drop_listener),
                  (cond.speaker_memory, self.speaker_memory_in, drop_speaker_exp))):
             null = self.null_memory[source]
             token = coverage * project(average) + (1 - coverage) * null  # [B,M,D]

@@ -113,7 +113,7 @@ class ListenerPolicy:
                    training_step=int(payload["step"]) if "step" in payload else None)
 
     def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                          guidance_history=None, guidance_sigma_max=None) -> dict:
+                          guidance_history=None, guidance_memory=None) -> dict:
         defaults = self.cfg.sample
 
         def pick(value, default, kind):
@@ -125,7 +125,7 @@ class ListenerPolicy:
                 "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float),
                 "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float),
                 "guidance_history": pick(guidance_history, defaults.guidance_history, float),
-                "guidance_sigma_max": pick(guidance_sigma_max, defaults.guidance_sigma_max, float)}
+                "guidance_memory": pick(guidance_memory, defaults.guidance_memory, float)}
 
     def reaction(self, attitude: str | None, intensity: float | None) -> tuple[int, float | None]:
         """``(attitude index, intensity input)`` for the denoiser; UsageError naming the valid attitudes, or
@@ -142,15 +142,19 @@ class ListenerPolicy:
                guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
                sampler: str | None = None, *, attitude: str | None = None, intensity: float | None = None,
                guidance_attitude: float | None = None, guidance_history: float | None = None,
-               guidance_sigma_max: float | None = None) -> "ListenerStream":
+               guidance_memory: float | None = None) -> "ListenerStream":
         """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
         ``None`` options take the checkpoint's ``sample`` defaults; ``attitude``/``intensity``: see the module
         docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                                         guidance_history, guidance_sigma_max)
+                                         guidance_history, guidance_memory)
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
+        if options["guidance_memory"] != 1.0 and not (self.cfg.model.memory_seconds and self.cfg.diffusion.drop_memory > 0):
+            raise UsageError(f"guidance_memory {options['guidance_memory']:g} asked of a model that never saw its "
+                             f"long memory dropped alone (it needs model.memory_seconds and diffusion.drop_memory > 0 "
+                             f"in training); use 1")
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:
             options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the attitude branch
@@ -161,12 +165,12 @@ class ListenerPolicy:
                  guidance_speaker_exp: float | None = None, sampler: str | None = None, *,
                  attitude: str | None = None, intensity: float | None = None,
                  guidance_attitude: float | None = None, guidance_history: float | None = None,
-                 guidance_sigma_max: float | None = None) -> np.ndarray:
+                 guidance_memory: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler,
                              attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude,
-                             guidance_history=guidance_history, guidance_sigma_max=guidance_sigma_max)
+                             guidance_history=guidance_history, guidance_memory=guidance_memory)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     def generate_many(self, speakers: list[tuple[np.ndarray, np.ndarray]], num_samples: int = 1,
