@@ -36,7 +36,6 @@ from brain.dataset import WindowDataset, load_split_clips
 from brain.denoiser import Conditioning
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.normalizer import Normalizer
-from brain.plan import plan_model
 from utils.atomic import atomic_output
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, slim_payload
 from utils.cli import cli_main, cli_parser
@@ -214,12 +213,8 @@ def with_own_history(ema: torch.nn.Module, diffusion: ListenerDiffusion, dataset
     if not chosen.any():
         return cond, target
     sample = cfg.sample
-    previous = previous.map(lambda value: value[chosen])
-    plan = plan_model(ema)
-    if plan is not None:  # the previous window as it would have been planned: its posterior's mean
-        previous = dataclasses.replace(previous, plan=plan.posterior_mean(previous.plan_span, previous.plan_span_valid))
     with autocast_context(cfg, device):
-        own = diffusion.sample(ema, previous, steps=diff.own_history_steps,
+        own = diffusion.sample(ema, previous.map(lambda value: value[chosen]), steps=diff.own_history_steps,
                                sampler=sample.sampler, eta=sample.eta, generator=generator)  # [n,W,56]
     own_chunk = own[:, :chunk].to(cond.history.dtype)  # [n,C,56]
     if diff.own_history_ease_frames > 0:

@@ -63,17 +63,16 @@ def sampling_options(args) -> dict:
     """The stream options every row samples with (None: the model's own)."""
     return dict(num_samples=args.num_samples, steps=args.steps, guidance_audio=args.guidance,
                 guidance_speaker_exp=args.guidance, guidance_history=args.guidance_history, attitude=args.attitude,
-                guidance_attitude=args.guidance_attitude, guidance_memory=args.guidance_memory)
+                guidance_attitude=args.guidance_attitude)
 
 
 def describe(policy: ListenerPolicy, args) -> str:
     """The header line: what one chunk runs (evaluations, guidance scales, batched branches)."""
     options = policy.stream(**sampling_options(args)).options
     branches = policy.diffusion.guidance_branches(options["guidance_audio"], options["guidance_speaker_exp"],
-                                                  options["guidance_attitude"], options["guidance_history"],
-                                                  options["guidance_memory"]).count
+                                                  options["guidance_attitude"], options["guidance_history"]).count
     return (f"model: {args.checkpoint or args.config}; {options['steps']} network evaluations, guidance "
-            f"{options['guidance_audio']:g}, history guidance {options['guidance_history']:g}, memory guidance {options['guidance_memory']:g}, attitude {args.attitude or 'none'} "
+            f"{options['guidance_audio']:g}, history guidance {options['guidance_history']:g}, attitude {args.attitude or 'none'} "
             f"with guidance {options['guidance_attitude']:g} ({branches} branches batched), K={args.num_samples}")
 
 
@@ -109,8 +108,6 @@ def main(argv=None) -> int:
                         help="audio and expression scale (default: the model's own; 1.0 = no CFG)")
     parser.add_argument("--guidance_history", type=float, default=None,
                         help="history guidance scale (default: the model's own; != 1 adds a branch)")
-    parser.add_argument("--guidance_memory", type=float, default=None,
-                        help="memory guidance scale (default: the model's own; != 1 adds a branch)")
     parser.add_argument("--attitude", default=None, help="ask this attitude (a labelled checkpoint's name)")
     parser.add_argument("--guidance_attitude", type=float, default=None,
                         help="attitude guidance scale (default: the model's own; != 1 with --attitude adds a branch)")

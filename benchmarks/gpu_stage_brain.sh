@@ -59,11 +59,6 @@
 #               diversity without the bias history guidance adds to the preset (docs/RESULTS.md); the preset
 #               itself since the ninth session (then the same as shipped)
 #   nomemory    model.memory_seconds=[]: the preset before long memory, the control
-#   plan        model.plan_dim=8: the slow plan (brain/plan.py), a latent per window drawn from a learned prior
-#               given the last window's, trained as a CVAE with diffusion.plan_kl_weight PLAN_KL_WEIGHT [0.01]; on
-#               the tiny CPU probe it lifted the slow band 0.23 -> 0.84 of the oracle's (docs/RESULTS.md)
-#   memdrop     diffusion.drop_memory=0.1: the listener's long memory also dropped alone, so memory guidance
-#               (sample.guidance_memory, e.g. CAL_SWEEP="guidance_memory=2") can follow the slow own course
 #   old         OLD_CODE's preset: discrete cosine schedule T=50 and DDIM (the control the issue measured)
 # `finish` scores every variant against the oracle on the *validation* clips (its preset row, and the sampling
 # rows of VAL_SWEEP [guidance=4 steps=10]; saved samples split by benchmarks/diversity_breakdown.py), picks the
@@ -132,7 +127,6 @@ phase_speed() {  # the chosen variant's trained weights when they exist, else ra
     # What the chosen sampling does not set stays the checkpoint's own; an attitude is asked as the live session does.
     [ -n "$(sampling_value guidance '')" ] && model+=(--guidance "$(sampling_value guidance '')")
     [ -n "$(sampling_value guidance_history '')" ] && model+=(--guidance_history "$(sampling_value guidance_history '')")
-    [ -n "$(sampling_value guidance_memory '')" ] && model+=(--guidance_memory "$(sampling_value guidance_memory '')")
     [ -n "$(sampling_value guidance_attitude '')" ] && model+=(--guidance_attitude "$(sampling_value guidance_attitude '')")
     [ -f "$work/$chosen/checkpoint.pth" ] && model+=(--attitude positive)
     stamp "chunk latency (${model[*]:-random weights of configs/brain_config.yaml}${rows[*]:+ ${rows[*]}})"
@@ -161,8 +155,6 @@ write_training_script() {  # write_training_script <name>: the variant's trainin
         wide) overrides=(model.width=384) ;;
         memory) overrides=("'model.memory_seconds=[2,6,20]'") ;;
         nomemory) overrides=("'model.memory_seconds=[]'") ;;
-        plan) overrides=(model.plan_dim=8 "diffusion.plan_kl_weight=${PLAN_KL_WEIGHT:-0.01}") ;;
-        memdrop) overrides=(diffusion.drop_memory=0.1) ;;
         old) root="${OLD_CODE:?the old variant needs OLD_CODE}" ;;
     esac
     cat > "$work/train_$name.sh" <<SCRIPT

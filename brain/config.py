@@ -32,11 +32,6 @@ class ModelConfig:
     # Long memory (brain/memory.py): time constants (seconds) of causal moving averages of the listener's own and
     # the speaker's expression over the whole clip before each window, one token each; []: none (1 s of context).
     memory_seconds: list[float] = field(default_factory=list)
-    # Slow plan (brain/plan.py): a latent of plan_dim numbers per window that the sampler *draws* from a learned
-    # prior given the last window's plan and the listener's last chunk, and training infers from the listener's
-    # next plan_frames (a posterior; CVAE-style, weighted by diffusion.plan_kl_weight); 0: no plan.
-    plan_dim: int = 0
-    plan_frames: int = 48  # the future span the posterior summarises, in chunk_frames-long segment means
 
     @property
     def speaker_history_frames(self) -> int:
@@ -64,9 +59,6 @@ class DiffusionConfig:
     drop_both: float = 0.1
     drop_history: float = 0.1
     drop_attitude: float = 0.1  # independent of the others; only matters when the model has attitudes
-    # The listener's long memory alone (its history kept), independent of the others: what memory guidance
-    # (sample.guidance_memory) contrasts; 0 leaves the memory dropped only with the history.
-    drop_memory: float = 0.0
     # Training-only noise on the clean history, std ~ U(0, history_noise) per window (normalised units): the
     # model learns not to copy its own past errors forward, against drift in long autoregressive rollouts.
     history_noise: float = 0.0
@@ -83,9 +75,6 @@ class DiffusionConfig:
     # over this many frames (linearly; 0: the true target, which jumps where the own history ends), so the
     # model learns to correct a drifted history smoothly instead of jumping at its first frame.
     own_history_ease_frames: int = 0
-    # Weight of the plan's KL divergence (posterior || prior, nats per window) against the motion loss
-    # (model.plan_dim > 0 only): smaller lets the plan carry more of the listener's next seconds.
-    plan_kl_weight: float = 0.01
 
 
 @dataclass
@@ -98,10 +87,6 @@ class SampleConfig:
     guidance_speaker_exp: float = 1.0
     guidance_attitude: float = 1.0  # 1: plain; > 1 exaggerates the requested attitude (one more branch)
     guidance_history: float = 1.0  # 1: plain; > 1 follows the listener's own past more (one more branch)
-    # > 1 follows the listener's long memory (its 2-20 s averages, brain/memory.py) more than the speaker-driven
-    # course, while its last second of history is kept in both terms (one more branch; a model with memory trained
-    # with diffusion.drop_memory > 0 only)
-    guidance_memory: float = 1.0
 
 
 @dataclass

@@ -12,9 +12,6 @@ A window starting at frame ``s`` of a clip is the triple the denoiser sees (``H`
                    when ``model.intensity_frames`` > 0 (brain/conditions.py)
     memory         moving averages of the listener and the speaker expression over the clip's frames [start, s),
                    when ``model.memory_seconds`` is set (brain/memory.py); computed once per frame here
-    plan span      listener  [s-C, s+P)   P = model.plan_frames, when ``model.plan_dim`` is set: what training
-                                          infers the window's plan and the previous window's from (brain/plan.py);
-                                          frames outside the clip are marked invalid
 
 Every clip is validated by ``DyadicCorpus.load_clip(min_frames=W)``, so a broken clip stops training with
 the contract's error naming the clip, the file and the numbers. The whole split lives in a few tensors
@@ -71,11 +68,10 @@ class WindowDataset(torch.utils.data.Dataset):
             self._fit_memory(clips, cfg.memory_seconds)
         self.window_start = torch.cat(starts)  # [N] global frame index of each window's first frame
         self.clip_start = torch.cat(clip_offsets)  # [N] global frame index of its clip's first frame
-        self.clip_end = torch.cat(clip_ends)  # [N] global frame index one past its clip's last frame
         self.attitude = torch.cat(attitudes)  # [N] attitude index, NO_ATTITUDE for an unlabelled clip
         self.typical_energy, self.intensity = None, None
         if cfg.intensity_frames > 0:
-            energy = window_energies(self.listener, self.clip_start, self.clip_end, self.window_start,
+            energy = window_energies(self.listener, self.clip_start, torch.cat(clip_ends), self.window_start,
                                      cfg.window_frames, cfg.intensity_frames)  # [N]
             if typical_energy is None:
                 typical_energy = typical_energies(energy, self.attitude, len(cfg.attitudes))
@@ -108,8 +104,7 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.window_start)
 
     def to(self, device) -> "WindowDataset":
-        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start", "clip_end", "attitude",
-                     "intensity",
+        for name in ("listener", "speaker_exp", "speaker_audio", "window_start", "clip_start", "attitude", "intensity",
                      "listener_memory", "speaker_memory", "memory_coverage"):
             if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).to(device))
@@ -157,10 +152,4 @@ class WindowDataset(torch.utils.data.Dataset):
             cond = dataclasses.replace(cond, listener_memory=self.listener_memory[window_start],
                                        speaker_memory=self.speaker_memory[window_start],
                                        memory_coverage=self.memory_coverage[window_start])
-        if cfg.plan_dim > 0:
-            span_frames = start + torch.arange(-cfg.chunk_frames, cfg.plan_frames, device=start.device)
-            clip_end = self.clip_end[indices, None]
-            span_valid = (span_frames >= clip_start) & (span_frames < clip_end)  # [B,C+P]
-            span = self.listener[span_frames.clamp(min=clip_start, max=clip_end - 1)] * span_valid[..., None]
-            cond = dataclasses.replace(cond, plan_span=span, plan_span_valid=span_valid)
         return cond, listener[:, cfg.history_frames:]

@@ -26,13 +26,12 @@ cross-attention (the speaker's past is already in the speaker memory tokens).
 Reaction controls (brain/conditions.py), when the model has them: the attitude (a learned embedding per
 ``model.attitudes`` name, or a null one) and the intensity (an MLP of the scalar ``log2(energy/typical)``)
 are summed into the noise-level embedding, so like the noise level they drive every block's adaLN modulation
-(DiT's class conditioning). They are encoded once per window with the rest of the condition. So is the slow
-plan (brain/plan.py), when ``model.plan_dim`` is set: a latent drawn per window, embedded and summed in too.
+(DiT's class conditioning). They are encoded once per window with the rest of the condition.
 
 Classifier-free guidance drops the audio, the expression, the history and/or the attitude per sample by
 swapping in learned null embeddings (``torch.where``, no branches: the same graph serves every guidance
 branch). Dropping the history drops the listener memory with it, dropping the expression the speaker memory:
-"without the listener's past" means all of it; the listener memory can also be dropped alone (memory guidance).
+"without the listener's past" means all of it.
 """
 from __future__ import annotations
 
@@ -45,7 +44,6 @@ from torch import nn
 
 from brain.conditions import NO_ATTITUDE
 from brain.config import ModelConfig
-from brain.plan import PlanModel
 from utils.config import ConfigError
 from utils.flame import AUDIO_DIM, FLAME_DIM, SPEAKER_EXP_DIM
 
@@ -67,9 +65,6 @@ class Conditioning:
     listener_memory: torch.Tensor | None = None  # [B,M,56] moving averages of the normalised listener (memory.py)
     speaker_memory: torch.Tensor | None = None  # [B,M,50] the same of the normalised speaker expression
     memory_coverage: torch.Tensor | None = None  # [B,M] float in [0,1): 1 - a^(frames since the clip start)
-    plan: torch.Tensor | None = None  # [B,Z] the window's slow plan (brain/plan.py), when model.plan_dim > 0
-    plan_span: torch.Tensor | None = None  # [B,C+P,56] training only: listener frames [s-C, s+P) (plan.py)
-    plan_span_valid: torch.Tensor | None = None  # [B,C+P] bool: inside the clip
 
     def repeat(self, copies: int) -> "Conditioning":
         """Stack ``copies`` of the batch: ``[B,...] -> [copies*B,...]`` (guidance branches)."""
@@ -90,8 +85,7 @@ class Conditioning:
 
     def fields(self) -> tuple[torch.Tensor | None, ...]:
         return (self.history, self.history_valid, self.speaker_audio, self.speaker_exp, self.speaker_valid,
-                self.attitude, self.intensity, self.listener_memory, self.speaker_memory, self.memory_coverage,
-                self.plan, self.plan_span, self.plan_span_valid)
+                self.attitude, self.intensity, self.listener_memory, self.speaker_memory, self.memory_coverage)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors that are present, in field order."""
@@ -108,7 +102,7 @@ class EncodedCondition:
     history_tokens: torch.Tensor  # [B,H,D] embedded history (null where invalid or dropped), with type embedding
     speaker: torch.Tensor  # [B,1+S,D] sink token + speaker tokens
     cross_mask: torch.Tensor  # [B,1,L+H+W,1+S] bool, True = may attend (L memory tokens, 0 without memory)
-    reaction: torch.Tensor | None = None  # [B,D] attitude + intensity (+ plan) embedding, added to the noise level's
+    reaction: torch.Tensor | None = None  # [B,D] attitude + intensity embedding, added to the noise level's
     memory_tokens: torch.Tensor | None = None  # [B,L,D] long-memory tokens (L = 2 x len(memory_seconds))
 
 
@@ -215,8 +209,6 @@ class ListenerDenoiser(nn.Module):
             self.speaker_memory_in = nn.Linear(SPEAKER_EXP_DIM, width)
             self.null_memory = nn.Parameter(torch.zeros(2, width))  # 0: listener, 1: speaker
             self.memory_embedding = nn.Parameter(0.02 * torch.randn(2 * self.memory_length, width))
-        if cfg.plan_dim > 0:
-            self.plan = PlanModel(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
         self.out_modulation = nn.Linear(width, 2 * width)
@@ -233,19 +225,16 @@ class ListenerDenoiser(nn.Module):
 
     def forward(self, noisy_window: torch.Tensor, noise_level: torch.Tensor, cond: Conditioning,
                 drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None,
-                drop_memory: torch.Tensor | None = None) -> torch.Tensor:
+                drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> torch.Tensor:
         """``noisy_window [B,W,56]``, ``noise_level [B]`` (ln σ); ``drop_* [B]`` bool (None: keep) -> ``[B,W,56]``."""
         encoded = self.encode(cond, drop_audio=drop_audio, drop_speaker_exp=drop_speaker_exp, drop_history=drop_history,
-                              drop_attitude=drop_attitude, drop_memory=drop_memory)
+                              drop_attitude=drop_attitude)
         return self.denoise(noisy_window, noise_level, encoded)
 
     def encode(self, cond: Conditioning, drop_audio: torch.Tensor | None = None, drop_speaker_exp: torch.Tensor | None = None,
-               drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None,
-               drop_memory: torch.Tensor | None = None) -> EncodedCondition:
+               drop_history: torch.Tensor | None = None, drop_attitude: torch.Tensor | None = None) -> EncodedCondition:
         """The part of the forward pass that does not depend on the noisy window or the noise level: computed
-        once per window and reused by every DDIM step. ``drop_memory`` drops the listener's long memory alone
-        (its history kept); ``drop_history`` drops both."""
+        once per window and reused by every DDIM step."""
         cfg = self.cfg
         batch = cond.batch_size
         speaker_frames = cfg.speaker_history_frames + cfg.chunk_frames
@@ -278,14 +267,13 @@ class ListenerDenoiser(nn.Module):
         reaction = self.encode_reaction(cond, keep if drop_attitude is None else drop_attitude)
         memory = None
         if self.memory_length:
-            memory = self.encode_memory(cond, drop_history | (keep if drop_memory is None else drop_memory),
-                                        drop_speaker_exp)
+            memory = self.encode_memory(cond, drop_history, drop_speaker_exp)
             memory_rows = torch.zeros_like(cross_mask[:, :, :self.memory_length * 2])  # [B,1,L,1+S+C]: ...
             memory_rows[..., 0] = True  # ... the sink only
             cross_mask = torch.cat([memory_rows, cross_mask], dim=2)
         return EncodedCondition(history_tokens + self.token_type[0], speaker, cross_mask, reaction, memory)
 
-    def encode_memory(self, cond: Conditioning, drop_listener: torch.Tensor,
+    def encode_memory(self, cond: Conditioning, drop_history: torch.Tensor,
                       drop_speaker_exp: torch.Tensor) -> torch.Tensor:
         """``[B,2M,D]``: the listener memory tokens then the speaker's, each ``coverage · Linear(average) +
         (1 − coverage) · null`` (the null alone where its source is dropped) plus its embedding."""
@@ -300,7 +288,7 @@ class ListenerDenoiser(nn.Module):
         coverage = cond.memory_coverage[..., None]  # [B,M,1]
         tokens = []
         for source, (average, project, dropped) in enumerate(
-                ((cond.listener_memory, self.listener_memory_in, drop_listener),
+                ((cond.listener_memory, self.listener_memory_in, drop_history),
                  (cond.speaker_memory, self.speaker_memory_in, drop_speaker_exp))):
             null = self.null_memory[source]
             token = coverage * project(average) + (1 - coverage) * null  # [B,M,D]
@@ -308,8 +296,8 @@ class ListenerDenoiser(nn.Module):
         return torch.cat(tokens, dim=1) + self.memory_embedding
 
     def encode_reaction(self, cond: Conditioning, drop_attitude: torch.Tensor) -> torch.Tensor | None:
-        """``[B,D]`` attitude (null where ``NO_ATTITUDE``, absent or dropped) + intensity + plan embedding; None
-        for a model with none of them. The plan is never dropped: every guidance branch follows the same one."""
+        """``[B,D]`` attitude (null where ``NO_ATTITUDE``, absent or dropped) + intensity embedding; None for a
+        model with neither."""
         cfg, batch, device = self.cfg, cond.batch_size, cond.history.device
         reaction = None
         if cfg.attitudes:
@@ -319,12 +307,6 @@ class ListenerDenoiser(nn.Module):
         if cfg.intensity_frames > 0:
             intensity = cond.intensity if cond.intensity is not None else torch.zeros(batch, device=device)
             embedded = self.intensity_mlp(noise_level_embedding(INTENSITY_EMBEDDING_SCALE * intensity, cfg.width))
-            reaction = embedded if reaction is None else reaction + embedded
-        if cfg.plan_dim > 0:
-            if cond.plan is None or tuple(cond.plan.shape) != (batch, cfg.plan_dim):
-                raise ValueError(f"denoiser input plan: expected shape {[batch, cfg.plan_dim]} (model.plan_dim is set), "
-                                 f"got {None if cond.plan is None else list(cond.plan.shape)}")
-            embedded = self.plan.embed(cond.plan)
             reaction = embedded if reaction is None else reaction + embedded
         return reaction
 

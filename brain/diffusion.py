@@ -44,13 +44,7 @@ analytic numbers).
   (history guidance, as in Song et al. 2025's history-guided video diffusion: windows strung together
   autoregressively revert to that average a little at every window, which narrows what a listener does over
   seconds). Only the branches a guidance term needs are run: with ``g_audio = g_exp = 1`` the speaker's ∅
-  and audio branches are left out (two branches for attitude guidance alone). A model with long memory trained
-  with ``drop_memory`` also takes memory guidance, one more branch, audio + expression without the listener's
-  memory (its last second of history kept): ``+ (g_memory − 1) · (x0(audio, exp|c,h) − x0(audio, exp|c,h,no memory))``
-  follows the listener's slow own course (2–20 s averages) more without amplifying its last second.
-* With a slow plan (``model.plan_dim``, brain/plan.py) the loss adds ``plan_kl_weight`` · KL of the window's
-  plan posterior against its prior (``plan_kl``, nats per window); sampling takes the plan from the caller
-  (``cond.plan``: the stream draws it from the prior).
+  and audio branches are left out (two branches for attitude guidance alone).
 * ``objective="regression"`` trains the same network deterministically: input window all zeros,
   noise level σ_data, no condition dropout; sampling is one forward pass.
 """
@@ -65,7 +59,6 @@ from torch import nn
 
 from brain.config import DiffusionConfig
 from brain.denoiser import Conditioning, EncodedCondition, ListenerDenoiser
-from brain.plan import plan_model
 from utils.config import ConfigError
 from utils.errors import UsageError
 
@@ -120,12 +113,11 @@ class Branches(typing.NamedTuple):
     guidance_branches`)."""
     speaker: bool  # ∅ and audio-only before it
     attitude: bool  # audio + expression without the attitude after it
-    history: bool  # audio + expression without the history after it
-    memory: bool = False  # audio + expression without the listener's long memory (history kept), last
+    history: bool  # audio + expression without the history, last
 
     @property
     def count(self) -> int:
-        return (3 if self.speaker else 1) + self.attitude + self.history + self.memory
+        return (3 if self.speaker else 1) + self.attitude + self.history
 
 
 class ListenerDiffusion(nn.Module):
@@ -181,11 +173,8 @@ class ListenerDiffusion(nn.Module):
                 & (draw < cfg.drop_audio + cfg.drop_speaker_exp + cfg.drop_both))
         drop_history = torch.rand(batch, generator=generator, device=device) < cfg.drop_history
         drop_attitude = torch.rand(batch, generator=generator, device=device) < cfg.drop_attitude
-        drops = {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both,
-                 "drop_history": drop_history, "drop_attitude": drop_attitude}
-        if cfg.drop_memory > 0:  # drawn only when asked for: the other drops' draws stay those of earlier runs
-            drops["drop_memory"] = torch.rand(batch, generator=generator, device=device) < cfg.drop_memory
-        return drops
+        return {"drop_audio": drop_audio | both, "drop_speaker_exp": drop_speaker_exp | both,
+                "drop_history": drop_history, "drop_attitude": drop_attitude}
 
     def training_sigmas(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
         """``[B]`` noise levels: ``ln σ ~ N(p_mean, p_std²)``."""
@@ -208,19 +197,11 @@ class ListenerDiffusion(nn.Module):
             scale = self.cfg.history_noise * torch.rand((batch, 1, 1), generator=generator, device=device)
             history_noise = scale * torch.randn(cond.history.shape, generator=generator, device=device)
             model_cond = dataclasses.replace(cond, history=cond.history + history_noise)
-        plan = plan_model(denoiser)
-        if plan is not None:  # the window's plan from its posterior, and what it costs against the prior
-            drawn, plan_kl = plan.infer(cond, generator)
-            model_cond = dataclasses.replace(model_cond, plan=drawn)
         predicted = self.predict_x0(denoiser, target + sigma[:, None, None] * noise, sigma, model_cond, **drops)
         sigma_data = self.cfg.sigma_data
         weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2 if self.cfg.loss_weighting == "edm" else None
-        losses = motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
-                             self.cfg.acceleration_weight, sample_weight=weight)
-        if plan is not None:
-            losses["plan_kl"] = plan_kl.mean()
-            losses["loss"] = losses["loss"] + self.cfg.plan_kl_weight * losses["plan_kl"]
-        return losses
+        return motion_loss(predicted, target, previous, previous_valid, self.cfg.velocity_weight,
+                           self.cfg.acceleration_weight, sample_weight=weight)
 
     @staticmethod
     def check_sampling_options(steps: int, sampler: str, eta: float) -> None:
@@ -238,11 +219,10 @@ class ListenerDiffusion(nn.Module):
 
     def guided_x0(self, denoiser: ListenerDenoiser, x: torch.Tensor, sigma: float, encoded: EncodedCondition,
                   guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
-                  guidance_history: float = 1.0, guidance_memory: float = 1.0) -> torch.Tensor:
+                  guidance_history: float = 1.0) -> torch.Tensor:
         """x0 for ``x [B,W,56]`` at noise level ``sigma``; ``encoded`` from :meth:`encode_for_sampling` with the
         branches of :meth:`guidance_branches` for the same scales (B rows each)."""
-        branches = self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history,
-                                          guidance_memory)
+        branches = self.guidance_branches(guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history)
         batch = x.shape[0]
         if encoded.speaker.shape[0] != branches.count * batch:
             raise ValueError(f"the condition was encoded for {encoded.speaker.shape[0] // batch} branches, "
@@ -254,8 +234,6 @@ class ListenerDiffusion(nn.Module):
             guided = none + guidance_audio * (audio - none) + guidance_speaker_exp * (both - audio)
         else:
             both = guided = x0[0]
-        if branches.memory:
-            guided = guided + (guidance_memory - 1) * (both - x0.pop())
         if branches.history:
             guided = guided + (guidance_history - 1) * (both - x0.pop())
         if branches.attitude:
@@ -264,14 +242,12 @@ class ListenerDiffusion(nn.Module):
 
     @staticmethod
     def guidance_branches(guidance_audio: float, guidance_speaker_exp: float, guidance_attitude: float = 1.0,
-                          guidance_history: float = 1.0, guidance_memory: float = 1.0) -> Branches:
+                          guidance_history: float = 1.0) -> Branches:
         """Network branches per evaluation: audio+exp, preceded by ∅ and audio when the speaker is guided
-        (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1), by
-        audio+exp without the history when the history is and without the listener memory when the memory
-        is: 1 to 6."""
+        (either scale ≠ 1), followed by audio+exp without the attitude when the attitude is (scale ≠ 1) and
+        by audio+exp without the history when the history is: 1 to 5."""
         return Branches(speaker=not (guidance_audio == 1.0 and guidance_speaker_exp == 1.0),
-                        attitude=guidance_attitude != 1.0, history=guidance_history != 1.0,
-                        memory=guidance_memory != 1.0)
+                        attitude=guidance_attitude != 1.0, history=guidance_history != 1.0)
 
     @staticmethod
     def encode_for_sampling(denoiser: ListenerDenoiser, cond: Conditioning, branches: Branches) -> EncodedCondition:
@@ -281,20 +257,18 @@ class ListenerDiffusion(nn.Module):
             return denoiser.encode(cond)
         index = torch.arange(branches.count * cond.batch_size, device=cond.history.device) // cond.batch_size
         # Slots: [∅ (drops audio and expression), audio (drops the expression)] when the speaker is guided, then
-        # audio + expression, then [no attitude], then [no history], then [no listener memory].
+        # audio + expression, then [no attitude], then [no history].
         audio_dropped, expression_dropped = (1, 2) if branches.speaker else (0, 0)
-        memory_slot = branches.count - 1 if branches.memory else -1
-        history_slot = branches.count - 1 - branches.memory if branches.history else -1
-        attitude_slot = branches.count - 1 - branches.memory - branches.history if branches.attitude else -1
+        attitude_slot = branches.count - 1 - branches.history if branches.attitude else -1
+        history_slot = branches.count - 1 if branches.history else -1
         return denoiser.encode(cond.repeat(branches.count), drop_audio=index < audio_dropped,
                                drop_speaker_exp=index < expression_dropped, drop_attitude=index == attitude_slot,
-                               drop_history=index == history_slot, drop_memory=index == memory_slot)
+                               drop_history=index == history_slot)
 
     @torch.no_grad()
     def sample(self, denoiser: ListenerDenoiser, cond: Conditioning, *, steps: int = 15, sampler: str = "dpmpp_2m",
                eta: float = 0.0, guidance_audio: float = 1.0, guidance_speaker_exp: float = 1.0,
-               guidance_attitude: float = 1.0, guidance_history: float = 1.0, guidance_memory: float = 1.0,
-               noise: torch.Tensor | None = None,
+               guidance_attitude: float = 1.0, guidance_history: float = 1.0, noise: torch.Tensor | None = None,
                step_noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``steps`` network evaluations from ``noise [B,W,56]`` (unit normal; drawn from ``generator`` if
@@ -315,13 +289,13 @@ class ListenerDiffusion(nn.Module):
         if eta and step_noise is None:
             step_noise = torch.randn((steps, *shape), generator=generator, device=device)
         encoded = self.encode_for_sampling(denoiser, cond, self.guidance_branches(
-            guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history, guidance_memory))
+            guidance_audio, guidance_speaker_exp, guidance_attitude, guidance_history))
         sigmas = self.sampling_sigmas(steps)
         x = noise * sigmas[0]
         previous_x0, previous_step = None, None
         for index, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             x0 = self.guided_x0(denoiser, x, sigma, encoded, guidance_audio, guidance_speaker_exp,
-                                guidance_attitude, guidance_history, guidance_memory)
+                                guidance_attitude, guidance_history)
             if sigma_next == 0:
                 x = x0
                 break

@@ -34,7 +34,7 @@ comma list; ``regression`` needs ``--regression_checkpoint``) and ablations of t
   ``DIR/<clip_id>.npy`` float32 ``[K,T,56]`` per clip, scored exactly like the others.
 * ``--sweep E1 E2 ...``: one row ``diffusion[E]`` per entry, each a comma list of sampling options
   (``steps``, ``sampler``, ``eta``, ``guidance`` — both scales —, ``guidance_audio``, ``guidance_speaker_exp``,
-  ``guidance_attitude``, ``guidance_history``, ``guidance_memory``) on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way
+  ``guidance_attitude``, ``guidance_history``) on top of the base ones; ``benchmarks/diversity_fidelity.py`` sweeps a grid this way
   and plots it.
 * ``--sampling E``: the base options themselves, the same comma list, for every diffusion row (the ablations,
   the sweeps and ``--attitudes`` included) instead of the checkpoint's ``sample`` defaults: how a sampling
@@ -162,7 +162,7 @@ def cut_to_seconds(clips, seconds: float) -> None:
 
 
 SWEEP_OPTIONS = {"steps": int, "sampler": str, "eta": float, "guidance_audio": float, "guidance_speaker_exp": float,
-                 "guidance_attitude": float, "guidance_history": float, "guidance_memory": float}
+                 "guidance_attitude": float, "guidance_history": float}
 
 
 def parse_sweep_entry(entry: str, flag: str = "--sweep") -> dict:

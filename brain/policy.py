@@ -16,8 +16,7 @@ for relative to the training data's typical for that attitude (1, the default; b
 Both run the same loop: every ``chunk_frames`` (8) speaker frames, the window starting at the next frame
 to emit is denoised, conditioned on the last ``history_frames`` emitted frames and on the speaker up to the
 end of that chunk (and, with ``model.memory_seconds``, on the running averages of everything emitted and
-heard before it: brain/memory.py; with ``model.plan_dim``, on a slow plan drawn from the prior given the last
-window's: brain/plan.py); its first 8 frames are emitted. ``generate`` is ``push(everything)`` +
+heard before it: brain/memory.py); its first 8 frames are emitted. ``generate`` is ``push(everything)`` +
 ``flush()``, so the offline and streamed outputs of one seed are the same numbers, and no output frame ever
 depends on a speaker frame after the chunk it was emitted in.
 """
@@ -35,7 +34,6 @@ from brain.data import check_speaker_inputs
 from brain.denoiser import Conditioning, ListenerDenoiser
 from brain.diffusion import ListenerDiffusion, build_denoiser_and_diffusion
 from brain.memory import MemoryState
-from brain.plan import plan_model
 from brain.normalizer import Normalizer
 from utils.checkpoint import load_checkpoint
 from utils.config import config_from_dict
@@ -113,7 +111,7 @@ class ListenerPolicy:
                    training_step=int(payload["step"]) if "step" in payload else None)
 
     def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                          guidance_history=None, guidance_memory=None) -> dict:
+                          guidance_history=None) -> dict:
         defaults = self.cfg.sample
 
         def pick(value, default, kind):
@@ -124,8 +122,7 @@ class ListenerPolicy:
                 "guidance_audio": pick(guidance_audio, defaults.guidance_audio, float),
                 "guidance_speaker_exp": pick(guidance_speaker_exp, defaults.guidance_speaker_exp, float),
                 "guidance_attitude": pick(guidance_attitude, defaults.guidance_attitude, float),
-                "guidance_history": pick(guidance_history, defaults.guidance_history, float),
-                "guidance_memory": pick(guidance_memory, defaults.guidance_memory, float)}
+                "guidance_history": pick(guidance_history, defaults.guidance_history, float)}
 
     def reaction(self, attitude: str | None, intensity: float | None) -> tuple[int, float | None]:
         """``(attitude index, intensity input)`` for the denoiser; UsageError naming the valid attitudes, or
@@ -141,20 +138,15 @@ class ListenerPolicy:
     def stream(self, num_samples: int = 1, seed: int = 0, steps: int | None = None, eta: float | None = None,
                guidance_audio: float | None = None, guidance_speaker_exp: float | None = None,
                sampler: str | None = None, *, attitude: str | None = None, intensity: float | None = None,
-               guidance_attitude: float | None = None, guidance_history: float | None = None,
-               guidance_memory: float | None = None) -> "ListenerStream":
+               guidance_attitude: float | None = None, guidance_history: float | None = None) -> "ListenerStream":
         """A streaming session producing ``num_samples`` listeners; seeded, so it can be replayed.
         ``None`` options take the checkpoint's ``sample`` defaults; ``attitude``/``intensity``: see the module
         docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                                         guidance_history, guidance_memory)
+                                         guidance_history)
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
-        if options["guidance_memory"] != 1.0 and not (self.cfg.model.memory_seconds and self.cfg.diffusion.drop_memory > 0):
-            raise UsageError(f"guidance_memory {options['guidance_memory']:g} asked of a model that never saw its "
-                             f"long memory dropped alone (it needs model.memory_seconds and diffusion.drop_memory > 0 "
-                             f"in training); use 1")
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:
             options["guidance_attitude"] = 1.0  # nothing to guide towards: spare the attitude branch
@@ -164,13 +156,12 @@ class ListenerPolicy:
                  steps: int | None = None, eta: float | None = None, guidance_audio: float | None = None,
                  guidance_speaker_exp: float | None = None, sampler: str | None = None, *,
                  attitude: str | None = None, intensity: float | None = None,
-                 guidance_attitude: float | None = None, guidance_history: float | None = None,
-                 guidance_memory: float | None = None) -> np.ndarray:
+                 guidance_attitude: float | None = None, guidance_history: float | None = None) -> np.ndarray:
         """Offline: ``speaker_audio [T,768]``, ``speaker_exp [T,50]`` -> float32 ``[K,T,56]``."""
         speaker_audio, speaker_exp = check_speaker_inputs(speaker_audio, speaker_exp)
         stream = self.stream(num_samples, seed, steps, eta, guidance_audio, guidance_speaker_exp, sampler,
                              attitude=attitude, intensity=intensity, guidance_attitude=guidance_attitude,
-                             guidance_history=guidance_history, guidance_memory=guidance_memory)
+                             guidance_history=guidance_history)
         return np.concatenate([stream.push(speaker_audio, speaker_exp), stream.flush()], axis=1)
 
     def generate_many(self, speakers: list[tuple[np.ndarray, np.ndarray]], num_samples: int = 1,
@@ -283,12 +274,6 @@ class ListenerStream:
         if model.memory_seconds:
             self.listener_memory = MemoryState(model.memory_seconds, num_samples, FLAME_DIM, device)
             self.speaker_memory = MemoryState(model.memory_seconds, 1, SPEAKER_EXP_DIM, device)
-        # Slow plan (brain/plan.py): each window's plan is drawn from the prior given the last window's.
-        self.plan = plan_model(policy.denoiser)
-        if self.plan is not None:
-            self.previous_plan = torch.zeros(num_samples, model.plan_dim, device=device)  # [K,Z]
-            self.has_previous_plan = False
-            self.pending_plan = None  # the plan of the window being denoised, kept by advance
         self.received = 0
         self.emitted = 0
         self.closed = False
@@ -358,12 +343,6 @@ class ListenerStream:
             cond = dataclasses.replace(cond, listener_memory=listener_memory,
                                        speaker_memory=self.speaker_memory.read()[0].expand(k, -1, -1),
                                        memory_coverage=coverage.expand(k, -1))
-        if self.plan is not None:
-            plan_noise = torch.randn((k, self.plan.dim), generator=self.generator, device=device)
-            has_previous = torch.full((k,), self.has_previous_plan, dtype=torch.bool, device=device)
-            with torch.no_grad():
-                self.pending_plan = self.plan.draw(self.previous_plan, has_previous, cond, plan_noise)
-            cond = dataclasses.replace(cond, plan=self.pending_plan)
         shape = (k, self.window_frames, FLAME_DIM)
         noise = torch.randn(shape, generator=self.generator, device=device)
         step_noise = None
@@ -381,8 +360,6 @@ class ListenerStream:
             self.listener_memory.push(emitted)
             first = self.emitted - self.buffer_start
             self.speaker_memory.push(self.speaker_exp[None, first:first + emit])
-        if self.plan is not None:
-            self.previous_plan, self.has_previous_plan = self.pending_plan, True
         self.emitted += emit
         # Keep only the speaker frames a later window can still see.
         drop = max(0, (self.emitted - policy.speaker_history_frames) - self.buffer_start)

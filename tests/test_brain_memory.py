@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from brain.config import BrainConfig, DiffusionConfig, ModelConfig
+from brain.config import BrainConfig, ModelConfig
 from brain.data import DyadicCorpus
 from brain.dataset import WindowDataset, load_split_clips
 from brain.diffusion import build_denoiser_and_diffusion
@@ -15,7 +15,6 @@ from brain.normalizer import Normalizer
 from brain.policy import ListenerPolicy
 from data_utils.synthetic_dyadic import write_synthetic_corpus
 from utils.config import ConfigError
-from utils.errors import UsageError
 from utils.flame import FPS
 
 SECONDS = [0.2, 1.0, 4.0]
@@ -117,52 +116,6 @@ def test_the_denoiser_reads_the_memory_and_drops_it_with_its_source(corpus):
                                                     drop_speaker_exp=flags["drop_speaker_exp"]))
     with pytest.raises(ValueError, match="listener_memory: expected shape"):
         denoiser(target, level, dataclasses.replace(cond, listener_memory=None))
-
-
-def test_memory_guidance_follows_the_long_memory_and_keeps_the_history(corpus):
-    clips = load_split_clips(DyadicCorpus(corpus), "train", SMALL)
-    normalizer = Normalizer.fit([c.listener for c in clips], [c.speaker_exp for c in clips])
-    cond, target = WindowDataset(clips, normalizer, SMALL, stride=1).gather(torch.tensor([60, 90]))
-    denoiser, level, every = _denoiser(), torch.tensor([0.5, 0.5]), torch.tensor([True, True])
-    _, diffusion = build_denoiser_and_diffusion(BrainConfig(model=SMALL))
-    other_memory = dataclasses.replace(cond, listener_memory=cond.listener_memory + 1.0)
-    other_history = dataclasses.replace(cond, history=cond.history + 1.0)
-    with torch.no_grad():
-        no_memory = denoiser(target, level, cond, drop_memory=every)
-        torch.testing.assert_close(no_memory, denoiser(target, level, other_memory, drop_memory=every))
-        assert not torch.allclose(no_memory, denoiser(target, level, other_history, drop_memory=every), atol=1e-4)
-        assert not torch.allclose(no_memory, denoiser(target, level, cond), atol=1e-4)
-        sigma, x = torch.full((2,), 0.7), torch.randn_like(target)
-        drops = {"none": {"drop_audio": every, "drop_speaker_exp": every}, "audio": {"drop_speaker_exp": every},
-                 "both": {}, "no_history": {"drop_history": every}, "no_memory": {"drop_memory": every}}
-        x0 = {name: diffusion.predict_x0(denoiser, x, sigma, cond, **flags) for name, flags in drops.items()}
-        scales = (2.0, 3.0, 1.0, 1.5, 2.5)  # audio, expression, attitude, history, memory
-        branches = diffusion.guidance_branches(*scales)
-        assert branches.count == 5
-        guided = diffusion.guided_x0(denoiser, x, 0.7, diffusion.encode_for_sampling(denoiser, cond, branches),
-                                     *scales)
-    expected = (x0["none"] + 2.0 * (x0["audio"] - x0["none"]) + 3.0 * (x0["both"] - x0["audio"])
-                + 0.5 * (x0["both"] - x0["no_history"]) + 1.5 * (x0["both"] - x0["no_memory"]))
-    torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-4)
-
-
-def test_memory_guidance_is_refused_where_training_never_dropped_the_memory(corpus):
-    clips = load_split_clips(DyadicCorpus(corpus), "train", SMALL)
-    normalizer = Normalizer.fit([c.listener for c in clips], [c.speaker_exp for c in clips])
-    model = dataclasses.replace(SMALL, attitudes=[])
-    for diffusion_cfg, refused in ((DiffusionConfig(), True), (DiffusionConfig(drop_memory=0.1), False)):
-        cfg = BrainConfig(model=model, diffusion=diffusion_cfg)
-        policy = ListenerPolicy(*build_denoiser_and_diffusion(cfg), normalizer, cfg)
-        if refused:
-            with pytest.raises(UsageError, match="guidance_memory 2 asked of a model that never saw"):
-                policy.stream(guidance_memory=2.0)
-        else:
-            assert policy.stream(guidance_memory=2.0).options["guidance_memory"] == 2.0
-    drops = [build_denoiser_and_diffusion(BrainConfig(model=model, diffusion=DiffusionConfig(drop_memory=share)))[1]
-             ._condition_drops(64, torch.Generator().manual_seed(0), "cpu") for share in (0.0, 0.5)]
-    assert "drop_memory" not in drops[0] and 10 < int(drops[1]["drop_memory"].sum()) < 54
-    for name, flags in drops[0].items():  # the other drops are drawn as before
-        torch.testing.assert_close(flags, drops[1][name])
 
 
 def test_a_stream_remembers_what_it_emitted(corpus):
