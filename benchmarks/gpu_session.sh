@@ -186,13 +186,7 @@ stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen
     for name in $VARIANTS; do [ -f "$brain_work/$name.done" ] || trained=0; done
     if [ "$trained" = 1 ] && [ ! -f "$brain_work/exported" ]; then  # the weights come back too, once: 16-MiB parts
         # of an fp16 slim copy (`cat brain_fp16.pth.part* > brain.pth` loads as any brain checkpoint), for CPU work
-        python3 - "$brain_work/${VARIANTS%% *}/checkpoint.pth" "$WORK/brain_fp16.pth" <<'PY' &&
-import sys
-from utils.checkpoint import load_checkpoint, save_checkpoint, slim_payload
-slim = slim_payload(load_checkpoint(sys.argv[1], kind="brain"))
-slim["model"] = {key: value.half() if value.is_floating_point() else value for key, value in slim["model"].items()}
-save_checkpoint(slim, sys.argv[2], kind="brain")
-PY
+        python3 -m utils.checkpoint export --half "$brain_work/${VARIANTS%% *}/checkpoint.pth" "$WORK/brain_fp16.pth" &&
         split -b 15M -d "$WORK/brain_fp16.pth" "$out/brain_fp16.pth.part" && touch "$brain_work/exported"
     fi
     if [ "$trained" = 1 ]; then

@@ -58,6 +58,28 @@ def test_slim_brain_checkpoint_samples_like_the_training_one(brain_checkpoint, t
     assert np.abs(raw - expected).max() > 1e-4  # exporting the raw weights instead would be caught
 
 
+def test_a_half_precision_export_is_half_the_size_and_samples_close_to_the_full_one(brain_checkpoint, tmp_path,
+                                                                                     capsys):
+    checkpoint, corpus = brain_checkpoint
+    assert checkpoint_cli.main(["export", str(checkpoint), str(tmp_path / "slim.pth")]) == 0
+    assert checkpoint_cli.main(["export", "--half", str(checkpoint), str(tmp_path / "half.pth")]) == 0
+    assert "in fp16" in capsys.readouterr().out
+    slim, half = load_checkpoint(tmp_path / "slim.pth", kind="brain"), load_checkpoint(tmp_path / "half.pth", kind="brain")
+    assert set(half) == set(slim) and half["config"] == slim["config"]
+    for name, tensor in slim["normalizer"].items():  # statistics stay exact: only the weights are rounded
+        assert torch.equal(half["normalizer"][name], tensor), name
+    for name, tensor in slim["model"].items():
+        assert half["model"][name].dtype == (torch.float16 if tensor.is_floating_point() else tensor.dtype), name
+        torch.testing.assert_close(half["model"][name].float(), tensor.float(), rtol=1e-3, atol=1e-4)
+    assert (tmp_path / "half.pth").stat().st_size < 0.6 * (tmp_path / "slim.pth").stat().st_size
+
+    clip = DyadicCorpus(corpus).load_clip(DyadicCorpus(corpus).split_ids("test")[0])
+    audio, exp = clip.speaker_audio[:40], clip.speaker_exp[:40]
+    full = ListenerPolicy.from_checkpoint(tmp_path / "slim.pth").generate(audio, exp, num_samples=2, seed=1)
+    rounded = ListenerPolicy.from_checkpoint(tmp_path / "half.pth").generate(audio, exp, num_samples=2, seed=1)
+    assert 0 < np.abs(rounded - full).max() < 0.05 * np.abs(full).max()
+
+
 def test_slim_brain_checkpoint_cannot_be_resumed(brain_checkpoint, tmp_path):
     checkpoint, corpus = brain_checkpoint
     checkpoint_cli.export_slim(checkpoint, tmp_path / "run" / "checkpoint.pth")
@@ -78,6 +100,12 @@ def test_slim_body_checkpoint_renders_like_the_training_one(body_checkpoint, tmp
     expected = load_body(checkpoint)(flame, backend="reference")["color"]
     torch.testing.assert_close(load_body(tmp_path / "slim.pth")(flame, backend="reference")["color"],
                                expected, rtol=0, atol=0)
+    assert checkpoint_cli.main(["export", "--half", str(checkpoint), str(tmp_path / "half.pth")]) == 0
+    half = load_checkpoint(tmp_path / "half.pth", kind="body")
+    assert half["gaussians"]["face"]["means"].dtype == torch.float16
+    assert torch.equal(half["mean_translation"], slim["mean_translation"])  # geometry outside the weights: exact
+    rounded = load_body(tmp_path / "half.pth")(flame, backend="reference")["color"]
+    assert 0 < (rounded - expected).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("make_input, message", [
