@@ -110,8 +110,9 @@ class ListenerPolicy:
                    precision=precision, cuda_graphs=cuda_graphs, compile=compile,
                    training_step=int(payload["step"]) if "step" in payload else None)
 
-    def _sampling_options(self, steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                          guidance_history=None) -> dict:
+    def _sampling_options(self, *, steps=None, eta=None, guidance_audio=None, guidance_speaker_exp=None, sampler=None,
+                          guidance_attitude=None, guidance_history=None) -> dict:
+        """The options a stream samples with: each one given, else the checkpoint's ``sample`` default."""
         defaults = self.cfg.sample
 
         def pick(value, default, kind):
@@ -144,8 +145,9 @@ class ListenerPolicy:
         docstring."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        options = self._sampling_options(steps, eta, guidance_audio, guidance_speaker_exp, sampler, guidance_attitude,
-                                         guidance_history)
+        options = self._sampling_options(steps=steps, eta=eta, guidance_audio=guidance_audio,
+                                         guidance_speaker_exp=guidance_speaker_exp, sampler=sampler,
+                                         guidance_attitude=guidance_attitude, guidance_history=guidance_history)
         self.diffusion.check_sampling_options(options["steps"], options["sampler"], options["eta"])  # before any input
         attitude, intensity = self.reaction(attitude, intensity)
         if attitude == NO_ATTITUDE:

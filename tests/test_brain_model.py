@@ -135,8 +135,7 @@ def test_a_longer_speaker_context_is_gathered_seen_and_streamed(dataset):
             speaker_audio=(audio_all[index] * valid[:, None])[None], speaker_exp=(exp_all[index] * valid[:, None])[None],
             speaker_valid=valid[None])
         noise = torch.randn((1, cfg.window_frames, 56), generator=generator)
-        window = policy.sample_window(window_cond, noise, None, policy._sampling_options(None, 0.0, None, None,
-                                                                                          "dpmpp_2m", None))
+        window = policy.sample_window(window_cond, noise, None, policy._sampling_options(eta=0.0, sampler="dpmpp_2m"))
         history = torch.cat([history, window[:, :c]], dim=1)[:, -h:]
         expected = normalizer.denormalize_listener(window[:, :c]).numpy()
         np.testing.assert_allclose(streamed[:, start:start + c], expected, rtol=0, atol=1e-5)
