@@ -44,7 +44,9 @@
 # lost a whole `start` that way; four variants took 8 min; the seventh: 7.9 min, then an equal-steps control
 # reversed the choice, docs/RESULTS.md), curve (the preset's learning curve: `curve` twice, back to back; the
 # stage's own comment says how), calibrate (the preset to 12,000 steps, its sampling chosen on validation among
-# history-guidance rows, the test report with it: `calibrate` two or three times, back to back).
+# history-guidance rows, the test report with it: `calibrate` two or three times, back to back), energy (after
+# calibrate, on the same machine: the variant fine-tuned on its own rollouts, benchmarks/rollout_energy_probe.py,
+# and both copies on validation).
 # That seventh session found diversity rising with the training step, so variants capped by time (and
 # reaching different steps) are only compared on such a curve or at one step (`score` warns when they differ).
 set -uo pipefail
@@ -199,6 +201,13 @@ stage_calibrate() {  # the preset to its 12,000 steps alone, its sampling chosen
         fi
     fi
     pack calibrate  # (brain_results.tar.gz is inside: the weights' parts leave no room for it twice)
+}
+
+stage_energy() {  # after `calibrate` on the same machine: its variant fine-tuned on its own rollouts with the
+    # energy score (gpu_stage_brain.sh energy), both copies on validation; again at once if the call ends first
+    WAIT_SECONDS=$((540 - SECONDS)) run_logged brain_energy "${brain[@]}" energy
+    cp "$logs/brain/brain_results.tar.gz" "$out/" 2>/dev/null
+    pack energy
 }
 
 stage_tests() {

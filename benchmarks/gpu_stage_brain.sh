@@ -14,6 +14,10 @@
 #                                                # rows of CAL_SWEEP beside its preset row; the rule below picks the
 #                                                # sampling (chosen_sampling: a --sweep entry, or empty for the
 #                                                # checkpoint's own), which `preset` then reports on the test clips
+#   bash benchmarks/gpu_stage_brain.sh energy    # the (first) variant fine-tuned on its own rollouts with the
+#                                                # energy score of their slow course (rollout_energy_probe.py:
+#                                                # ENERGY_STEPS [300], ENERGY_WEIGHT [2], ENERGY_SECONDS [6]), then
+#                                                # it and the tuned copy on validation with CAL_SWEEP's rows
 #   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
 #                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
 #
@@ -315,6 +319,33 @@ phase_calibrate() {  # the variant's sampling chosen on validation among its pre
         sed -n '/^## Attitude control/,/^Confusion/p' "$work/attitude_eval_val/metrics.md" | grep '^\*'
         sed -n '/^## guidance_attitude sweep/,$p' "$work/attitude_eval_val/metrics.md" | grep -E '^\| (attitude|.* accuracy)'
     fi
+    collect
+}
+
+phase_energy() {  # the first variant fine-tuned on its own rollouts (the tenth session's CPU probe halved FD and
+    # raised FRDiv 0.21 -> 0.37 at tiny scale, docs/RESULTS.md), both copies scored on validation as `calibrate` scores
+    phase_wait || return 1
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+    local name="${variants[0]}" energy_steps="${ENERGY_STEPS:-300}" copy
+    local tuned="$work/${name}_energy"
+    [ -f "$work/$name.done" ] || { stamp "$name: still training; run energy again once it is done"; return 1; }
+    [ -n "${TINY:-}" ] && energy_steps=2
+    mkdir -p "$tuned"
+    if [ ! -f "$tuned/checkpoint.pth" ]; then
+        stamp "$name: $energy_steps rollout energy steps"
+        $python benchmarks/rollout_energy_probe.py --checkpoint "$work/$name/checkpoint.pth" --data "$world" \
+            --out "$tuned/checkpoint.pth" --steps "$energy_steps" --weight "${ENERGY_WEIGHT:-2}" \
+            --seconds "${ENERGY_SECONDS:-6}" --device "$device" > "$work/energy_$name.log" 2>&1 \
+            || { stamp "$name: the rollout fine-tuning failed ($work/energy_$name.log)"; return 1; }
+    fi
+    for copy in "$name" "${name}_energy"; do
+        [ -f "$work/eval_calibrate_$copy/breakdown.json" ] || score_on_val "$work/$copy/checkpoint.pth" \
+            "$work/eval_calibrate_$copy" --sweep "${cal_sweep[@]}" > "$work/eval_calibrate_$copy.log" 2>&1 \
+            || { stamp "$copy: validation scoring failed ($work/eval_calibrate_$copy.log)"; return 1; }
+        echo "== $copy, validation"
+        sed -n '/Ratio to the oracle/,$p' "$work/eval_calibrate_$copy/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
+        grep -A 40 '^## Diversity and bias' "$work/eval_calibrate_$copy.log" | grep -E '^\| (cell|all/)'
+    done
     collect
 }
 

@@ -1,0 +1,65 @@
+"""benchmarks/rollout_energy_probe.py: the energy score and slow course by hand, and a fine-tuning run whose
+energy term reaches the weights."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train_diffusion
+from brain.config import BrainConfig
+from data_utils.synthetic_dyadic import write_synthetic_corpus
+from utils.checkpoint import load_checkpoint
+from utils.config import load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import rollout_energy_probe as probe  # noqa: E402
+
+
+def test_the_energy_score_and_the_slow_course_equal_a_hand_computation():
+    samples = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    truth = torch.tensor([0.0, 0.0])
+    accuracy = (1 + 1 + 2 ** 0.5) / 3
+    spread = 2 * (2 ** 0.5 + 1 + 1) / 6  # the mean over the 6 ordered pairs of distinct samples
+    assert float(probe.energy_score(samples, truth)) == pytest.approx((accuracy - 0.5 * spread) / 2 ** 0.5)
+    assert float(probe.energy_score(truth.repeat(3, 1), truth)) == 0
+    assert float(probe.energy_score(samples, truth, spread_term=False)) == pytest.approx(accuracy / 2 ** 0.5)
+
+    frames = probe.SLOW_FRAMES + 2 * probe.SLOW_STRIDE
+    motion = torch.zeros(2, frames, 56)
+    motion[1, :, 3] = torch.arange(frames, dtype=torch.float32)  # a ramp: its moving average is the window's middle
+    course = probe.slow_course(motion).view(2, 56, -1)
+    assert course.shape[-1] == 3 and float(course[0].abs().max()) == 0
+    middle = (probe.SLOW_FRAMES - 1) / 2
+    np.testing.assert_allclose(course[1, 3].numpy(), [middle, middle + probe.SLOW_STRIDE, middle + 2 * probe.SLOW_STRIDE],
+                               atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rollout_energy")
+    corpus = write_synthetic_corpus(root / "corpus", clips=4, seconds=6, seed=0)
+    cfg = load_config(BrainConfig, "configs/brain_tiny.yaml", [
+        f"data={corpus}", f"out={root / 'run'}", "model.width=32", "model.layers=1", "train.batch_size=16",
+        "train.max_steps=4", "train.val_windows=16", "train.device=cpu"])
+    return train_diffusion.train(cfg, progress=False), corpus
+
+
+def test_fine_tuning_writes_a_loadable_brain_that_the_energy_term_moves(trained, tmp_path, capsys):
+    checkpoint, corpus = trained
+    outputs = {}
+    for weight in ("0", "2"):
+        out = tmp_path / f"tuned_{weight}.pth"
+        assert probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(out), "--steps", "2",
+                           "--seconds", "3", "--samples", "2", "--evaluations", "2", "--weight", weight,
+                           "--lr", "1e-3", "--device", "cpu"]) == 0
+        outputs[weight] = load_checkpoint(out, kind="brain")
+    original = load_checkpoint(checkpoint, kind="brain")
+    assert "optimizer" not in outputs["2"] and outputs["2"]["config"] == original["config"]
+    moved = [name for name, value in outputs["2"]["ema"].items() if not torch.equal(value, original["ema"][name])]
+    assert moved
+    assert any(not torch.equal(outputs["2"]["ema"][name], outputs["0"]["ema"][name]) for name in moved)
+    with pytest.raises(Exception, match="needs training clips of at least"):
+        probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "x.pth"),
+                    "--seconds", "1", "--device", "cpu"])
