@@ -14,7 +14,7 @@ the listener's 2.5-s moving average, every 12th frame — against the true liste
 a proper scoring rule: its expectation is least when the samples are drawn from the truth's own distribution,
 so it rewards as much spread as the truth has and no more (no oracle needed: one true listener per clip). The
 gradient reaches each chunk through its own sampling (``--evaluations`` network evaluations) but not through the
-history a chunk hands the next (truncated, as the stream's history is detached), and the window loss of
+history a chunk hands the next (truncated) unless ``--through_history``, and the window loss of
 training is kept beside it (``--weight`` scales the energy score against it). Writes the tuned weights as the
 checkpoint's EMA and model, so every evaluation tool loads it as it loads the original.
 """
@@ -60,8 +60,10 @@ def energy_score(samples: torch.Tensor, truth: torch.Tensor, *, spread_term: boo
     return (accuracy - 0.5 * spread) / scale
 
 
-def rollout(policy: ListenerPolicy, clip, frames: int, samples: int, evaluations: int, seed: int) -> torch.Tensor:
-    """``[K,frames,56]`` normalised listeners streamed from the clip's start, each chunk's sampling differentiable."""
+def rollout(policy: ListenerPolicy, clip, frames: int, samples: int, evaluations: int, seed: int, *,
+            through_history: bool = False) -> torch.Tensor:
+    """``[K,frames,56]`` normalised listeners streamed from the clip's start, each chunk's sampling differentiable;
+    with ``through_history`` the gradient also flows into the history and memory each chunk hands the next."""
     stream = policy.stream(num_samples=samples, seed=seed, steps=evaluations, attitude=clip.attitude)
     stream.receive(clip.speaker_audio[:frames], clip.speaker_exp[:frames])
     chunks = []
@@ -70,9 +72,8 @@ def rollout(policy: ListenerPolicy, clip, frames: int, samples: int, evaluations
         cond, noise, step_noise = stream.window_inputs()
         window = sample_with_grad(policy.diffusion, policy.denoiser, cond, noise=noise, step_noise=step_noise,
                                   **stream.options)
+        stream.keep(window if through_history else window.detach(), emit)  # the next window's history and memory
         chunks.append(window[:, :emit])
-        with torch.no_grad():
-            stream.advance(window.detach(), emit)
     return torch.cat(chunks, dim=1)
 
 
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", type=int, default=6, help="network evaluations per window in the rollouts")
     parser.add_argument("--weight", type=float, default=2.0, help="energy score weight against the window loss")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--through_history", action="store_true",
+                        help="back-propagate through the history and memory a chunk hands the next (slower)")
     parser.add_argument("--no_spread", action="store_true",
                         help="the control: the score's accuracy term alone (no reward for spread)")
     parser.add_argument("--seed", type=int, default=0)
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(range(args.steps), desc="rollout energy", file=sys.stdout)
     for step in bar:
         clip = clips[int(rng.integers(len(clips)))]
-        motion = rollout(policy, clip, frames, args.samples, args.evaluations, seed=step)
+        motion = rollout(policy, clip, frames, args.samples, args.evaluations, seed=step,
+                         through_history=args.through_history)
         truth = policy.normalizer.normalize_listener(torch.from_numpy(clip.listener[:frames]).to(device))[None]
         score = energy_score(slow_course(motion), slow_course(truth)[0], spread_term=not args.no_spread)
         cond, target = windows.gather(torch.from_numpy(rng.integers(len(windows), size=cfg.train.batch_size)))

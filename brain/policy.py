@@ -355,6 +355,13 @@ class ListenerStream:
     def advance(self, window: torch.Tensor, emit: int) -> np.ndarray:
         """Emit the first ``emit`` frames of the denoised ``window [K,W,56]`` (normalised): into the history,
         and denormalised ``[K,emit,56]`` out."""
+        emitted = self.keep(window, emit)
+        return self.policy.normalizer.denormalize_listener(emitted).float().cpu().numpy()
+
+    def keep(self, window: torch.Tensor, emit: int) -> torch.Tensor:
+        """:meth:`advance` without the output: the first ``emit`` frames of ``window`` into the history and
+        the memory, returned normalised ``[K,emit,56]`` (autograd sees them through the next windows' history
+        and memory: what fine-tuning on rollouts back-propagates through)."""
         policy = self.policy
         emitted = window[:, :emit]
         self.history = torch.cat([self.history, emitted], dim=1)[:, -policy.history_frames:]
@@ -368,7 +375,7 @@ class ListenerStream:
         if drop:
             self.speaker_audio, self.speaker_exp = self.speaker_audio[drop:], self.speaker_exp[drop:]
             self.buffer_start += drop
-        return policy.normalizer.denormalize_listener(emitted).float().cpu().numpy()
+        return emitted
 
 
 def step_together(streams: list[ListenerStream], emits: list[int]) -> list[np.ndarray]:

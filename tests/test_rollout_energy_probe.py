@@ -49,17 +49,20 @@ def trained(tmp_path_factory):
 def test_fine_tuning_writes_a_loadable_brain_that_the_energy_term_moves(trained, tmp_path, capsys):
     checkpoint, corpus = trained
     outputs = {}
-    for weight in ("0", "2"):
-        out = tmp_path / f"tuned_{weight}.pth"
+    for name, extra in (("0", ["--weight", "0"]), ("2", ["--weight", "2"]),
+                        ("2_through", ["--weight", "2", "--through_history"])):
+        out = tmp_path / f"tuned_{name}.pth"
         assert probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(out), "--steps", "2",
-                           "--seconds", "3", "--samples", "2", "--evaluations", "2", "--weight", weight,
-                           "--lr", "1e-3", "--device", "cpu"]) == 0
-        outputs[weight] = load_checkpoint(out, kind="brain")
+                           "--seconds", "3", "--samples", "2", "--evaluations", "2", "--lr", "1e-3", "--device",
+                           "cpu", *extra]) == 0
+        outputs[name] = load_checkpoint(out, kind="brain")
     original = load_checkpoint(checkpoint, kind="brain")
     assert "optimizer" not in outputs["2"] and outputs["2"]["config"] == original["config"]
     moved = [name for name, value in outputs["2"]["ema"].items() if not torch.equal(value, original["ema"][name])]
     assert moved
     assert any(not torch.equal(outputs["2"]["ema"][name], outputs["0"]["ema"][name]) for name in moved)
+    # through the history the gradient has more paths: other weights than the truncated run's
+    assert any(not torch.equal(outputs["2_through"]["ema"][name], outputs["2"]["ema"][name]) for name in moved)
     with pytest.raises(Exception, match="needs training clips of at least"):
         probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "x.pth"),
                     "--seconds", "1", "--device", "cpu"])
