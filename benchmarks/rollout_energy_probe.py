@@ -35,7 +35,6 @@ from brain.policy import ListenerPolicy  # noqa: E402
 from brain.diffusion import ListenerDiffusion  # noqa: E402
 from utils.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
-from utils.errors import UsageError  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
 SLOW_FRAMES, SLOW_STRIDE = 62, 12  # a 2.5-s moving average (the slow band's < 0.4 Hz), read every 0.48 s
@@ -106,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = int(args.seconds * FPS)
     clips = [clip for clip in clips if clip.num_frames >= frames]
     if frames < SLOW_FRAMES or not clips:
-        raise UsageError(f"--seconds {args.seconds:g} needs training clips of at least {SLOW_FRAMES / FPS:g} s "
-                         f"and no longer than the corpus's ({args.data})")
+        parser.error(f"--seconds {args.seconds:g}: a rollout must span the slow course's {SLOW_FRAMES / FPS:g}-s "
+                     f"window and fit in a training clip of {args.data}")
     policy.denoiser.train()
     optimizer = torch.optim.Adam(policy.denoiser.parameters(), lr=args.lr)
     generator = torch.Generator(device=device).manual_seed(args.seed)

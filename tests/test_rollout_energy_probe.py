@@ -63,6 +63,9 @@ def test_fine_tuning_writes_a_loadable_brain_that_the_energy_term_moves(trained,
     assert any(not torch.equal(outputs["2"]["ema"][name], outputs["0"]["ema"][name]) for name in moved)
     # through the history the gradient has more paths: other weights than the truncated run's
     assert any(not torch.equal(outputs["2_through"]["ema"][name], outputs["2"]["ema"][name]) for name in moved)
-    with pytest.raises(Exception, match="needs training clips of at least"):
-        probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "x.pth"),
-                    "--seconds", "1", "--device", "cpu"])
+    for seconds in ("1", "30"):  # shorter than the slow course's window; longer than every clip
+        with pytest.raises(SystemExit) as refused:
+            probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "x.pth"),
+                        "--seconds", seconds, "--device", "cpu"])
+        assert refused.value.code == 2 and "a rollout must span" in capsys.readouterr().err
+    assert not (tmp_path / "x.pth").exists()
