@@ -15,7 +15,8 @@ a proper scoring rule: its expectation is least when the samples are drawn from 
 so it rewards as much spread as the truth has and no more (no oracle needed: one true listener per clip). The
 gradient reaches each chunk through its own sampling (``--evaluations`` network evaluations) but not through the
 history a chunk hands the next (truncated) unless ``--through_history``, and the window loss of
-training is kept beside it (``--weight`` scales the energy score against it). Writes the tuned weights as the
+training is kept beside it (``--weight`` scales the energy score against it; ``--seam_weight`` adds how much the
+rollout's chunk joins are rougher than its insides). Writes the tuned weights as the
 checkpoint's EMA and model, so every evaluation tool loads it as it loads the original.
 """
 from __future__ import annotations
@@ -59,6 +60,16 @@ def energy_score(samples: torch.Tensor, truth: torch.Tensor, *, spread_term: boo
     return (accuracy - 0.5 * spread) / scale
 
 
+def seam_excess(motion: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """``[K,T,56]`` -> how far the rollout's mean second-difference norm on stencils straddling a chunk join
+    exceeds its mean elsewhere, as a share of the latter (``relu(seam ratio − 1)``, brain.metrics.seam_ratio's
+    measure: 0 for a seamless rollout)."""
+    norms = motion.diff(n=2, dim=1).norm(dim=-1)  # [K,T-2], entry i centred on frame i+1
+    centres = torch.arange(1, norms.shape[1] + 1, device=motion.device)
+    crosses = ((centres + 1) % chunk_frames == 0) | (centres % chunk_frames == 0)
+    return torch.relu(norms[:, crosses].mean() / norms[:, ~crosses].mean() - 1)
+
+
 def rollout(policy: ListenerPolicy, clip, frames: int, samples: int, evaluations: int, seed: int, *,
             through_history: bool = False) -> torch.Tensor:
     """``[K,frames,56]`` normalised listeners streamed from the clip's start, each chunk's sampling differentiable;
@@ -90,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--through_history", action="store_true",
                         help="back-propagate through the history and memory a chunk hands the next (slower)")
+    parser.add_argument("--seam_weight", type=float, default=0.0,
+                        help="weight of the rollout's chunk-join excess (seam_excess) in the loss")
     parser.add_argument("--no_spread", action="store_true",
                         help="the control: the score's accuracy term alone (no reward for spread)")
     parser.add_argument("--seed", type=int, default=0)
@@ -121,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         cond, target = windows.gather(torch.from_numpy(rng.integers(len(windows), size=cfg.train.batch_size)))
         window_loss = policy.diffusion.loss(policy.denoiser, target, cond, generator=generator)["loss"]
         loss = window_loss + args.weight * score
+        if args.seam_weight:
+            loss = loss + args.seam_weight * seam_excess(motion, policy.chunk_frames)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.denoiser.parameters(), cfg.train.grad_clip)

@@ -36,6 +36,18 @@ def test_the_energy_score_and_the_slow_course_equal_a_hand_computation():
                                atol=1e-4)
 
 
+def test_the_seam_excess_is_the_evaluations_seam_ratio_less_one():
+    from brain.metrics import seam_ratio
+    rng = np.random.default_rng(0)
+    motion = np.cumsum(rng.normal(size=(2, 40, 56)), axis=1) * 0.1
+    jumped = motion.copy()
+    jumped[:, 8::8] += 0.5  # a step at every chunk join of 8 frames
+    for case in (motion, jumped):
+        expected = max(0.0, seam_ratio([case], 8) - 1)
+        assert float(probe.seam_excess(torch.from_numpy(case), 8)) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert float(probe.seam_excess(torch.from_numpy(jumped), 8)) > 0.1
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout_energy")
