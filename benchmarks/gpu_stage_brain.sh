@@ -16,7 +16,8 @@
 #                                                # checkpoint's own), which `preset` then reports on the test clips
 #   bash benchmarks/gpu_stage_brain.sh energy    # the (first) variant fine-tuned on its own rollouts with the
 #                                                # energy score of their slow course (rollout_energy_probe.py:
-#                                                # ENERGY_STEPS [300], ENERGY_WEIGHT [2], ENERGY_SECONDS [6]), then
+#                                                # ENERGY_STEPS [300], ENERGY_WEIGHT [5], ENERGY_SEAM_WEIGHT [0.3],
+#                                                # ENERGY_SECONDS [12]: the CPU probe's best row), then
 #                                                # it and the tuned copy on validation with CAL_SWEEP's rows
 #   bash benchmarks/gpu_stage_brain.sh preset    # the shipped preset's attitude control (gpu_stage_attitude.sh)
 #                                                # and diversity-fidelity grid (NO_GRID=1 skips it); slim checkpoint
@@ -326,16 +327,17 @@ phase_energy() {  # the first variant fine-tuned on its own rollouts (the tenth 
     # raised FRDiv 0.21 -> 0.37 at tiny scale, docs/RESULTS.md), both copies scored on validation as `calibrate` scores
     phase_wait || return 1
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-    local name="${variants[0]}" energy_steps="${ENERGY_STEPS:-300}" copy
+    local name="${variants[0]}" energy_steps="${ENERGY_STEPS:-300}" energy_seconds="${ENERGY_SECONDS:-12}" copy
     local tuned="$work/${name}_energy"
     [ -f "$work/$name.done" ] || { stamp "$name: still training; run energy again once it is done"; return 1; }
-    [ -n "${TINY:-}" ] && energy_steps=2
+    [ -n "${TINY:-}" ] && energy_steps=2 energy_seconds=4  # the toy world's clips are 6 s
     mkdir -p "$tuned"
     if [ ! -f "$tuned/checkpoint.pth" ]; then
         stamp "$name: $energy_steps rollout energy steps"
         $python benchmarks/rollout_energy_probe.py --checkpoint "$work/$name/checkpoint.pth" --data "$world" \
-            --out "$tuned/checkpoint.pth" --steps "$energy_steps" --weight "${ENERGY_WEIGHT:-2}" \
-            --seconds "${ENERGY_SECONDS:-6}" --device "$device" > "$work/energy_$name.log" 2>&1 \
+            --out "$tuned/checkpoint.pth" --steps "$energy_steps" --weight "${ENERGY_WEIGHT:-5}" \
+            --seam_weight "${ENERGY_SEAM_WEIGHT:-0.3}" --seconds "$energy_seconds" --device "$device" \
+            > "$work/energy_$name.log" 2>&1 \
             || { stamp "$name: the rollout fine-tuning failed ($work/energy_$name.log)"; return 1; }
     fi
     for copy in "$name" "${name}_energy"; do
