@@ -297,19 +297,26 @@ attitude_eval() {  # attitude_eval <split> <samples> <sweep samples> <workers> <
         EVAL_CLIPS="$eval_clips" EVAL_SECONDS="$eval_seconds" bash benchmarks/gpu_stage_attitude.sh > "$5" 2>&1
 }
 
+calibrate_rows() {  # calibrate_rows <run>: $work/<run>/checkpoint.pth on validation with its preset row and
+    # CAL_SWEEP's rows (once: eval_calibrate_<run>, its own folder, for `score`'s eval_<run> has other rows), then
+    # the ratio and band tables
+    local evaluation="$work/eval_calibrate_$1"
+    if [ ! -f "$evaluation/breakdown.json" ]; then
+        score_on_val "$work/$1/checkpoint.pth" "$evaluation" --sweep "${cal_sweep[@]}" \
+            > "$evaluation.log" 2>&1 || { stamp "$1: validation scoring failed ($evaluation.log)"; return 1; }
+    fi
+    echo "== $1 (checkpoint of step $(checkpoint_step "calibrate_$1")), validation"
+    sed -n '/Ratio to the oracle/,$p' "$evaluation/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
+    grep -A 40 '^## Diversity and bias' "$evaluation.log" | grep -E '^\| (cell|all/)'
+}
+
 phase_calibrate() {  # the variant's sampling chosen on validation among its preset row and CAL_SWEEP's rows
     phase_wait || return 1
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local name="${variants[0]}"
-    local evaluation="$work/eval_calibrate_$name"  # its own folder: `score`'s eval_<name> has other sampling rows
+    local evaluation="$work/eval_calibrate_$name"
     echo "$name" > "$work/chosen_variant"
-    if [ ! -f "$evaluation/breakdown.json" ]; then
-        score_on_val "$work/$name/checkpoint.pth" "$evaluation" --sweep "${cal_sweep[@]}" \
-            > "$evaluation.log" 2>&1 || { stamp "$name: validation scoring failed ($evaluation.log)"; return 1; }
-    fi
-    echo "== $name (checkpoint of step $(checkpoint_step "calibrate_$name")), validation"
-    sed -n '/Ratio to the oracle/,$p' "$evaluation/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
-    grep -A 40 '^## Diversity and bias' "$evaluation.log" | grep -E '^\| (cell|all/)'
+    calibrate_rows "$name" || return 1
     # the rule `score` applies to variants, applied to the sampling rows
     $python benchmarks/closest_calibrated.py rows "$evaluation/metrics.json" > "$work/chosen_sampling"
     local chosen_options
@@ -323,8 +330,9 @@ phase_calibrate() {  # the variant's sampling chosen on validation among its pre
     collect
 }
 
-phase_energy() {  # the first variant fine-tuned on its own rollouts (the tenth session's CPU probe halved FD and
-    # raised FRDiv 0.21 -> 0.37 at tiny scale, docs/RESULTS.md), both copies scored on validation as `calibrate` scores
+phase_energy() {  # the first variant fine-tuned on its own rollouts (on the tenth session's tiny CPU probe, at these
+    # defaults: FD 4.83 -> 2.14 x the oracle's, FRDiv 0.21 -> 0.65, seams kept; docs/RESULTS.md), both copies on
+    # validation as `calibrate` scores them
     phase_wait || return 1
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
     local name="${variants[0]}" energy_steps="${ENERGY_STEPS:-300}" energy_seconds="${ENERGY_SECONDS:-12}" copy
@@ -341,12 +349,7 @@ phase_energy() {  # the first variant fine-tuned on its own rollouts (the tenth 
             || { stamp "$name: the rollout fine-tuning failed ($work/energy_$name.log)"; return 1; }
     fi
     for copy in "$name" "${name}_energy"; do
-        [ -f "$work/eval_calibrate_$copy/breakdown.json" ] || score_on_val "$work/$copy/checkpoint.pth" \
-            "$work/eval_calibrate_$copy" --sweep "${cal_sweep[@]}" > "$work/eval_calibrate_$copy.log" 2>&1 \
-            || { stamp "$copy: validation scoring failed ($work/eval_calibrate_$copy.log)"; return 1; }
-        echo "== $copy, validation"
-        sed -n '/Ratio to the oracle/,$p' "$work/eval_calibrate_$copy/metrics.md" | grep -E '^\| (method|oracle|diffusion)'
-        grep -A 40 '^## Diversity and bias' "$work/eval_calibrate_$copy.log" | grep -E '^\| (cell|all/)'
+        calibrate_rows "$copy" || return 1
     done
     collect
 }

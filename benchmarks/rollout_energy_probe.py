@@ -16,12 +16,13 @@ so it rewards as much spread as the truth has and no more (no oracle needed: one
 gradient reaches each chunk through its own sampling (``--evaluations`` network evaluations) but not through the
 history a chunk hands the next (truncated) unless ``--through_history``, and the window loss of
 training is kept beside it (``--weight`` scales the energy score against it; ``--seam_weight`` adds how much the
-rollout's chunk joins are rougher than its insides). Writes the tuned weights as the
-checkpoint's EMA and model, so every evaluation tool loads it as it loads the original.
+rollout's chunk joins are rougher than its insides). Writes the tuned weights as a slim checkpoint
+(``utils.checkpoint export``'s layout), which every sampling and evaluation tool loads as it loads the original.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from brain.data import DyadicCorpus  # noqa: E402
 from brain.dataset import WindowDataset, load_split_clips  # noqa: E402
 from brain.policy import ListenerPolicy  # noqa: E402
 from brain.diffusion import ListenerDiffusion  # noqa: E402
-from utils.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from brain.metrics import chunk_join_stencils  # noqa: E402
+from utils.checkpoint import load_checkpoint, save_checkpoint, slim_payload  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
 from utils.flame import FPS  # noqa: E402
 
@@ -63,10 +65,9 @@ def energy_score(samples: torch.Tensor, truth: torch.Tensor, *, spread_term: boo
 def seam_excess(motion: torch.Tensor, chunk_frames: int) -> torch.Tensor:
     """``[K,T,56]`` -> how far the rollout's mean second-difference norm on stencils straddling a chunk join
     exceeds its mean elsewhere, as a share of the latter (``relu(seam ratio − 1)``, brain.metrics.seam_ratio's
-    measure: 0 for a seamless rollout)."""
+    measure, differentiable: 0 for a seamless rollout)."""
     norms = motion.diff(n=2, dim=1).norm(dim=-1)  # [K,T-2], entry i centred on frame i+1
-    centres = torch.arange(1, norms.shape[1] + 1, device=motion.device)
-    crosses = ((centres + 1) % chunk_frames == 0) | (centres % chunk_frames == 0)
+    crosses = torch.from_numpy(chunk_join_stencils(norms.shape[1], chunk_frames)).to(motion.device)
     return torch.relu(norms[:, crosses].mean() / norms[:, ~crosses].mean() - 1)
 
 
@@ -113,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     policy = ListenerPolicy.from_checkpoint(args.checkpoint, device=device)
     cfg = policy.cfg
     clips = load_split_clips(DyadicCorpus(args.data), "train", cfg.model)
-    windows = WindowDataset(clips, policy.normalizer.cpu(), cfg.model, stride=cfg.train.window_stride).to(device)
-    policy.normalizer.to(device)
+    # the training windows, as training gathers them (normalised on the CPU, then moved)
+    windows = WindowDataset(clips, copy.deepcopy(policy.normalizer).cpu(), cfg.model,
+                            stride=cfg.train.window_stride).to(device)
     frames = int(args.seconds * FPS)
     clips = [clip for clip in clips if clip.num_frames >= frames]
     if frames < SLOW_FRAMES or not clips:
@@ -141,11 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(policy.denoiser.parameters(), cfg.train.grad_clip)
         optimizer.step()
         bar.set_postfix(energy=f"{float(score.detach()):.4f}", window=f"{float(window_loss.detach()):.4f}")
-    payload = load_checkpoint(args.checkpoint, kind="brain")
-    weights = {key: value.detach().clone() for key, value in policy.denoiser.state_dict().items()}
-    payload.update(model=weights, ema=weights)
-    payload.pop("optimizer", None)
-    save_checkpoint(payload, args.out, kind="brain")
+    tuned = slim_payload(load_checkpoint(args.checkpoint, kind="brain"))  # config, normaliser, step: the original's
+    tuned["model"] = {key: value.detach().cpu() for key, value in policy.denoiser.state_dict().items()}
+    save_checkpoint(tuned, args.out, kind="brain")
     print(f"wrote {args.out} after {args.steps} rollout steps")
     return 0
 

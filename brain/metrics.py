@@ -287,17 +287,22 @@ def second_difference_norms(motion: np.ndarray) -> np.ndarray:
     return np.linalg.norm(motion[..., 2:, :] - 2.0 * motion[..., 1:-1, :] + motion[..., :-2, :], axis=-1)
 
 
-def seam_ratio(motions: Sequence[np.ndarray], chunk_frames: int) -> float:
-    """Mean second-difference norm on stencils that straddle a chunk boundary over the mean elsewhere.
+def chunk_join_stencils(count: int, chunk_frames: int) -> np.ndarray:
+    """``[count]`` bool: which second-difference stencils (entry ``i`` centred on frame ``i + 1``) straddle a chunk
+    join — a join lies between frames ``b-1`` and ``b`` for ``b`` a multiple of ``chunk_frames``, and the stencils
+    centred on ``b-1`` and ``b`` cross it."""
+    centres = np.arange(1, count + 1)
+    return ((centres + 1) % chunk_frames == 0) | (centres % chunk_frames == 0)
 
-    ``motions``: ``[K,T,D]`` arrays. A chunk boundary lies between frames ``b-1`` and ``b`` for ``b`` a multiple of
-    ``chunk_frames``; the stencils centred on ``b-1`` and ``b`` cross it. ~1 is seamless, >1 shows jumps.
+
+def seam_ratio(motions: Sequence[np.ndarray], chunk_frames: int) -> float:
+    """Mean second-difference norm on stencils that straddle a chunk boundary (:func:`chunk_join_stencils`) over
+    the mean elsewhere. ``motions``: ``[K,T,D]`` arrays. ~1 is seamless, >1 shows jumps.
     """
     at_seam, inside = [], []
     for motion in motions:
         norms = second_difference_norms(motion)  # [K,T-2], entry i is centred on frame i+1
-        centres = np.arange(1, norms.shape[-1] + 1)
-        crosses = ((centres + 1) % chunk_frames == 0) | (centres % chunk_frames == 0)
+        crosses = chunk_join_stencils(norms.shape[-1], chunk_frames)
         at_seam.append(norms[..., crosses].ravel())
         inside.append(norms[..., ~crosses].ravel())
     seam, rest = np.concatenate(at_seam), np.concatenate(inside)

@@ -178,6 +178,12 @@ def test_dtw_and_lagged_correlations_match_brute_force():
         assert got[index] == pytest.approx(expected)
 
 
+def test_the_stencils_that_straddle_a_chunk_join_are_those_beside_it():
+    # chunks of 4 frames: joins between frames 3|4 and 7|8; stencil i is centred on frame i + 1, so the ones
+    # centred on 3, 4, 7 and 8 cross them
+    assert np.flatnonzero(metrics.chunk_join_stencils(10, 4)).tolist() == [2, 3, 6, 7]
+
+
 def test_seam_ratio_flags_jumps_at_chunk_boundaries():
     t = np.linspace(0, 4 * np.pi, 64)
     smooth = np.stack([np.sin(t), np.cos(t)], axis=1)[None]  # [1,64,2]

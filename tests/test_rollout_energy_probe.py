@@ -69,12 +69,13 @@ def test_fine_tuning_writes_a_loadable_brain_that_the_energy_term_moves(trained,
                            "cpu", *extra]) == 0
         outputs[name] = load_checkpoint(out, kind="brain")
     original = load_checkpoint(checkpoint, kind="brain")
-    assert "optimizer" not in outputs["2"] and outputs["2"]["config"] == original["config"]
-    moved = [name for name, value in outputs["2"]["ema"].items() if not torch.equal(value, original["ema"][name])]
-    assert moved
-    assert any(not torch.equal(outputs["2"]["ema"][name], outputs["0"]["ema"][name]) for name in moved)
+    assert {"optimizer", "ema"}.isdisjoint(outputs["2"]) and outputs["2"]["config"] == original["config"]
+    assert outputs["2"]["step"] == original["step"]
+    moved = [name for name, value in outputs["2"]["model"].items() if not torch.equal(value, original["ema"][name])]
+    assert moved  # tuned from the EMA weights, what sampling uses
+    assert any(not torch.equal(outputs["2"]["model"][name], outputs["0"]["model"][name]) for name in moved)
     # through the history the gradient has more paths: other weights than the truncated run's
-    assert any(not torch.equal(outputs["2_through"]["ema"][name], outputs["2"]["ema"][name]) for name in moved)
+    assert any(not torch.equal(outputs["2_through"]["model"][name], outputs["2"]["model"][name]) for name in moved)
     for seconds in ("1", "30"):  # shorter than the slow course's window; longer than every clip
         with pytest.raises(SystemExit) as refused:
             probe.main(["--checkpoint", str(checkpoint), "--data", str(corpus), "--out", str(tmp_path / "x.pth"),

@@ -17,8 +17,9 @@ statistics), several times the size of the weights. ``export`` writes the copy s
 It keeps the config, normaliser, step and weights — for the brain, the EMA weights (what sampling uses)
 become ``model`` — and loads in ``ListenerPolicy.from_checkpoint`` / ``scene.body.load_body`` with
 identical samples and renders. A slim checkpoint cannot be resumed from. ``export --half`` stores its
-learned weights in fp16 (not the normaliser's statistics or the body's geometry): a transport copy of about half the size (a lent GPU's results come back through
-a small pipe), loaded as usual — weights return to fp32 — with samples and renders that differ by fp16 rounding.
+learned weights in fp16 (not the normaliser's statistics or the body's geometry): a transport copy of about half
+the size (a lent GPU's results come back through a small pipe), loaded as usual — weights return to fp32 — with
+samples and renders that differ by fp16 rounding.
 """
 from __future__ import annotations
 
@@ -94,14 +95,11 @@ def slim_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def half_precision(value: Any) -> Any:
-    """``value`` with every floating-point tensor in it (through dicts and lists) cast to fp16."""
-    if isinstance(value, torch.Tensor):
-        return value.half() if value.is_floating_point() else value
+    """``value`` (a tensor, or dicts of them: state dicts, a body's Gaussian sets) with its floating-point tensors
+    in fp16."""
     if isinstance(value, dict):
         return {key: half_precision(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(half_precision(item) for item in value)
-    return value
+    return value.half() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
 
 
 def export_slim(source: str | os.PathLike, destination: str | os.PathLike, *, half: bool = False) -> dict[str, Any]:
